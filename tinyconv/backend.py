@@ -1,0 +1,174 @@
+"""Array backends, devices, kernel dispatch and random numbers.
+
+This is the only tinyconv module that imports CuPy or the kernels package (``kernels/`` in the source tree,
+installed as ``tinyconv_kernels``).  Both are imported lazily, on first use, so ``import tinyconv`` stays
+fast and works without either.
+
+Devices are ``'cpu'`` (NumPy arrays) and ``'cuda'`` (CuPy arrays).  ``get_array_module(x)`` returns the
+module that operates on ``x``, so an op written as ``xp = get_array_module(x); xp.exp(x)`` runs on both.
+
+Kernel dispatch: ``get_kernel(name, x)`` returns the implementation of kernel ``name`` for ``x``'s device:
+the CUDA kernel for CuPy arrays; for NumPy arrays the Numba-JIT kernel, or the plain NumPy reference when
+``TINYCONV_KERNELS=numpy`` is set (or ``use_kernels('numpy')`` is active).  All three share one signature.
+"""
+import contextlib
+import os
+
+import numpy as np
+
+_cupy = None
+_cupy_checked = False
+
+
+def cupy_or_none():
+    """The ``cupy`` module if it imports, else ``None`` (checked once)."""
+    global _cupy, _cupy_checked
+    if not _cupy_checked:
+        _cupy_checked = True
+        try:
+            import cupy
+            _cupy = cupy
+        except Exception:  # ImportError, or a CUDA library that fails to load
+            _cupy = None
+    return _cupy
+
+
+def _is_cupy(x):
+    return type(x).__module__.startswith("cupy")
+
+
+def is_array(x):
+    return isinstance(x, np.ndarray) or _is_cupy(x)
+
+
+def get_array_module(x):
+    """``numpy`` or ``cupy``, whichever operates on ``x`` (a Tensor or an array)."""
+    data = getattr(x, "data", x)
+    if _is_cupy(data):
+        return cupy_or_none()
+    return np
+
+
+def device_of(x):
+    return "cuda" if _is_cupy(x) else "cpu"
+
+
+def normalize_device(device):
+    """``'cpu'``, ``'cuda'``, ``'cuda:0'`` -> ``'cpu'`` or ``'cuda'``; anything else is an error."""
+    name = str(getattr(device, "type", device)).split(":")[0]
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r}: expected 'cpu' or 'cuda'")
+    return name
+
+
+def xp_for(device):
+    """The array module of a device; ``'cuda'`` without a usable GPU raises a clear error."""
+    if normalize_device(device) == "cpu":
+        return np
+    from . import cuda
+    if not cuda.is_available():
+        raise RuntimeError("device 'cuda' requested, but CUDA is not available: install CuPy "
+                           "(pip install -e '.[cuda]') on a machine with an NVIDIA GPU")
+    return cupy_or_none()
+
+
+def to_device(x, device):
+    """Copy array ``x`` to ``device`` (no copy if it is already there)."""
+    device = normalize_device(device)
+    if device_of(x) == device:
+        return x
+    if device == "cpu":
+        return x.get()
+    return xp_for("cuda").asarray(x)
+
+
+def to_numpy(x):
+    return x.get() if _is_cupy(x) else np.asarray(x)
+
+
+# -- kernels ------------------------------------------------------------------------------------------
+_KERNEL_MODES = ("auto", "numba", "numpy")
+_kernel_mode = os.environ.get("TINYCONV_KERNELS", "auto").lower()
+if _kernel_mode not in _KERNEL_MODES:
+    raise ValueError(f"TINYCONV_KERNELS={_kernel_mode!r}: expected one of {', '.join(_KERNEL_MODES)}")
+
+
+def kernel_mode():
+    return _kernel_mode
+
+
+@contextlib.contextmanager
+def use_kernels(mode):
+    """Temporarily force the CPU kernel implementation: ``'numpy'`` (reference) or ``'numba'``/``'auto'``."""
+    global _kernel_mode
+    if mode not in _KERNEL_MODES:
+        raise ValueError(f"unknown kernel mode {mode!r}: expected one of {', '.join(_KERNEL_MODES)}")
+    prev, _kernel_mode = _kernel_mode, mode
+    try:
+        yield
+    finally:
+        _kernel_mode = prev
+
+
+def get_kernel(name, x):
+    """The implementation of kernel ``name`` for the device of array ``x``."""
+    import tinyconv_kernels
+    if _is_cupy(x):
+        target = "cuda"
+    else:
+        target = "numpy" if _kernel_mode == "numpy" else "cpu"
+    return tinyconv_kernels.get(name, target)
+
+
+def as_cuda_output(y):
+    """Wrap what a CUDA kernel returned (a Numba device array) as a CuPy array without copying."""
+    if isinstance(y, tuple):
+        return tuple(as_cuda_output(v) for v in y)
+    if _is_cupy(y) or isinstance(y, np.ndarray):
+        return y
+    return cupy_or_none().asarray(y)
+
+
+# -- random numbers -----------------------------------------------------------------------------------
+_seed = None
+_host_rng = np.random.default_rng()
+_cuda_rng = None
+
+
+def manual_seed(seed):
+    """Seed every random stream of tinyconv (initialisation, dropout, shuffling defaults).
+
+    Initial weights are drawn on the host and then moved, so one seed gives the same weights on CPU and
+    GPU; dropout masks on a GPU come from CuPy's generator seeded from the same number.
+    """
+    global _seed, _host_rng, _cuda_rng
+    _seed = int(seed)
+    _host_rng = np.random.default_rng(_seed)
+    _cuda_rng = None
+
+
+def host_rng():
+    """The global NumPy ``Generator`` behind initialisation and CPU dropout."""
+    return _host_rng
+
+
+def rng_for(xp):
+    """A random generator producing arrays of module ``xp`` (NumPy or CuPy)."""
+    global _cuda_rng
+    if xp is np:
+        return _host_rng
+    if _cuda_rng is None:
+        seed = _seed if _seed is not None else int(_host_rng.integers(2**63))
+        _cuda_rng = xp.random.default_rng(seed)
+    return _cuda_rng
+
+
+def get_rng_state():
+    """A picklable snapshot of the host generator (for checkpoints)."""
+    return {"seed": _seed, "bit_generator": _host_rng.bit_generator.state}
+
+
+def set_rng_state(state):
+    global _seed
+    _seed = state.get("seed")
+    _host_rng.bit_generator.state = state["bit_generator"]

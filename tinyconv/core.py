@@ -1,0 +1,322 @@
+"""The autograd engine: ``Tensor``, ``Function``, the iterative backward pass and ``no_grad``.
+
+A ``Tensor`` wraps a backend array (``numpy.ndarray`` on the CPU, ``cupy.ndarray`` on a GPU) in ``.data``.
+Every differentiable operation is a ``Function`` subclass: ``forward`` works on raw arrays and keeps what
+``backward`` needs as named attributes (``self.mask``, ``self.col``, ...); ``backward`` sits right under it and
+maps the gradient of the output(s) to the gradients of the inputs.  Calling a function records the graph
+(define-by-run): each output remembers the function that created it, each function its inputs.
+
+``Tensor.backward`` visits the graph in reverse topological order computed *iteratively*, so a chain of
+ten thousand operations (a deep DenseNet, an unrolled loop) needs no recursion.  Gradients of leaves
+accumulate in ``.grad`` until zeroed; the arrays saved by each function are released after the pass unless
+``retain_graph=True``.
+"""
+import contextlib
+import threading
+
+import numpy as np
+
+from . import backend
+
+_state = threading.local()
+
+
+def is_grad_enabled():
+    """True unless inside ``no_grad()``."""
+    return getattr(_state, "grad_enabled", True)
+
+
+class _GradMode(contextlib.ContextDecorator):
+    def __init__(self, enabled):
+        self.enabled = enabled
+
+    def __enter__(self):
+        self.prev = is_grad_enabled()
+        _state.grad_enabled = self.enabled
+
+    def __exit__(self, *exc):
+        _state.grad_enabled = self.prev
+        return False
+
+
+def no_grad():
+    """Context manager and decorator that disables graph recording (evaluation, optimiser updates)."""
+    return _GradMode(False)
+
+
+def enable_grad():
+    """Context manager and decorator that re-enables graph recording inside ``no_grad``."""
+    return _GradMode(True)
+
+
+class Function:
+    """Base class of every differentiable operation.
+
+    Subclasses take their hyper-parameters in ``__init__`` (keyword arguments, stored as attributes) and
+    implement ``forward(*arrays) -> array or tuple of arrays`` and ``backward(*grad_outputs) -> gradient
+    or tuple of gradients`` (one per input, ``None`` for inputs without gradient).  ``Cls.apply(*inputs,
+    **hyper)`` runs it on tensors.  Attributes assigned during ``forward`` are the saved state; they are
+    deleted after backward (unless the graph is retained), and a second backward then raises.
+    """
+
+    def __init__(self, **hyper):
+        self.__dict__.update(hyper)
+
+    @classmethod
+    def apply(cls, *inputs, **hyper):
+        return cls(**hyper)(*inputs)
+
+    def __call__(self, *inputs):
+        tensors = [x if (x is None or isinstance(x, Tensor)) else _as_tensor_like(x, inputs) for x in inputs]
+        _check_same_device(type(self).__name__, tensors)
+        arrays = [None if t is None else t.data for t in tensors]
+        before = set(self.__dict__)
+        outputs = self.forward(*arrays)
+        self._saved = [k for k in self.__dict__ if k not in before]
+        multi = isinstance(outputs, tuple)
+        outputs = outputs if multi else (outputs,)
+        requires = is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+        results = tuple(Tensor(y, requires_grad=requires) for y in outputs)
+        if requires:
+            self.inputs = tensors
+            self.needs_input_grad = [t is not None and t.requires_grad for t in tensors]
+            self.out_grads = [None] * len(results)
+            self.out_meta = [(y.shape, y.dtype) for y in outputs]
+            for i, r in enumerate(results):
+                r._ctx, r._out_index = self, i
+        else:
+            self.release()
+        return results if multi else results[0]
+
+    def forward(self, *xs):
+        raise NotImplementedError(f"{type(self).__name__} must implement forward")
+
+    def backward(self, *gys):
+        raise NotImplementedError(f"{type(self).__name__} must implement backward")
+
+    def release(self):
+        """Drop the arrays saved by ``forward``; a later backward through this node raises."""
+        for k in getattr(self, "_saved", ()):
+            self.__dict__.pop(k, None)
+        self._freed = True
+
+    def __repr__(self):
+        return f"<{type(self).__name__}>"
+
+
+def _as_tensor_like(value, inputs):
+    """Python/NumPy scalars and arrays become constant tensors of the first tensor input's dtype and device."""
+    ref = next((x for x in inputs if isinstance(x, Tensor)), None)
+    if ref is None:
+        return Tensor(np.asarray(value))
+    xp = backend.get_array_module(ref.data)
+    arr = xp.asarray(value)
+    if np.isscalar(value) or (arr.dtype.kind in "biuf" and ref.dtype.kind == "f" and arr.ndim == 0):
+        arr = arr.astype(ref.dtype)
+    return Tensor(arr)
+
+
+def _check_same_device(op, tensors):
+    devices = {t.device for t in tensors if t is not None}
+    if len(devices) > 1:
+        where = ", ".join(f"input {i} {tuple(t.shape)} on '{t.device}'" for i, t in enumerate(tensors) if t is not None)
+        raise RuntimeError(f"{op}: expected all tensors on the same device, got {where}")
+
+
+class _Size(int):
+    """The element count (``x.size``, as NumPy) that also answers PyTorch's ``x.size()`` and ``x.size(dim)``."""
+
+    def __new__(cls, n, shape):
+        obj = super().__new__(cls, int(n))
+        obj.shape = tuple(shape)
+        return obj
+
+    def __call__(self, dim=None):
+        return self.shape if dim is None else self.shape[dim]
+
+
+class Tensor:
+    """An n-dimensional array with automatic differentiation.
+
+    ``data`` is the backend array, ``grad`` the accumulated gradient (a ``Tensor`` or ``None``).
+    Operators and methods (``+ - * / @ **``, indexing, ``sum``, ``reshape``, ...) are defined in
+    ``tinyconv.functions.basic`` and attached to this class there.
+    """
+
+    __array_priority__ = 1000  # make ``ndarray * Tensor`` call Tensor.__rmul__
+
+    def __init__(self, data, requires_grad=False):
+        if isinstance(data, Tensor):
+            data = data.data
+        if not backend.is_array(data):
+            data = np.asarray(data)
+        self.data = data
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self._ctx = None
+        self._out_index = 0
+        self._retain_grad = False
+
+    # -- array facts --------------------------------------------------------------------------------
+    shape = property(lambda self: tuple(self.data.shape))
+    dtype = property(lambda self: self.data.dtype)
+    ndim = property(lambda self: self.data.ndim)
+    size = property(lambda self: _Size(self.data.size, self.data.shape))
+    device = property(lambda self: backend.device_of(self.data))
+    is_leaf = property(lambda self: self._ctx is None)
+
+    def __len__(self):
+        return len(self.data)
+
+    def dim(self):
+        return self.data.ndim
+
+    def numel(self):
+        return int(self.data.size)
+
+    def __repr__(self):
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        dev = "" if self.device == "cpu" else f", device='{self.device}'"
+        body = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
+        return f"tensor({body}{dev}{grad})" if self.dtype == np.float32 else \
+            f"tensor({body}, dtype={self.dtype}{dev}{grad})"
+
+    # -- conversion -------------------------------------------------------------------------------------
+    def numpy(self):
+        """The data as a NumPy array on the host (a copy for GPU tensors)."""
+        return backend.to_numpy(self.data)
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item(): only one-element tensors can be converted, got shape {self.shape}")
+        return self.data.reshape(()).item()
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def detach(self):
+        """A tensor sharing the data, cut from the graph."""
+        return Tensor(self.data)
+
+    def to(self, device=None, dtype=None):
+        """Move to ``'cpu'`` or ``'cuda'`` and/or cast (differentiable)."""
+        out = self
+        if dtype is not None and np.dtype(dtype) != self.dtype:
+            out = out.astype(dtype)
+        if device is not None and backend.normalize_device(device) != self.device:
+            out = _ToDevice.apply(out, device=backend.normalize_device(device))
+        return out
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self):
+        return self.to("cuda")
+
+    def requires_grad_(self, flag=True):
+        self.requires_grad = flag
+        return self
+
+    def retain_grad(self):
+        """Keep ``.grad`` on this non-leaf tensor after backward."""
+        self._retain_grad = True
+        return self
+
+    def zero_(self):
+        self.data[...] = 0
+        return self
+
+    # -- backward -----------------------------------------------------------------------------------
+    def backward(self, grad=None, retain_graph=False):
+        """Back-propagate from this tensor, accumulating into the ``.grad`` of leaves that require it.
+
+        ``grad`` is the gradient of some scalar with respect to this tensor; it may be omitted only for a
+        one-element tensor (it is then 1).
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward(): this tensor does not require grad and has no grad_fn "
+                               "(was it created under no_grad(), or from inputs without requires_grad?)")
+        xp = backend.get_array_module(self.data)
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(f"backward(): grad can be implicitly created only for scalar outputs, "
+                                   f"got a tensor of shape {self.shape}; pass grad= of the same shape")
+            g = xp.ones_like(self.data)
+        else:
+            g = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=self.dtype)
+            if g.shape != self.data.shape:
+                raise ValueError(f"backward(): grad has shape {tuple(g.shape)}, expected {self.shape}")
+        if self._ctx is None:
+            _accumulate_leaf(self, g)
+            return
+        self._ctx.out_grads[self._out_index] = g
+        for f in _topological_order(self._ctx):
+            if getattr(f, "_freed", False):
+                raise RuntimeError(f"backward(): trying to backward through {type(f).__name__} a second time, "
+                                   "but its saved buffers were freed; call backward(retain_graph=True) "
+                                   "the first time")
+            gys = [gy if gy is not None else xp.zeros(shape, dtype) for gy, (shape, dtype)
+                   in zip(f.out_grads, f.out_meta)]
+            f.out_grads = [None] * len(gys)
+            gxs = f.backward(*gys)
+            if not isinstance(gxs, tuple):
+                gxs = (gxs,)
+            if not retain_graph:
+                f.release()
+            for x, need, gx in zip(f.inputs, f.needs_input_grad, gxs):
+                if not need or gx is None:
+                    continue
+                if gx.shape != x.data.shape:
+                    raise RuntimeError(f"{type(f).__name__}.backward returned a gradient of shape "
+                                       f"{tuple(gx.shape)} for an input of shape {x.shape}")
+                if x._ctx is None:
+                    _accumulate_leaf(x, gx)
+                else:
+                    slot = x._ctx.out_grads
+                    slot[x._out_index] = gx if slot[x._out_index] is None else slot[x._out_index] + gx
+                    if x._retain_grad:
+                        _accumulate_leaf(x, gx)
+            if not retain_graph:
+                f.inputs = ()
+
+
+def _accumulate_leaf(t, g):
+    if g.dtype != t.dtype:
+        g = g.astype(t.dtype)
+    if t.grad is None:
+        t.grad = Tensor(g.copy() if g is t.data else g)
+    else:
+        t.grad = Tensor(t.grad.data + g)
+
+
+def _topological_order(root):
+    """Functions reachable from ``root``, each after every function that consumes its outputs.
+
+    Iterative depth-first post-order (an explicit stack instead of recursion), then reversed.
+    """
+    order, visited = [], {id(root)}
+    stack = [(root, False)]
+    while stack:
+        f, expanded = stack.pop()
+        if expanded:
+            order.append(f)
+            continue
+        stack.append((f, True))
+        for x in getattr(f, "inputs", ()):
+            g = None if x is None else x._ctx
+            if g is not None and id(g) not in visited:
+                visited.add(id(g))
+                stack.append((g, False))
+    order.reverse()
+    return order
+
+
+class _ToDevice(Function):
+    """Copy between host and GPU; the gradient goes back the other way."""
+
+    def forward(self, x):
+        self.src = backend.device_of(x)
+        return backend.to_device(x, self.device)
+
+    def backward(self, gy):
+        return backend.to_device(gy, self.src)

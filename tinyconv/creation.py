@@ -1,0 +1,96 @@
+"""Tensor constructors: ``tensor``, ``zeros``, ``ones``, ``full``, ``arange``, ``randn``, ``rand``, ``*_like``.
+
+Floating-point data defaults to float32.  Random tensors are drawn on the host from the generator that
+``tinyconv.manual_seed`` seeds and then moved, so a seed gives the same values on every device.
+"""
+import numpy as np
+
+from . import backend
+from .core import Tensor
+
+DEFAULT_DTYPE = np.float32
+
+
+def _place(arr, device, requires_grad):
+    return Tensor(backend.to_device(arr, device) if device not in (None, "cpu") else arr, requires_grad)
+
+
+def _shape(size):
+    return tuple(size[0]) if len(size) == 1 and isinstance(size[0], (tuple, list)) else tuple(size)
+
+
+def tensor(data, dtype=None, requires_grad=False, device="cpu"):
+    """A new tensor from a list, scalar or array (copied).  Python floats become float32 unless ``dtype``."""
+    if isinstance(data, Tensor):
+        data = data.data
+    if backend.is_array(data):
+        arr = backend.to_numpy(data).copy() if backend.device_of(data) != "cpu" else data.copy()
+    else:
+        arr = np.array(data)
+        if dtype is None and arr.dtype == np.float64:
+            arr = arr.astype(DEFAULT_DTYPE)
+    if dtype is not None:
+        arr = arr.astype(dtype)
+    return _place(arr, device, requires_grad)
+
+
+def from_numpy(arr):
+    """A tensor sharing memory with a NumPy array."""
+    return Tensor(np.asarray(arr))
+
+
+def zeros(*size, dtype=DEFAULT_DTYPE, requires_grad=False, device="cpu"):
+    return Tensor(backend.xp_for(device).zeros(_shape(size), dtype), requires_grad)
+
+
+def ones(*size, dtype=DEFAULT_DTYPE, requires_grad=False, device="cpu"):
+    return Tensor(backend.xp_for(device).ones(_shape(size), dtype), requires_grad)
+
+
+def full(size, fill_value, dtype=DEFAULT_DTYPE, requires_grad=False, device="cpu"):
+    return Tensor(backend.xp_for(device).full(_shape((size,)), fill_value, dtype), requires_grad)
+
+
+def empty(*size, dtype=DEFAULT_DTYPE, requires_grad=False, device="cpu"):
+    return Tensor(backend.xp_for(device).empty(_shape(size), dtype), requires_grad)
+
+
+def arange(start, stop=None, step=1, dtype=None, requires_grad=False, device="cpu"):
+    arr = np.arange(start, stop, step) if stop is not None else np.arange(start)
+    if dtype is None and arr.dtype == np.float64:
+        arr = arr.astype(DEFAULT_DTYPE)
+    return _place(arr.astype(dtype) if dtype is not None else arr, device, requires_grad)
+
+
+def randn(*size, dtype=DEFAULT_DTYPE, requires_grad=False, device="cpu"):
+    """Standard normal samples from the seeded host generator."""
+    arr = backend.host_rng().standard_normal(_shape(size)).astype(dtype)
+    return _place(arr, device, requires_grad)
+
+
+def rand(*size, dtype=DEFAULT_DTYPE, requires_grad=False, device="cpu"):
+    """Uniform samples in [0, 1) from the seeded host generator."""
+    arr = backend.host_rng().random(_shape(size)).astype(dtype)
+    return _place(arr, device, requires_grad)
+
+
+def randint(low, high, size, dtype=np.int64, device="cpu"):
+    return _place(backend.host_rng().integers(low, high, size=_shape((size,))).astype(dtype), device, False)
+
+
+def _like(fn):
+    def like(x, dtype=None, requires_grad=False, device=None):
+        return fn(*x.shape, dtype=dtype or x.dtype, requires_grad=requires_grad, device=device or x.device)
+    like.__doc__ = f"``{fn.__name__}`` with the shape, dtype and device of ``x``."
+    return like
+
+
+zeros_like = _like(zeros)
+ones_like = _like(ones)
+randn_like = _like(randn)
+rand_like = _like(rand)
+empty_like = _like(empty)
+
+
+def full_like(x, fill_value, dtype=None, requires_grad=False, device=None):
+    return full(x.shape, fill_value, dtype=dtype or x.dtype, requires_grad=requires_grad, device=device or x.device)

@@ -1,0 +1,207 @@
+"""Operations that only move elements around: reshape, transpose, indexing, concatenation, padding.
+
+Their gradients move the output gradient back to where each element came from: the inverse reshape or
+permutation, a scatter-add for indexing (an index may repeat), a split for a concatenation.
+"""
+import numpy as np
+
+from ..backend import get_array_module
+from ..core import Function, Tensor
+from .basic import unbroadcast
+
+
+class Reshape(Function):
+    def forward(self, x):
+        self.x_shape = x.shape
+        try:
+            return x.reshape(self.shape)
+        except ValueError:
+            raise ValueError(f"reshape: cannot reshape a tensor of shape {tuple(x.shape)} "
+                             f"({x.size} elements) into {tuple(self.shape)}") from None
+
+    def backward(self, gy):
+        return gy.reshape(self.x_shape)
+
+
+class Permute(Function):
+    def forward(self, x):
+        if sorted(a % max(x.ndim, 1) for a in self.axes) != list(range(x.ndim)):
+            raise ValueError(f"permute: {tuple(self.axes)} is not a permutation of the {x.ndim} axes "
+                             f"of a tensor of shape {tuple(x.shape)}")
+        return x.transpose(self.axes)
+
+    def backward(self, gy):
+        # the inverse permutation sends every axis back
+        return gy.transpose(np.argsort([a % gy.ndim for a in self.axes]))
+
+
+class GetItem(Function):
+    def forward(self, x):
+        self.x_shape, self.x_dtype = x.shape, x.dtype
+        return x[self.index]
+
+    def backward(self, gy):
+        xp = get_array_module(gy)
+        gx = xp.zeros(self.x_shape, self.x_dtype)
+        # scatter-add: an element picked twice (fancy indexing) receives both gradients
+        xp.add.at(gx, self.index, gy) if _is_fancy(self.index) else gx.__setitem__(self.index, gy)
+        return gx
+
+
+def _is_fancy(index):
+    parts = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(p, (list, np.ndarray)) or hasattr(p, "__cuda_array_interface__") for p in parts)
+
+
+class Concat(Function):
+    def forward(self, *xs):
+        xp = get_array_module(xs[0])
+        ref = xs[0]
+        for i, x in enumerate(xs[1:], 1):
+            if x.ndim != ref.ndim or any(a != b for d, (a, b) in enumerate(zip(x.shape, ref.shape))
+                                         if d != self.axis % ref.ndim):
+                raise ValueError(f"cat: tensor {i} has shape {tuple(x.shape)}, incompatible with tensor 0 of "
+                                 f"shape {tuple(ref.shape)} along axes other than {self.axis}")
+        self.sizes = [x.shape[self.axis] for x in xs]
+        return xp.concatenate(xs, axis=self.axis)
+
+    def backward(self, gy):
+        xp = get_array_module(gy)
+        # each input gets its own slice of the gradient back
+        return tuple(xp.split(gy, np.cumsum(self.sizes)[:-1].tolist(), axis=self.axis))
+
+
+class Split(Function):
+    def forward(self, x):
+        self.x_shape = x.shape
+        xp = get_array_module(x)
+        return tuple(xp.split(x, np.cumsum(self.sizes)[:-1].tolist(), axis=self.axis))
+
+    def backward(self, *gys):
+        return get_array_module(gys[0]).concatenate(gys, axis=self.axis)
+
+
+class BroadcastTo(Function):
+    def forward(self, x):
+        self.x_shape = x.shape
+        return get_array_module(x).broadcast_to(x, self.shape)
+
+    def backward(self, gy):
+        return unbroadcast(gy, self.x_shape)
+
+
+class Pad(Function):
+    """Constant padding of the last ``len(pad)//2`` axes, PyTorch order ``(left, right, top, bottom, ...)``."""
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        k = len(self.pad) // 2
+        if len(self.pad) % 2 or k > x.ndim:
+            raise ValueError(f"pad: expected an even-length tuple for at most {x.ndim} axes, got {self.pad}")
+        widths = [(0, 0)] * (x.ndim - k) + [(self.pad[2 * i], self.pad[2 * i + 1]) for i in reversed(range(k))]
+        if any(lo < 0 or hi < 0 for lo, hi in widths):  # negative padding crops
+            self.crop = tuple(slice(-lo if lo < 0 else 0, n + hi if hi < 0 else n)
+                              for (lo, hi), n in zip(widths, x.shape))
+            x = x[self.crop]
+            widths = [(max(lo, 0), max(hi, 0)) for lo, hi in widths]
+        self.inner = tuple(slice(lo, lo + n) for (lo, _), n in zip(widths, x.shape))
+        return xp.pad(x, widths, mode="constant", constant_values=self.value)
+
+    def backward(self, gy):
+        # the padded border received constants: only the interior passes gradient back
+        g = gy[self.inner]
+        if hasattr(self, "crop"):
+            xp = get_array_module(gy)
+            full = xp.zeros(self.full_shape, gy.dtype)
+            full[self.crop] = g
+            return full
+        return g
+
+
+def reshape(x, *shape):
+    """View ``x`` with a new shape (one dimension may be -1)."""
+    shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+    return Reshape.apply(x, shape=shape)
+
+
+def permute(x, *axes):
+    axes = tuple(axes[0]) if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
+    return Permute.apply(x, axes=tuple(axes))
+
+
+def transpose(x, dim0=None, dim1=None):
+    """Swap two axes (PyTorch), or reverse all axes when none are given (NumPy's ``.T``)."""
+    if dim0 is None:
+        return permute(x, tuple(reversed(range(x.ndim))))
+    axes = list(range(x.ndim))
+    axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
+    return permute(x, tuple(axes))
+
+
+def flatten(x, start_dim=0, end_dim=-1):
+    """Merge axes ``start_dim..end_dim`` into one."""
+    s, e = start_dim % x.ndim, end_dim % x.ndim
+    shape = x.shape[:s] + (int(np.prod(x.shape[s:e + 1])),) + x.shape[e + 1:]
+    return reshape(x, shape)
+
+
+def getitem(x, index):
+    if isinstance(index, Tensor):
+        index = index.data
+    elif isinstance(index, tuple):
+        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    return GetItem.apply(x, index=index)
+
+
+def cat(tensors, dim=0, axis=None):
+    """Concatenate along an existing axis (channel concat: ``dim=1``)."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("cat: expected a non-empty list of tensors")
+    return Concat.apply(*tensors, axis=dim if axis is None else axis)
+
+
+concatenate = cat
+
+
+def stack(tensors, dim=0, axis=None):
+    """Join along a new axis."""
+    d = dim if axis is None else axis
+    tensors = list(tensors)
+    shapes = {t.shape for t in tensors}
+    if len(shapes) > 1:
+        raise ValueError(f"stack: expected tensors of one shape, got {sorted(shapes)}")
+    nd = tensors[0].ndim + 1
+    d = d % nd
+    return cat([reshape(t, t.shape[:d] + (1,) + t.shape[d:]) for t in tensors], dim=d)
+
+
+def split(x, split_size_or_sections, dim=0):
+    """Split into chunks of ``split_size`` (int) or of the given sizes (list), as ``torch.split``."""
+    n = x.shape[dim]
+    if isinstance(split_size_or_sections, int):
+        step = split_size_or_sections
+        sizes = [min(step, n - i) for i in range(0, n, step)]
+    else:
+        sizes = list(split_size_or_sections)
+        if sum(sizes) != n:
+            raise ValueError(f"split: sizes {sizes} do not add up to {n}, the length of axis {dim}")
+    out = Split.apply(x, sizes=sizes, axis=dim)
+    return out if isinstance(out, tuple) else (out,)
+
+
+def chunk(x, chunks, dim=0):
+    n = x.shape[dim]
+    return split(x, -(-n // chunks), dim)
+
+
+def broadcast_to(x, shape):
+    return BroadcastTo.apply(x, shape=tuple(shape))
+
+
+def pad(x, pad, mode="constant", value=0.0):
+    """Pad ``x``; ``pad = (left, right[, top, bottom[, front, back]])`` for the last axes, as ``F.pad``."""
+    if mode != "constant":
+        raise ValueError(f"pad: mode {mode!r} is not supported (only 'constant')")
+    f = Pad(pad=tuple(int(p) for p in pad), value=value, full_shape=x.shape)
+    return f(x)

@@ -1,0 +1,2 @@
+"""``tinyconv.nn``: modules with PyTorch's names, arguments, defaults and state-dict keys."""
+from .module import Module, ModuleDict, ModuleList, Parameter, Sequential  # noqa: F401
