@@ -2,6 +2,18 @@
 import os
 
 import numpy as np
+
+if "NUMBA_ENABLE_CUDASIM" not in os.environ:
+    # Without a GPU, numba.cuda kernels run on Numba's CUDA simulator, so their logic is tested here too.
+    # It must be chosen before Numba is first imported.
+    try:
+        import cupy
+        _gpu = cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        _gpu = False
+    if not _gpu:
+        os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+
 import pytest
 from hypothesis import HealthCheck, settings
 

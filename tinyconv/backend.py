@@ -110,14 +110,22 @@ def use_kernels(mode):
         _kernel_mode = prev
 
 
+_cuda_wrappers = {}
+
+
 def get_kernel(name, x):
-    """The implementation of kernel ``name`` for the device of array ``x``."""
+    """The implementation of kernel ``name`` for the device of array ``x``.
+
+    CUDA kernels (written with ``numba.cuda``) return Numba device arrays; the function returned here wraps
+    them as CuPy arrays (no copy), so an op sees CuPy in and CuPy out.
+    """
     import tinyconv_kernels
     if _is_cupy(x):
-        target = "cuda"
-    else:
-        target = "numpy" if _kernel_mode == "numpy" else "cpu"
-    return tinyconv_kernels.get(name, target)
+        if name not in _cuda_wrappers:
+            fn = tinyconv_kernels.get(name, "cuda")
+            _cuda_wrappers[name] = lambda *args, **kw: as_cuda_output(fn(*args, **kw))
+        return _cuda_wrappers[name]
+    return tinyconv_kernels.get(name, "numpy" if _kernel_mode == "numpy" else "cpu")
 
 
 def as_cuda_output(y):
