@@ -4,3 +4,6 @@ from .basic import (abs, add, astype, clamp, clip, div, exp, log, matmul, max, m
                     minimum, mul, neg, pow, sqrt, sub, sum, unbroadcast, var, where)
 from .shape import (broadcast_to, cat, chunk, concatenate, flatten, getitem, pad, permute,  # noqa: F401
                     reshape, split, stack, transpose)
+from .pooling import (adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, global_avg_pool2d,  # noqa: F401
+                      max_pool2d)
+from .lrn import local_response_norm  # noqa: F401
