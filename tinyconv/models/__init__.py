@@ -3,3 +3,4 @@
 One module per architecture family; each factory registers itself (``list_models()``, ``get_model(name)``).
 """
 from .registry import get_model, list_models, register_model  # noqa: F401
+from .lenet import lenet5  # noqa: F401
