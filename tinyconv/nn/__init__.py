@@ -1,3 +1,3 @@
 """``tinyconv.nn``: modules with PyTorch's names, arguments, defaults and state-dict keys."""
-from . import init  # noqa: F401
+from . import init, utils  # noqa: F401
 from .module import Module, ModuleDict, ModuleList, Parameter, Sequential  # noqa: F401
