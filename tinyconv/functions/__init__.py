@@ -3,7 +3,7 @@ from . import methods  # noqa: F401  (binds Tensor operators)
 from .basic import (abs, add, astype, clamp, clip, div, exp, log, matmul, max, maximum, mean, min,  # noqa: F401
                     minimum, mul, neg, pow, sqrt, sub, sum, unbroadcast, var, where)
 from .shape import (broadcast_to, cat, chunk, concatenate, flatten, getitem, pad, permute,  # noqa: F401
-                    reshape, split, stack, transpose)
+                    reshape, split, squeeze, stack, transpose, unsqueeze)
 from .shape import channel_shuffle  # noqa: F401
 from .activation import (gelu, hardsigmoid, hardswish, leaky_relu, log_softmax, relu, relu6,  # noqa: F401
                          sigmoid, silu, softmax, softplus, swish, tanh)

@@ -1,5 +1,5 @@
 """``tinyconv.nn``: modules with PyTorch's names, arguments, defaults and state-dict keys."""
-from . import init  # noqa: F401
+from . import init, utils  # noqa: F401
 from .module import Module, ModuleDict, ModuleList, Parameter, Sequential  # noqa: F401
 from .activation import (GELU, Hardsigmoid, Hardswish, LeakyReLU, LogSoftmax, ReLU, ReLU6, Sigmoid,  # noqa: F401
                          SiLU, Softmax, Softplus, Tanh)
