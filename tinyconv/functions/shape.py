@@ -223,3 +223,16 @@ def pad(x, pad, mode="constant", value=0.0):
         raise ValueError(f"pad: mode {mode!r} is not supported (only 'constant')")
     f = Pad(pad=tuple(int(p) for p in pad), value=value, full_shape=x.shape)
     return f(x)
+
+
+def channel_shuffle(x, groups):
+    """ShuffleNet's channel shuffle (Zhang et al., 2018): ``(N, C, H, W)`` with channels in ``G`` groups of
+    ``C/G``; view as ``(N, G, C/G, H, W)``, swap the two channel axes, flatten back, so each group of the next
+    grouped convolution sees channels from every group.  Composed of reshape and permute (their gradients)."""
+    if x.ndim < 2 or x.shape[1] % groups:
+        raise ValueError(f"channel_shuffle: the number of channels must be divisible by groups={groups}, "
+                         f"got input of shape {x.shape}")
+    n, c = x.shape[:2]
+    y = reshape(x, (n, groups, c // groups) + x.shape[2:])
+    y = permute(y, (0, 2, 1) + tuple(range(3, x.ndim + 1)))
+    return reshape(y, x.shape)
