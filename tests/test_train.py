@@ -257,3 +257,12 @@ def test_history_path_accepts_suffix(tmp_path):
     T.write_history(tmp_path / "h.json", [{"epoch": 1, "loss": 0.5}])
     assert sorted(os.listdir(tmp_path)) == ["h.csv", "h.json"]
     assert (tmp_path / "h.csv").read_text().splitlines() == ["epoch,loss", "1,0.5"]
+
+
+def test_plot_history_writes_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    history = [{"epoch": e, "train_loss": 1 / e, "test_loss": 1.2 / e, "train_acc": 0.5 + e / 10,
+                "test_acc1": 0.45 + e / 10, "test_acc5": 0.9} for e in (1, 2, 3)]
+    T.plot_history(history, tmp_path / "curves.png", title="tiny")
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert os.listdir(tmp_path) == ["curves.png"]

@@ -44,19 +44,6 @@ def _to_device(x, device):
     return Tensor(backend.to_device(x, device))
 
 
-def _tree_to_device(obj, device):
-    """Move every Tensor/array in a nested dict/list (an optimiser state dict) to ``device``."""
-    if isinstance(obj, Tensor):
-        return Tensor(backend.to_device(obj.data, device))
-    if backend.is_array(obj):
-        return backend.to_device(obj, device)
-    if isinstance(obj, dict):
-        return {k: _tree_to_device(v, device) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_tree_to_device(v, device) for v in obj)
-    return obj
-
-
 def _progress_bar(iterable, enabled, desc, total=None):
     """A tqdm bar over ``iterable``, shown only when ``enabled`` and stderr is a terminal."""
     from tqdm.auto import tqdm
@@ -166,8 +153,9 @@ def load_training_checkpoint(path, model, optimizer=None, scheduler=None, train_
     """Restore what ``save_training_checkpoint`` wrote into the given objects; returns the state dict.
 
     The model's weights are checked first: a checkpoint of another model raises ``CheckpointError`` naming
-    the file and the mismatched keys and shapes.  Tensors land on the model's device.  The returned dict
-    has ``epoch`` (completed epochs), ``history`` and ``extra``.
+    the file and the mismatched keys and shapes.  Weights are copied onto the model's device (and the
+    optimiser puts its state next to its parameters), so a checkpoint loads on the CPU or a GPU whichever
+    wrote it.  The returned dict has ``epoch`` (completed epochs), ``history`` and ``extra``.
     """
     state = checkpoint.load(path)
     required = ("epoch", "model", "optimizer", "rng", "history")
@@ -176,10 +164,9 @@ def load_training_checkpoint(path, model, optimizer=None, scheduler=None, train_
                                          f"{', '.join(k for k in required if k not in state)})")
     checkpoint.check_model_state(path, model, state["model"], state.get("model_name"))
     model.load_state_dict(state["model"])
-    device = next((p.device for p in model.parameters()), "cpu")
     try:
         if optimizer is not None:
-            optimizer.load_state_dict(_tree_to_device(state["optimizer"], device))
+            optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state["scheduler"] is not None:
             scheduler.load_state_dict(state["scheduler"])
         if train_loader is not None and state["train_loader"] is not None:
@@ -277,3 +264,32 @@ def fit(model, train_loader, test_loader, optimizer, loss_fn, epochs, scheduler=
             write_history(history_path, history)
         log(format_record(record, epochs))
     return history
+
+
+# -- plots --------------------------------------------------------------------------------------------
+def plot_history(history, path, title=None):
+    """Save the training curves as a PNG: loss (train and test) and accuracy (train, test top-1 and top-5).
+
+    Uses Matplotlib's Agg canvas directly (no pyplot, no global backend change); needs ``matplotlib``.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    epochs = [r["epoch"] for r in history]
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    FigureCanvasAgg(fig)
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    loss_ax.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
+    loss_ax.plot(epochs, [r["test_loss"] for r in history], "s-", label="test")
+    loss_ax.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
+    for key, label, style in (("train_acc", "train", "o-"), ("test_acc1", "test top-1", "s-"),
+                              ("test_acc5", "test top-5", "^--")):
+        acc_ax.plot(epochs, [100 * r[key] for r in history], style, label=label)
+    acc_ax.set(xlabel="epoch", ylabel="accuracy, %", title="accuracy")
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.legend()
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    if title:
+        fig.suptitle(title)
+    checkpoint.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))

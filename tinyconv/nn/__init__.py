@@ -8,3 +8,5 @@ from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm, LayerNorm2d  # n
 from .dropout import Dropout, Dropout2d, DropPath, StochasticDepth  # noqa: F401
 from .loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, MultiMarginLoss, NLLLoss  # noqa: F401
 from . import functional  # noqa: F401
+from .pooling import AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, MaxPool2d  # noqa: F401
+from .lrn import LocalResponseNorm  # noqa: F401
