@@ -14,6 +14,12 @@ FAMILIES = {
     "depthwise_conv2d": "depthwise",
     "depthwise_conv2d_grad_input": "depthwise",
     "depthwise_conv2d_grad_weight": "depthwise",
+    "max_pool2d_forward": "pooling",
+    "max_pool2d_backward": "pooling",
+    "avg_pool2d_forward": "pooling",
+    "avg_pool2d_backward": "pooling",
+    "lrn_forward": "lrn",
+    "lrn_backward": "lrn",
 }
 
 _TARGETS = ("numpy", "cpu", "cuda")

@@ -8,11 +8,13 @@ from .core import Function, Tensor, enable_grad, is_grad_enabled, no_grad  # noq
 from . import functions as _functions  # noqa: F401  (binds Tensor methods)
 from . import functional  # noqa: F401
 from .functions import (abs, cat, chunk, clamp, clip, exp, flatten, log, matmul, maximum, mean,  # noqa: F401
-                        minimum, permute, reshape, split, sqrt, stack, sum, transpose, var, where)
+                        minimum, permute, reshape, split, sqrt, squeeze, stack, sum, transpose,
+                        unsqueeze, var, where)
 from .functions import max, min  # noqa: F401
 from .creation import (arange, empty, empty_like, from_numpy, full, full_like, ones, ones_like,  # noqa: F401
                        rand, rand_like, randint, randn, randn_like, tensor, zeros, zeros_like)
 from .gradcheck import GradcheckError, gradcheck  # noqa: F401
+from . import data, nn, optim  # noqa: F401
 
 float32 = __import__("numpy").float32
 float64 = __import__("numpy").float64

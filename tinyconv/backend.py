@@ -83,7 +83,17 @@ def to_device(x, device):
 
 
 def to_numpy(x):
+    """``x`` as a NumPy array (copied from the GPU when it lives there)."""
     return x.get() if _is_cupy(x) else np.asarray(x)
+
+
+def scatter_add(target, index, values):
+    """``target[index] += values`` in place, adding (not overwriting) where ``index`` repeats an element."""
+    if _is_cupy(target):
+        import cupyx
+        cupyx.scatter_add(target, index, values)
+    else:
+        np.add.at(target, index, values)
 
 
 # -- kernels ------------------------------------------------------------------------------------------

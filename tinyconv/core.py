@@ -29,24 +29,35 @@ def is_grad_enabled():
 class _GradMode(contextlib.ContextDecorator):
     def __init__(self, enabled):
         self.enabled = enabled
+        self.prev = []  # a stack, so one instance may be entered again while active
+
+    def _recreate_cm(self):
+        # as a decorator: a fresh context per call (recursion and threads each keep their own state)
+        return _GradMode(self.enabled)
 
     def __enter__(self):
-        self.prev = is_grad_enabled()
+        self.prev.append(is_grad_enabled())
         _state.grad_enabled = self.enabled
 
     def __exit__(self, *exc):
-        _state.grad_enabled = self.prev
+        _state.grad_enabled = self.prev.pop()
         return False
 
 
-def no_grad():
-    """Context manager and decorator that disables graph recording (evaluation, optimiser updates)."""
-    return _GradMode(False)
+def no_grad(fn=None):
+    """Disable graph recording (evaluation, optimiser updates).
+
+    A context manager (``with no_grad(): ...``) and a decorator, with or without parentheses
+    (``@no_grad()`` or ``@no_grad``).  Operations inside produce tensors with ``requires_grad=False``.
+    """
+    mode = _GradMode(False)
+    return mode(fn) if callable(fn) else mode
 
 
-def enable_grad():
-    """Context manager and decorator that re-enables graph recording inside ``no_grad``."""
-    return _GradMode(True)
+def enable_grad(fn=None):
+    """Re-enable graph recording inside ``no_grad`` (context manager or decorator, as ``no_grad``)."""
+    mode = _GradMode(True)
+    return mode(fn) if callable(fn) else mode
 
 
 class Function:
@@ -59,6 +70,9 @@ class Function:
     deleted after backward (unless the graph is retained), and a second backward then raises.
     """
 
+    _freed = False
+    inputs = ()
+
     def __init__(self, **hyper):
         self.__dict__.update(hyper)
 
@@ -68,11 +82,12 @@ class Function:
 
     def __call__(self, *inputs):
         tensors = [x if (x is None or isinstance(x, Tensor)) else _as_tensor_like(x, inputs) for x in inputs]
-        _check_same_device(type(self).__name__, tensors)
         arrays = [None if t is None else t.data for t in tensors]
-        before = set(self.__dict__)
+        if not all(a is None or type(a) is np.ndarray for a in arrays):  # the common all-CPU case is quick
+            _check_same_device(type(self).__name__, tensors)
+        n_attrs = len(self.__dict__)
         outputs = self.forward(*arrays)
-        self._saved = [k for k in self.__dict__ if k not in before]
+        self._saved = list(self.__dict__)[n_attrs:]  # attributes that forward added: the saved state
         multi = isinstance(outputs, tuple)
         outputs = outputs if multi else (outputs,)
         requires = is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
@@ -80,8 +95,7 @@ class Function:
         if requires:
             self.inputs = tensors
             self.needs_input_grad = [t is not None and t.requires_grad for t in tensors]
-            self.out_grads = [None] * len(results)
-            self.out_meta = [(y.shape, y.dtype) for y in outputs]
+            self.out_meta = [(y.shape, y.dtype) for y in results]
             for i, r in enumerate(results):
                 r._ctx, r._out_index = self, i
         else:
@@ -98,6 +112,7 @@ class Function:
         """Drop the arrays saved by ``forward``; a later backward through this node raises."""
         for k in getattr(self, "_saved", ()):
             self.__dict__.pop(k, None)
+        self._saved = ()
         self._freed = True
 
     def __repr__(self):
@@ -105,14 +120,36 @@ class Function:
 
 
 def _as_tensor_like(value, inputs):
-    """Python/NumPy scalars and arrays become constant tensors of the first tensor input's dtype and device."""
-    ref = next((x for x in inputs if isinstance(x, Tensor)), None)
-    if ref is None:
-        return Tensor(np.asarray(value))
-    xp = backend.get_array_module(ref.data)
+    """Non-tensor inputs of ``Function.apply`` become constants matching the first tensor input."""
+    return as_tensor(value, like=next((x for x in inputs if isinstance(x, Tensor)), None))
+
+
+def as_tensor(value, like=None):
+    """``value`` as a constant Tensor (tensors pass through unchanged).
+
+    Python scalars and 0-d arrays take the dtype and device of the tensor ``like`` when both are numbers of
+    a kind that mixes without loss (a float32 tensor times ``2.5`` stays float32: no silent upcast); an
+    integer array meeting a floating ``like`` takes its dtype too.  Without ``like``, Python floats become
+    float32 (as ``tinyconv.tensor``).
+    """
+    if isinstance(value, Tensor):
+        return value
+    if like is None:
+        arr = value if backend.is_array(value) else np.asarray(value)
+        if not backend.is_array(value) and not isinstance(value, np.generic) and arr.dtype == np.float64:
+            arr = arr.astype(np.float32)
+        return Tensor(arr)
+    xp = backend.get_array_module(like.data)
+    if type(value) in (float, int) and like.dtype.kind == "f":  # the common ``x * 2.0``, quickly
+        return Tensor(xp.array(value, dtype=like.dtype))
     arr = xp.asarray(value)
-    if np.isscalar(value) or (arr.dtype.kind in "biuf" and ref.dtype.kind == "f" and arr.ndim == 0):
-        arr = arr.astype(ref.dtype)
+    scalar = arr.ndim == 0
+    if like.dtype.kind == "f" and arr.dtype.kind in "biuf" and (scalar or arr.dtype.kind != "f"):
+        arr = arr.astype(like.dtype)
+    elif like.dtype.kind in "biu" and arr.dtype.kind in "biu" and scalar:
+        arr = arr.astype(like.dtype if like.dtype.kind != "b" or arr.dtype.kind == "b" else np.int64)
+    elif like.dtype.kind in "biu" and arr.dtype.kind == "f" and scalar and not isinstance(value, np.ndarray):
+        arr = arr.astype(np.float32)  # an integer tensor times a Python float computes in float32
     return Tensor(arr)
 
 
@@ -166,7 +203,18 @@ class Tensor:
     is_leaf = property(lambda self: self._ctx is None)
 
     def __len__(self):
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
         return len(self.data)
+
+    def __bool__(self):
+        return bool(self.data)  # NumPy's rule: only one-element tensors have a truth value
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
 
     def dim(self):
         return self.data.ndim
@@ -199,7 +247,9 @@ class Tensor:
         return Tensor(self.data)
 
     def to(self, device=None, dtype=None):
-        """Move to ``'cpu'`` or ``'cuda'`` and/or cast (differentiable)."""
+        """Move to ``'cpu'`` or ``'cuda'`` and/or cast (differentiable); ``x.to(tinyconv.float64)`` casts."""
+        if device is not None and not isinstance(device, str) and not isinstance(getattr(device, "type", 0), str):
+            device, dtype = None, device  # x.to(dtype)
         out = self
         if dtype is not None and np.dtype(dtype) != self.dtype:
             out = out.astype(dtype)
@@ -231,7 +281,8 @@ class Tensor:
         """Back-propagate from this tensor, accumulating into the ``.grad`` of leaves that require it.
 
         ``grad`` is the gradient of some scalar with respect to this tensor; it may be omitted only for a
-        one-element tensor (it is then 1).
+        one-element tensor (it is then 1).  The buffers saved by the functions of the graph are released
+        afterwards unless ``retain_graph=True``.
         """
         if not self.requires_grad:
             raise RuntimeError("backward(): this tensor does not require grad and has no grad_fn "
@@ -243,71 +294,77 @@ class Tensor:
                                    f"got a tensor of shape {self.shape}; pass grad= of the same shape")
             g = xp.ones_like(self.data)
         else:
-            g = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=self.dtype)
+            g = xp.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
             if g.shape != self.data.shape:
                 raise ValueError(f"backward(): grad has shape {tuple(g.shape)}, expected {self.shape}")
         if self._ctx is None:
-            _accumulate_leaf(self, g)
+            _accumulate(self, g)
             return
-        self._ctx.out_grads[self._out_index] = g
+        # grads[f]: gradients of f's outputs, summed over all consumers seen so far
+        grads = {self._ctx: [None] * len(self._ctx.out_meta)}
+        grads[self._ctx][self._out_index] = g
         for f in _topological_order(self._ctx):
-            if getattr(f, "_freed", False):
-                raise RuntimeError(f"backward(): trying to backward through {type(f).__name__} a second time, "
-                                   "but its saved buffers were freed; call backward(retain_graph=True) "
-                                   "the first time")
-            gys = [gy if gy is not None else xp.zeros(shape, dtype) for gy, (shape, dtype)
-                   in zip(f.out_grads, f.out_meta)]
-            f.out_grads = [None] * len(gys)
+            gys = [gy if gy is not None else xp.zeros(shape, dtype)
+                   for gy, (shape, dtype) in zip(grads.pop(f), f.out_meta)]
             gxs = f.backward(*gys)
-            if not isinstance(gxs, tuple):
-                gxs = (gxs,)
-            if not retain_graph:
-                f.release()
+            gxs = gxs if isinstance(gxs, tuple) else (gxs,)
             for x, need, gx in zip(f.inputs, f.needs_input_grad, gxs):
                 if not need or gx is None:
                     continue
                 if gx.shape != x.data.shape:
                     raise RuntimeError(f"{type(f).__name__}.backward returned a gradient of shape "
                                        f"{tuple(gx.shape)} for an input of shape {x.shape}")
-                if x._ctx is None:
-                    _accumulate_leaf(x, gx)
-                else:
-                    slot = x._ctx.out_grads
-                    slot[x._out_index] = gx if slot[x._out_index] is None else slot[x._out_index] + gx
-                    if x._retain_grad:
-                        _accumulate_leaf(x, gx)
+                if gx.dtype != x.dtype:  # e.g. float32 + float64 inputs: each gradient in its input's dtype
+                    gx = gx.astype(x.dtype)
+                if x._ctx is None or x._retain_grad:
+                    _accumulate(x, gx)
+                if x._ctx is not None:
+                    slot = grads.setdefault(x._ctx, [None] * len(x._ctx.out_meta))
+                    i = x._out_index
+                    slot[i] = gx if slot[i] is None else slot[i] + gx
             if not retain_graph:
-                f.inputs = ()
+                f.release()
+                f.inputs = ()  # cut the graph, so the freed part can be collected
 
 
-def _accumulate_leaf(t, g):
-    if g.dtype != t.dtype:
-        g = g.astype(t.dtype)
+def _accumulate(t, g):
+    """Add gradient ``g`` into ``t.grad`` (a fresh array: ``g`` may be shared with other gradients)."""
     if t.grad is None:
-        t.grad = Tensor(g.copy() if g is t.data else g)
+        t.grad = Tensor(g.astype(t.dtype, copy=True))
     else:
         t.grad = Tensor(t.grad.data + g)
 
 
 def _topological_order(root):
-    """Functions reachable from ``root``, each after every function that consumes its outputs.
+    """The functions reachable from ``root``, each listed after every function that consumes its outputs.
 
-    Iterative depth-first post-order (an explicit stack instead of recursion), then reversed.
+    Kahn's algorithm, without recursion: count each function's consumers inside the graph, then release a
+    function once all of them have passed it their gradient.
     """
-    order, visited = [], {id(root)}
-    stack = [(root, False)]
+    pending, stack = {root: 0}, [root]
     while stack:
-        f, expanded = stack.pop()
-        if expanded:
-            order.append(f)
-            continue
-        stack.append((f, True))
-        for x in getattr(f, "inputs", ()):
+        f = stack.pop()
+        if f._freed:
+            raise RuntimeError(f"backward(): trying to backward through {type(f).__name__} a second time, "
+                               "but its saved buffers were freed; call backward(retain_graph=True) "
+                               "the first time")
+        for x in f.inputs:
             g = None if x is None else x._ctx
-            if g is not None and id(g) not in visited:
-                visited.add(id(g))
-                stack.append((g, False))
-    order.reverse()
+            if g is not None:
+                if g not in pending:
+                    pending[g] = 0
+                    stack.append(g)
+                pending[g] += 1
+    order, ready = [], [root]
+    while ready:
+        f = ready.pop()
+        order.append(f)
+        for x in f.inputs:
+            g = None if x is None else x._ctx
+            if g is not None:
+                pending[g] -= 1
+                if pending[g] == 0:
+                    ready.append(g)
     return order
 
 

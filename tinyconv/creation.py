@@ -47,7 +47,12 @@ def ones(*size, dtype=DEFAULT_DTYPE, requires_grad=False, device="cpu"):
     return Tensor(backend.xp_for(device).ones(_shape(size), dtype), requires_grad)
 
 
-def full(size, fill_value, dtype=DEFAULT_DTYPE, requires_grad=False, device="cpu"):
+def full(size, fill_value, dtype=None, requires_grad=False, device="cpu"):
+    """A tensor of ``size`` filled with ``fill_value``; the dtype follows the value as in PyTorch
+    (bool, int64, or float32 for floats) unless given."""
+    if dtype is None:
+        kind = np.asarray(fill_value).dtype.kind
+        dtype = np.bool_ if kind == "b" else np.int64 if kind in "iu" else DEFAULT_DTYPE
     return Tensor(backend.xp_for(device).full(_shape((size,)), fill_value, dtype), requires_grad)
 
 

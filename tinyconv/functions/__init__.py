@@ -5,4 +5,15 @@ from .basic import (abs, add, astype, clamp, clip, div, exp, log, matmul, max, m
 from .conv import conv2d  # noqa: F401
 from .depthwise import depthwise_conv2d  # noqa: F401
 from .shape import (broadcast_to, cat, chunk, concatenate, flatten, getitem, pad, permute,  # noqa: F401
-                    reshape, split, stack, transpose)
+                    reshape, split, squeeze, stack, transpose, unsqueeze)
+from .shape import channel_shuffle  # noqa: F401
+from .activation import (gelu, hardsigmoid, hardswish, leaky_relu, log_softmax, relu, relu6,  # noqa: F401
+                         sigmoid, silu, softmax, softplus, swish, tanh)
+from .loss import (binary_cross_entropy_with_logits, cross_entropy, mse_loss, multi_margin_loss,  # noqa: F401
+                   nll_loss)
+from .dropout import drop_path, dropout, dropout2d, stochastic_depth  # noqa: F401
+from .normalization import batch_norm, layer_norm, layer_norm2d  # noqa: F401
+from .linear import linear  # noqa: F401
+from .pooling import (adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, global_avg_pool2d,  # noqa: F401
+                      max_pool2d)
+from .lrn import local_response_norm  # noqa: F401

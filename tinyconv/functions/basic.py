@@ -9,7 +9,7 @@ import builtins
 import numpy as np
 
 from ..backend import get_array_module
-from ..core import Function, Tensor
+from ..core import Function, Tensor, as_tensor
 
 
 def unbroadcast(g, shape):
@@ -34,9 +34,12 @@ class _Binary(Function):
     symbol = "?"
 
     def forward(self, a, b):
-        _broadcast_check(self.symbol, a, b)
         self.a_shape, self.b_shape = a.shape, b.shape
-        return self.compute(a, b)
+        try:
+            return self.compute(a, b)
+        except ValueError:
+            _broadcast_check(self.symbol, a, b)  # a clearer message when the shapes are the problem
+            raise
 
 
 class Add(_Binary):
@@ -97,11 +100,12 @@ class Pow(_Binary):
     def backward(self, gy):
         xp = get_array_module(gy)
         # d(a^b)/da = b a^(b-1)
-        ga = gy * self.b * self.a ** (self.b - 1)
+        ga = unbroadcast(gy * self.b * self.a ** (self.b - 1), self.a_shape)
+        if not self.needs_input_grad[1]:  # the usual x ** 2: no log needed
+            return ga, None
         # d(a^b)/db = a^b log a   (defined for a > 0; 0 where a == 0 and the term vanishes)
         log_a = xp.log(xp.where(self.a > 0, self.a, 1))
-        gb = gy * self.y * log_a
-        return unbroadcast(ga, self.a_shape), unbroadcast(gb, self.b_shape)
+        return ga, unbroadcast(gy * self.y * log_a, self.b_shape)
 
 
 class Maximum(_Binary):
@@ -132,12 +136,10 @@ class MatMul(Function):
 
     def backward(self, gy):
         xp = get_array_module(gy)
+        # a 1-D operand acts as a (1, k) row or a (k, 1) column whose extra axis is dropped from y
         a = self.a[None, :] if self.a.ndim == 1 else self.a
         b = self.b[:, None] if self.b.ndim == 1 else self.b
-        if self.a.ndim == 1:
-            gy = xp.expand_dims(gy, -2)
-        if self.b.ndim == 1:
-            gy = xp.expand_dims(gy, -1)
+        gy = gy.reshape(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1]))
         # dA = dY @ B^T, dB = A^T @ dY  (summed over broadcast batch axes)
         ga = unbroadcast(gy @ xp.swapaxes(b, -1, -2), a.shape).reshape(self.a.shape)
         gb = unbroadcast(xp.swapaxes(a, -1, -2) @ gy, b.shape).reshape(self.b.shape)
@@ -184,8 +186,9 @@ class Sqrt(Function):
 
 class Abs(Function):
     def forward(self, x):
-        self.sign = get_array_module(x).sign(x)
-        return abs(x)
+        xp = get_array_module(x)
+        self.sign = xp.sign(x)
+        return xp.abs(x)
 
     def backward(self, gy):
         # d|x| = sign(x)  (0 at 0)
@@ -221,15 +224,18 @@ class Where(Function):
 
 
 def _norm_axis(axis, ndim):
+    """``axis`` (None, an int or a sequence; negative counts from the end) as a sorted tuple of axes."""
     if axis is None:
         return tuple(range(ndim))
-    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
-    out = []
+    axes = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+    n = builtins.max(ndim, 1)  # a 0-d tensor accepts axis 0 or -1, as PyTorch
     for a in axes:
-        if not -ndim <= a < builtins.max(ndim, 1):
+        if not -n <= a < n:
             raise ValueError(f"axis {a} is out of range for a tensor of {ndim} dimensions")
-        out.append(a % ndim if ndim else 0)
-    return tuple(sorted(out))
+    out = sorted({a % n for a in axes})
+    if len(out) != len(axes):
+        raise ValueError(f"axis {axis} repeats an axis")
+    return tuple(out) if ndim else ()
 
 
 class Sum(Function):
@@ -273,125 +279,151 @@ class AsType(Function):
 
 
 # -- functional wrappers --------------------------------------------------------------------------------
-def _t(x, like=None):
-    if isinstance(x, Tensor):
-        return x
-    if like is not None:
-        xp = get_array_module(like.data)
-        arr = xp.asarray(x)
-        if like.dtype.kind == "f" and arr.dtype.kind in "biuf" and (arr.ndim == 0 or arr.dtype.kind != "f"):
-            arr = arr.astype(like.dtype)
-        return Tensor(arr)
-    return Tensor(np.asarray(x))
+def _operands(a, b):
+    """Both operands as tensors: Python scalars take the tensor's dtype (float32 * 2.5 stays float32);
+    an integer tensor meeting a floating one is cast to that dtype (int64 * float32 -> float32, as PyTorch)."""
+    a = as_tensor(a, like=b if isinstance(b, Tensor) else None)
+    b = as_tensor(b, like=a)
+    if a.dtype.kind in "biu" and b.dtype.kind == "f":
+        a = astype(a, b.dtype)
+    elif b.dtype.kind in "biu" and a.dtype.kind == "f":
+        b = astype(b, a.dtype)
+    return a, b
+
+
+def _floating(x):
+    """``x`` as a tensor, integers cast to float32 (for exp, log, sqrt, division, mean)."""
+    x = as_tensor(x)
+    return astype(x, np.float32) if x.dtype.kind in "biu" else x
 
 
 def add(a, b):
     """Elementwise ``a + b`` with broadcasting."""
-    a = _t(a, b if isinstance(b, Tensor) else None)
-    return Add.apply(a, _t(b, a))
+    return Add.apply(*_operands(a, b))
 
 
 def sub(a, b):
-    a = _t(a, b if isinstance(b, Tensor) else None)
-    return Sub.apply(a, _t(b, a))
+    """Elementwise ``a - b`` with broadcasting."""
+    return Sub.apply(*_operands(a, b))
 
 
 def mul(a, b):
-    a = _t(a, b if isinstance(b, Tensor) else None)
-    return Mul.apply(a, _t(b, a))
+    """Elementwise ``a * b`` with broadcasting."""
+    return Mul.apply(*_operands(a, b))
 
 
 def div(a, b):
-    a = _t(a, b if isinstance(b, Tensor) else None)
-    return Div.apply(a, _t(b, a))
+    """Elementwise true division ``a / b`` with broadcasting (integers divide in float32)."""
+    a, b = _operands(a, b)
+    return Div.apply(_floating(a), _floating(b))
 
 
 def pow(a, b):
-    a = _t(a, b if isinstance(b, Tensor) else None)
-    return Pow.apply(a, _t(b, a))
+    """Elementwise ``a ** b``; the gradient with respect to ``b`` is ``a^b log a`` (0 where ``a <= 0``)."""
+    return Pow.apply(*_operands(a, b))
 
 
 def matmul(a, b):
-    a = _t(a, b if isinstance(b, Tensor) else None)
-    return MatMul.apply(a, _t(b, a))
+    """Matrix product ``a @ b`` with NumPy's rules: 1-D vectors, stacks of matrices broadcast."""
+    return MatMul.apply(*_operands(a, b))
 
 
 def maximum(a, b):
-    """Elementwise maximum; the gradient goes to the larger input."""
-    a = _t(a, b if isinstance(b, Tensor) else None)
-    return Maximum.apply(a, _t(b, a))
+    """Elementwise maximum; the gradient goes to the larger input (to ``a`` on ties)."""
+    return Maximum.apply(*_operands(a, b))
 
 
 def minimum(a, b):
-    return -maximum(-_t(a, b if isinstance(b, Tensor) else None), -_t(b, a if isinstance(a, Tensor) else None))
+    """Elementwise minimum, ``-maximum(-a, -b)``; the gradient goes to the smaller input (``a`` on ties)."""
+    a, b = _operands(a, b)
+    return -maximum(-a, -b)
 
 
 def neg(x):
-    return Neg.apply(_t(x))
+    """``-x``."""
+    return Neg.apply(as_tensor(x))
 
 
 def exp(x):
-    return Exp.apply(_t(x))
+    """Elementwise ``e^x``."""
+    return Exp.apply(_floating(x))
 
 
 def log(x):
-    return Log.apply(_t(x))
+    """Elementwise natural logarithm."""
+    return Log.apply(_floating(x))
 
 
 def sqrt(x):
-    return Sqrt.apply(_t(x))
+    """Elementwise square root; its gradient ``1 / (2 sqrt(x))`` is infinite at 0."""
+    return Sqrt.apply(_floating(x))
 
 
 def abs(x):
-    return Abs.apply(_t(x))
+    """Elementwise ``|x|``; the gradient at 0 is 0."""
+    return Abs.apply(as_tensor(x))
 
 
 def clip(x, min=None, max=None):
     """Clamp to ``[min, max]`` (either may be None); gradient 0 where clipped."""
-    return Clip.apply(_t(x), min=min, max=max)
+    return Clip.apply(as_tensor(x), min=min, max=max)
 
 
 clamp = clip
 
 
 def where(cond, a, b):
-    """``a`` where ``cond`` is true, else ``b`` (``cond`` carries no gradient)."""
-    a = _t(a, b if isinstance(b, Tensor) else None)
-    b = _t(b, a)
+    """``a`` where ``cond`` is true, else ``b``, broadcasting all three (``cond`` carries no gradient)."""
+    a, b = _operands(a, b)
     c = cond.data if isinstance(cond, Tensor) else get_array_module(a.data).asarray(cond)
     return Where.apply(a, b, cond=c.astype(bool))
 
 
-def sum(x, axis=None, keepdims=False, dim=None):
-    """Sum over ``axis`` (alias ``dim``; int, tuple or None for all)."""
-    return Sum.apply(_t(x), axis=dim if dim is not None else axis, keepdims=keepdims)
+def _axes(axis, dim):
+    return dim if dim is not None else axis
 
 
-def mean(x, axis=None, keepdims=False, dim=None):
-    x = _t(x)
-    axes = _norm_axis(dim if dim is not None else axis, x.ndim)
+def sum(x, axis=None, keepdims=False, dim=None, keepdim=None):
+    """Sum over ``axis`` (alias ``dim``; an int, a tuple, or None for all); ``keepdims`` alias ``keepdim``."""
+    return Sum.apply(as_tensor(x), axis=_axes(axis, dim), keepdims=bool(keepdim or keepdims))
+
+
+def mean(x, axis=None, keepdims=False, dim=None, keepdim=None):
+    """Arithmetic mean over ``axis`` (alias ``dim``): ``sum(x) / n``."""
+    x = _floating(x)
+    axes = _norm_axis(_axes(axis, dim), x.ndim)
     count = int(np.prod([x.shape[a] for a in axes])) if axes else 1
-    return sum(x, axes, keepdims) / count
+    return sum(x, axes, keepdim or keepdims) / count
 
 
-def var(x, axis=None, keepdims=False, dim=None, unbiased=False, correction=None):
-    """Variance; biased (divide by n) by default as NumPy; ``unbiased=True`` or ``correction=1`` for n-1."""
-    x = _t(x)
-    axes = _norm_axis(dim if dim is not None else axis, x.ndim)
+def var(x, axis=None, keepdims=False, dim=None, unbiased=None, correction=None, keepdim=None):
+    """Variance over ``axis`` (alias ``dim``): ``sum((x - mean)^2) / (n - correction)``.
+
+    As ``torch.var``, the default is the unbiased estimate (``correction=1``); ``unbiased=False`` or
+    ``correction=0`` gives the biased one (NumPy's default, and what batch normalisation divides by).
+    """
+    x = _floating(x)
+    axes = _norm_axis(_axes(axis, dim), x.ndim)
     count = int(np.prod([x.shape[a] for a in axes])) if axes else 1
-    ddof = correction if correction is not None else int(unbiased)
+    ddof = correction if correction is not None else (1 if unbiased is None else int(unbiased))
     d = x - mean(x, axes, keepdims=True)
-    return sum(d * d, axes, keepdims) / (count - ddof)
+    return sum(d * d, axes, keepdim or keepdims) / (count - ddof)
 
 
-def max(x, axis=None, keepdims=False, dim=None):
-    return MaxMin.apply(_t(x), axis=dim if dim is not None else axis, keepdims=keepdims, is_max=True)
+def max(x, axis=None, keepdims=False, dim=None, keepdim=None):
+    """Maximum over ``axis`` (alias ``dim``); tied maxima share the gradient equally.
+
+    Returns the values only (NumPy's ``max``), not PyTorch's ``(values, indices)`` pair; use ``argmax``.
+    """
+    return MaxMin.apply(as_tensor(x), axis=_axes(axis, dim), keepdims=bool(keepdim or keepdims), is_max=True)
 
 
-def min(x, axis=None, keepdims=False, dim=None):
-    return MaxMin.apply(_t(x), axis=dim if dim is not None else axis, keepdims=keepdims, is_max=False)
+def min(x, axis=None, keepdims=False, dim=None, keepdim=None):
+    """Minimum over ``axis`` (alias ``dim``); tied minima share the gradient equally."""
+    return MaxMin.apply(as_tensor(x), axis=_axes(axis, dim), keepdims=bool(keepdim or keepdims), is_max=False)
 
 
 def astype(x, dtype):
-    x = _t(x)
+    """Cast to ``dtype`` (differentiable: the gradient is cast back)."""
+    x = as_tensor(x)
     return x if x.dtype == np.dtype(dtype) else AsType.apply(x, dtype=np.dtype(dtype))

@@ -50,7 +50,7 @@ _METHODS = {
     "sum": basic.sum, "mean": basic.mean, "var": basic.var, "max": basic.max, "min": basic.min,
     "astype": basic.astype,
     "reshape": shape.reshape, "view": _view, "permute": shape.permute, "transpose": shape.transpose,
-    "flatten": shape.flatten, "split": shape.split, "chunk": shape.chunk, "expand": _expand,
+    "flatten": shape.flatten, "squeeze": shape.squeeze, "unsqueeze": shape.unsqueeze, "split": shape.split, "chunk": shape.chunk, "expand": _expand,
     "broadcast_to": shape.broadcast_to,
 }
 

@@ -5,7 +5,7 @@ permutation, a scatter-add for indexing (an index may repeat), a split for a con
 """
 import numpy as np
 
-from ..backend import get_array_module
+from ..backend import get_array_module, scatter_add
 from ..core import Function, Tensor
 from .basic import unbroadcast
 
@@ -41,10 +41,12 @@ class GetItem(Function):
         return x[self.index]
 
     def backward(self, gy):
-        xp = get_array_module(gy)
-        gx = xp.zeros(self.x_shape, self.x_dtype)
-        # scatter-add: an element picked twice (fancy indexing) receives both gradients
-        xp.add.at(gx, self.index, gy) if _is_fancy(self.index) else gx.__setitem__(self.index, gy)
+        gx = get_array_module(gy).zeros(self.x_shape, self.x_dtype)
+        if _is_fancy(self.index):
+            # scatter-add: an element picked twice (x[[0, 0]]) receives both gradients
+            scatter_add(gx, self.index, gy)
+        else:
+            gx[self.index] = gy  # a basic index picks every element at most once
         return gx
 
 
@@ -139,10 +141,24 @@ def transpose(x, dim0=None, dim1=None):
 
 
 def flatten(x, start_dim=0, end_dim=-1):
-    """Merge axes ``start_dim..end_dim`` into one."""
+    """Merge axes ``start_dim..end_dim`` into one (a 0-d tensor becomes 1-d, as PyTorch)."""
+    if x.ndim == 0:
+        return reshape(x, (1,))
     s, e = start_dim % x.ndim, end_dim % x.ndim
     shape = x.shape[:s] + (int(np.prod(x.shape[s:e + 1])),) + x.shape[e + 1:]
     return reshape(x, shape)
+
+
+def squeeze(x, dim=None):
+    """Drop axes of length 1 (all of them, or only ``dim`` if it has length 1, as PyTorch)."""
+    dims = [d % x.ndim for d in ((dim,) if isinstance(dim, int) else dim)] if dim is not None else range(x.ndim)
+    return reshape(x, tuple(n for i, n in enumerate(x.shape) if not (i in dims and n == 1)))
+
+
+def unsqueeze(x, dim):
+    """Insert an axis of length 1 at position ``dim`` (negative counts from the end of the result)."""
+    d = dim % (x.ndim + 1)
+    return reshape(x, x.shape[:d] + (1,) + x.shape[d:])
 
 
 def getitem(x, index):
@@ -168,6 +184,8 @@ def stack(tensors, dim=0, axis=None):
     """Join along a new axis."""
     d = dim if axis is None else axis
     tensors = list(tensors)
+    if not tensors:
+        raise ValueError("stack: expected a non-empty list of tensors")
     shapes = {t.shape for t in tensors}
     if len(shapes) > 1:
         raise ValueError(f"stack: expected tensors of one shape, got {sorted(shapes)}")
@@ -205,3 +223,16 @@ def pad(x, pad, mode="constant", value=0.0):
         raise ValueError(f"pad: mode {mode!r} is not supported (only 'constant')")
     f = Pad(pad=tuple(int(p) for p in pad), value=value, full_shape=x.shape)
     return f(x)
+
+
+def channel_shuffle(x, groups):
+    """ShuffleNet's channel shuffle (Zhang et al., 2018): ``(N, C, H, W)`` with channels in ``G`` groups of
+    ``C/G``; view as ``(N, G, C/G, H, W)``, swap the two channel axes, flatten back, so each group of the next
+    grouped convolution sees channels from every group.  Composed of reshape and permute (their gradients)."""
+    if x.ndim < 2 or x.shape[1] % groups:
+        raise ValueError(f"channel_shuffle: the number of channels must be divisible by groups={groups}, "
+                         f"got input of shape {x.shape}")
+    n, c = x.shape[:2]
+    y = reshape(x, (n, groups, c // groups) + x.shape[2:])
+    y = permute(y, (0, 2, 1) + tuple(range(3, x.ndim + 1)))
+    return reshape(y, x.shape)

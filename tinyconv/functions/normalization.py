@@ -1,0 +1,155 @@
+"""Batch normalisation and layer normalisation with their compact analytic backward passes.
+
+Shapes: batch norm takes ``(N, C)``, ``(N, C, L)`` or ``(N, C, H, W)`` and normalises each channel over the
+``m = N * L`` (or ``N * H * W``) values that share it; layer norm normalises each sample over its last axes
+(``normalized_shape``); the channels-first ``layer_norm2d`` normalises ``(N, C, H, W)`` over C at each pixel.
+
+All three compute, over a group of ``m`` values ``x_j``,
+
+    mu = (1/m) sum_j x_j,   var = (1/m) sum_j (x_j - mu)^2   (biased),   invstd = 1 / sqrt(var + eps),
+    xhat_j = (x_j - mu) * invstd,   y_j = gamma * xhat_j + beta.
+
+Backward.  With ``g_j = dL/dy_j * gamma`` the chain rule through ``mu`` and ``var`` gives
+
+    dL/dx_j = g_j invstd + dL/dvar * 2 (x_j - mu) / m + dL/dmu / m,
+    dL/dvar = -1/2 invstd^3 sum_k g_k (x_k - mu),    dL/dmu = -invstd sum_k g_k
+
+(the ``mu``-dependence inside ``var`` contributes ``sum_k (x_k - mu) = 0``).  Writing ``x_k - mu = xhat_k / invstd``
+and collecting terms gives the compact form (Ioffe & Szegedy, 2015; Kratzert's derivation):
+
+    dL/dx_j = (invstd / m) * (m g_j - sum_k g_k - xhat_j sum_k g_k xhat_k).
+
+The parameters: ``dL/dgamma = sum dL/dy * xhat`` and ``dL/dbeta = sum dL/dy`` over the same groups' positions.
+In evaluation batch norm uses fixed running statistics, so it is an affine map: ``dL/dx = g * invstd``.
+"""
+import numpy as np
+
+from ..backend import get_array_module
+from ..core import Function, Tensor
+from .basic import unbroadcast
+
+
+def _normalize(x, axes, eps):
+    """``(xhat, invstd)`` of ``x`` over ``axes`` (statistics kept with size-1 axes for broadcasting)."""
+    xp = get_array_module(x)
+    mean = x.mean(axis=axes, keepdims=True)
+    d = x - mean
+    var = (d * d).mean(axis=axes, keepdims=True)
+    invstd = 1 / xp.sqrt(var + x.dtype.type(eps))
+    return d * invstd, invstd, mean, var
+
+
+def _normalize_backward(gy, gamma, xhat, invstd, axes):
+    """The compact form of the module docstring: ``(invstd/m) (m g - sum g - xhat sum(g xhat))``."""
+    g = gy if gamma is None else gy * gamma
+    m = int(np.prod([xhat.shape[a] for a in axes]))
+    sum_g = g.sum(axis=axes, keepdims=True)
+    sum_gx = (g * xhat).sum(axis=axes, keepdims=True)
+    return (invstd / m) * (m * g - sum_g - xhat * sum_gx)
+
+
+class BatchNorm(Function):
+    def forward(self, x, gamma, beta):
+        shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)  # per-channel statistics broadcast over N, H, W
+        self.axes = (0,) + tuple(range(2, x.ndim))
+        if self.training:
+            self.xhat, self.invstd, mean, var = _normalize(x, self.axes, self.eps)
+            if self.running_mean is not None:
+                m = x.size // x.shape[1]
+                a = self.momentum
+                # running averages: the mean, and the *unbiased* variance var * m / (m - 1)
+                self.running_mean[...] = (1 - a) * self.running_mean + a * mean.reshape(-1)
+                self.running_var[...] = (1 - a) * self.running_var + a * var.reshape(-1) * (m / (m - 1))
+        else:
+            xp = get_array_module(x)
+            mean = self.running_mean.reshape(shape).astype(x.dtype, copy=False)
+            self.invstd = 1 / xp.sqrt(self.running_var.reshape(shape).astype(x.dtype, copy=False)
+                                      + x.dtype.type(self.eps))
+            self.xhat = (x - mean) * self.invstd
+        self.gamma = None if gamma is None else gamma.reshape(shape)
+        y = self.xhat if gamma is None else self.xhat * self.gamma
+        return y if beta is None else y + beta.reshape(shape)
+
+    def backward(self, gy):
+        # dgamma = sum dy * xhat, dbeta = sum dy   (over N, H, W)
+        ggamma = None if self.gamma is None else (gy * self.xhat).sum(axis=self.axes)
+        gbeta = gy.sum(axis=self.axes)
+        if self.training:
+            # batch statistics depend on x: the compact form of the module docstring
+            gx = _normalize_backward(gy, self.gamma, self.xhat, self.invstd, self.axes)
+        else:
+            # running statistics are constants: an affine map, dx = dy * gamma * invstd
+            gx = (gy if self.gamma is None else gy * self.gamma) * self.invstd
+        return gx, ggamma, gbeta
+
+
+class LayerNorm(Function):
+    """Normalise over ``axes``; ``gamma``/``beta`` are viewed as ``param_shape`` to broadcast against ``x``."""
+
+    def forward(self, x, gamma, beta):
+        self.xhat, self.invstd, _, _ = _normalize(x, self.axes, self.eps)
+        self.gamma = None if gamma is None else gamma.reshape(self.param_shape)
+        self.gamma_shape, self.beta_shape = getattr(gamma, "shape", None), getattr(beta, "shape", None)
+        y = self.xhat if gamma is None else self.xhat * self.gamma
+        return y if beta is None else y + beta.reshape(self.param_shape)
+
+    def backward(self, gy):
+        # dgamma = sum dy * xhat, dbeta = sum dy   (over the positions gamma is broadcast to)
+        ggamma = None if self.gamma is None else \
+            unbroadcast(gy * self.xhat, self.param_shape).reshape(self.gamma_shape)
+        gbeta = None if self.beta_shape is None else unbroadcast(gy, self.param_shape).reshape(self.beta_shape)
+        # the statistics of each group depend on x: the compact form of the module docstring
+        gx = _normalize_backward(gy, self.gamma, self.xhat, self.invstd, self.axes)
+        return gx, ggamma, gbeta
+
+
+def _data(t):
+    """The array of a Tensor (running statistics may be given as Tensors or as arrays)."""
+    return t.data if isinstance(t, Tensor) else t
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    """Batch normalisation (Ioffe & Szegedy, 2015) of ``input`` ``(N, C[, L | H, W])`` per channel.
+
+    ``training``: normalise with the batch's mean and biased variance, and (if the running buffers are
+    given) update them in place: ``running = (1 - momentum) running + momentum * batch``, with the unbiased
+    batch variance.  Otherwise normalise with ``running_mean`` / ``running_var`` (``(C,)``).
+    ``weight`` = gamma, ``bias`` = beta, each ``(C,)`` or None.
+    """
+    if input.ndim < 2:
+        raise ValueError(f"batch_norm: expected input of shape (N, C, ...), got {input.shape}")
+    C = input.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
+                    ("bias", bias)):
+        if t is not None and tuple(t.shape) != (C,):
+            raise ValueError(f"batch_norm: {name} should have shape ({C},) for input {input.shape}, got {tuple(t.shape)}")
+    if training and input.size // C <= 1:
+        raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input of "
+                         f"shape {input.shape}")
+    if not training and (running_mean is None or running_var is None):
+        raise ValueError("batch_norm: running_mean and running_var are required when not training")
+    return BatchNorm.apply(input, weight, bias, running_mean=_data(running_mean), running_var=_data(running_var),
+                           training=training, momentum=momentum, eps=eps)
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Layer normalisation (Ba et al., 2016): normalise each sample over its last ``len(normalized_shape)`` axes.
+
+    ``weight``/``bias`` have shape ``normalized_shape``.
+    """
+    normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    k = len(normalized_shape)
+    if tuple(input.shape[input.ndim - k:]) != normalized_shape or input.ndim < k:
+        raise ValueError(f"layer_norm: expected input with trailing dimensions {normalized_shape}, "
+                         f"got shape {input.shape}")
+    axes = tuple(range(input.ndim - k, input.ndim))
+    return LayerNorm.apply(input, weight, bias, axes=axes, param_shape=normalized_shape, eps=eps)
+
+
+def layer_norm2d(input, weight=None, bias=None, eps=1e-5):
+    """Channels-first layer norm (ConvNeXt): normalise ``(N, C, H, W)`` over C at every pixel;
+    ``weight``/``bias`` are ``(C,)``.  Equals permuting to NHWC, ``layer_norm`` over C, permuting back."""
+    if input.ndim < 2:
+        raise ValueError(f"layer_norm2d: expected input of shape (N, C, H, W), got {input.shape}")
+    param_shape = (input.shape[1],) + (1,) * (input.ndim - 2)
+    return LayerNorm.apply(input, weight, bias, axes=(1,), param_shape=param_shape, eps=eps)

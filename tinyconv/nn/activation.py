@@ -1,0 +1,125 @@
+"""Activation modules: parameter-free wrappers of ``tinyconv.functions.activation`` with PyTorch's names,
+arguments and ``repr``.  ``inplace=True`` is accepted (torchvision passes it) but the result is always a new
+tensor: autograd here never overwrites an input."""
+from .. import functions as F
+from .module import Module
+
+
+class _Inplace(Module):
+    """An activation that accepts PyTorch's ``inplace`` flag."""
+
+    fn = None
+
+    def __init__(self, inplace=False):
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, input):
+        return type(self).fn(input)
+
+    def extra_repr(self):
+        return "inplace=True" if self.inplace else ""
+
+
+class ReLU(_Inplace):
+    """``max(x, 0)``."""
+    fn = F.relu
+
+
+class ReLU6(_Inplace):
+    """``min(max(x, 0), 6)``."""
+    fn = F.relu6
+
+
+class SiLU(_Inplace):
+    """``x * sigmoid(x)`` (swish)."""
+    fn = F.silu
+
+
+class Hardswish(_Inplace):
+    """``x * relu6(x + 3) / 6``."""
+    fn = F.hardswish
+
+
+class Hardsigmoid(_Inplace):
+    """``relu6(x + 3) / 6``."""
+    fn = F.hardsigmoid
+
+
+class LeakyReLU(Module):
+    """``x`` for ``x > 0``, ``negative_slope * x`` otherwise."""
+
+    def __init__(self, negative_slope=0.01, inplace=False):
+        super().__init__()
+        self.negative_slope, self.inplace = negative_slope, inplace
+
+    def forward(self, input):
+        return F.leaky_relu(input, self.negative_slope)
+
+    def extra_repr(self):
+        return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
+
+
+class Sigmoid(Module):
+    """The logistic function, stable for large ``|x|``."""
+
+    def forward(self, input):
+        return F.sigmoid(input)
+
+
+class Tanh(Module):
+    """Hyperbolic tangent."""
+
+    def forward(self, input):
+        return F.tanh(input)
+
+
+class GELU(Module):
+    """``x * Phi(x)`` (``approximate='none'``) or its tanh approximation (``'tanh'``)."""
+
+    def __init__(self, approximate="none"):
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def forward(self, input):
+        return F.gelu(input, approximate=self.approximate)
+
+    def extra_repr(self):
+        return f"approximate={self.approximate!r}"
+
+
+class Softplus(Module):
+    """``log(1 + exp(beta x)) / beta``, linear above ``threshold``."""
+
+    def __init__(self, beta=1.0, threshold=20.0):
+        super().__init__()
+        self.beta, self.threshold = beta, threshold
+
+    def forward(self, input):
+        return F.softplus(input, self.beta, self.threshold)
+
+    def extra_repr(self):
+        return f"beta={self.beta}, threshold={self.threshold}"
+
+
+class Softmax(Module):
+    """Softmax along ``dim``."""
+
+    def __init__(self, dim=None):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, input):
+        return F.softmax(input, self.dim)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
+class LogSoftmax(Softmax):
+    """Log-softmax along ``dim``."""
+
+    def forward(self, input):
+        return F.log_softmax(input, self.dim)

@@ -1,0 +1,295 @@
+"""The training loop: ``fit`` and ``evaluate``, per-epoch history, checkpoints and exact resume.
+
+One epoch of ``fit`` is the minibatch SGD of the lectures:
+
+    for (x, y) in train_loader:          # a shuffled pass over the training set
+        loss = loss_fn(model(x), y)      # forward
+        optimizer.zero_grad()
+        loss.backward()                  # backpropagation
+        optimizer.step()                 # w <- w - lr * dL/dw  (plus momentum, weight decay, ...)
+
+followed by ``evaluate`` on the test set, one ``scheduler.step()`` (schedulers are stepped once per epoch,
+as PyTorch's ``StepLR``/``CosineAnnealingLR`` expect), a record in the history (JSON and CSV) and a
+checkpoint.  The checkpoint holds everything the next epoch depends on: model weights, optimiser state
+(momentum buffers), scheduler state, the random generator and the data loader's shuffling state.  So a
+run that is killed and resumed (``resume=True``) from its last checkpoint ends with exactly the same
+weights, bit for bit, as one that never stopped.
+
+A loss that becomes NaN or infinite stops training before the bad step is applied
+(``NonFiniteLossError``, naming the epoch and the step); the last checkpoint is left as it was.
+"""
+import csv
+import json
+import math
+import os
+import sys
+import time
+
+from . import backend, checkpoint
+from .core import Tensor, no_grad
+from .metrics import correct_top_k
+
+CHECKPOINT_NAME = "checkpoint.npz"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; training stopped before applying that step."""
+
+
+# -- small helpers ------------------------------------------------------------------------------------
+def _to_device(x, device):
+    """A batch element (Tensor or array) as a Tensor on ``device`` (no copy if it is already there)."""
+    if isinstance(x, Tensor):
+        return x if x.device == device else Tensor(backend.to_device(x.data, device))
+    return Tensor(backend.to_device(x, device))
+
+
+def _progress_bar(iterable, enabled, desc, total=None):
+    """A tqdm bar over ``iterable``, shown only when ``enabled`` and stderr is a terminal."""
+    from tqdm.auto import tqdm
+    return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True,
+                disable=not (enabled and sys.stderr.isatty()))
+
+
+def _len_or_none(loader):
+    try:
+        return len(loader)
+    except TypeError:
+        return None
+
+
+def current_lr(optimizer):
+    """The learning rate of the optimiser's first parameter group."""
+    return float(optimizer.param_groups[0]["lr"])
+
+
+# -- evaluation ---------------------------------------------------------------------------------------
+def evaluate(model, loader, loss_fn, device=None, topk=(1, 5), progress=False):
+    """Mean loss and top-k accuracies of ``model`` over ``loader``, in evaluation mode, without gradients.
+
+    ``loss_fn(output, target)`` must return the mean over the batch.  Returns
+    ``{"loss": float, "acc1": float, "acc5": float, "samples": int}`` (one ``acc<k>`` per k in ``topk``;
+    accuracies are fractions in [0, 1]).  The model's training/eval mode is restored afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    total_loss, correct, seen = 0.0, [0] * len(topk), 0
+    try:
+        with no_grad():
+            for x, y in _progress_bar(loader, progress, "eval", _len_or_none(loader)):
+                if device is not None:
+                    x, y = _to_device(x, device), _to_device(y, device)
+                out = model(x)
+                n = len(y)
+                total_loss += float(loss_fn(out, y).item()) * n
+                correct = [c + k for c, k in zip(correct, correct_top_k(out, y, topk))]
+                seen += n
+    finally:
+        model.train(was_training)
+    if seen == 0:
+        raise ValueError("evaluate: the loader yielded no samples")
+    result = {"loss": total_loss / seen}
+    result.update({f"acc{k}": c / seen for k, c in zip(topk, correct)})
+    result["samples"] = seen
+    return result
+
+
+def train_one_epoch(model, loader, optimizer, loss_fn, device, epoch, progress=True, on_step_end=None):
+    """One pass of minibatch SGD over ``loader``; returns loss, accuracy and throughput of the epoch.
+
+    ``epoch`` (1-based) is only used in messages and passed to ``on_step_end(epoch, step, loss)``, called
+    after every optimiser step (``step`` is 1-based).  Raises ``NonFiniteLossError`` on a NaN/inf loss,
+    before the step that would spread it into the weights.
+    """
+    model.train()
+    total_loss, correct, seen = 0.0, 0, 0
+    start = time.perf_counter()
+    bar = _progress_bar(loader, progress, f"epoch {epoch}", _len_or_none(loader))
+    for step, (x, y) in enumerate(bar, start=1):
+        x, y = _to_device(x, device), _to_device(y, device)
+        out = model(x)
+        loss = loss_fn(out, y)
+        value = float(loss.item())
+        if not math.isfinite(value):
+            bar.close()
+            raise NonFiniteLossError(f"the training loss became {value} at epoch {epoch}, step {step}")
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        n = len(y)
+        total_loss += value * n
+        correct += correct_top_k(out.data, y, [1])[0]
+        seen += n
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.2%}", refresh=False)
+        if on_step_end is not None:
+            on_step_end(epoch, step, value)
+    elapsed = time.perf_counter() - start
+    if seen == 0:
+        raise ValueError("fit: the training loader yielded no batches")
+    return {"train_loss": total_loss / seen, "train_acc": correct / seen,
+            "images_per_s": seen / elapsed, "train_time_s": elapsed}
+
+
+# -- checkpoints --------------------------------------------------------------------------------------
+def save_training_checkpoint(path, model, optimizer, epoch, scheduler=None, train_loader=None, history=(),
+                             extra=None):
+    """Write the full training state after ``epoch`` completed epochs to ``path`` (atomically, on the host)."""
+    state = {
+        "epoch": int(epoch),
+        "model_name": type(model).__name__,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "rng": backend.get_rng_state(),
+        "train_loader": train_loader.state_dict() if hasattr(train_loader, "state_dict") else None,
+        "history": list(history),
+        "extra": extra,
+    }
+    checkpoint.save(path, state)
+
+
+def load_training_checkpoint(path, model, optimizer=None, scheduler=None, train_loader=None):
+    """Restore what ``save_training_checkpoint`` wrote into the given objects; returns the state dict.
+
+    The model's weights are checked first: a checkpoint of another model raises ``CheckpointError`` naming
+    the file and the mismatched keys and shapes.  Weights are copied onto the model's device (and the
+    optimiser puts its state next to its parameters), so a checkpoint loads on the CPU or a GPU whichever
+    wrote it.  The returned dict has ``epoch`` (completed epochs), ``history`` and ``extra``.
+    """
+    state = checkpoint.load(path)
+    required = ("epoch", "model", "optimizer", "rng", "history")
+    if not isinstance(state, dict) or any(k not in state for k in required):
+        raise checkpoint.CheckpointError(f"checkpoint {path} is not a training checkpoint (it lacks "
+                                         f"{', '.join(k for k in required if k not in state)})")
+    checkpoint.check_model_state(path, model, state["model"], state.get("model_name"))
+    model.load_state_dict(state["model"])
+    try:
+        if optimizer is not None:
+            optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state["scheduler"] is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        if train_loader is not None and state["train_loader"] is not None:
+            train_loader.load_state_dict(state["train_loader"])
+    except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as e:
+        raise checkpoint.CheckpointError(f"checkpoint {path} does not fit this optimiser, scheduler or data "
+                                         f"loader ({type(e).__name__}: {e})") from None
+    backend.set_rng_state(state["rng"])
+    return state
+
+
+# -- history ------------------------------------------------------------------------------------------
+def write_history(path, history):
+    """Write the per-epoch records to ``<path>.json`` and ``<path>.csv`` (``path`` with or without suffix)."""
+    stem = os.fspath(path)
+    stem = stem[:-5] if stem.endswith(".json") else stem[:-4] if stem.endswith(".csv") else stem
+    checkpoint.atomic_write(stem + ".json", lambda f: f.write(json.dumps(history, indent=1).encode()))
+    if not history:
+        return
+    columns = list(history[0])
+
+    def write_csv(f):
+        import io
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(history)
+        f.write(text.getvalue().encode())
+    checkpoint.atomic_write(stem + ".csv", write_csv)
+
+
+def format_record(r, epochs):
+    """One human-readable line for an epoch record."""
+    return (f"epoch {r['epoch']}/{epochs}  lr {r['lr']:.4g}  train loss {r['train_loss']:.4f} "
+            f"acc {r['train_acc']:.2%}  |  test loss {r['test_loss']:.4f} top-1 {r['test_acc1']:.2%} "
+            f"top-5 {r['test_acc5']:.2%}  |  {r['images_per_s']:.0f} img/s, {r['epoch_time_s']:.1f} s")
+
+
+# -- the loop -----------------------------------------------------------------------------------------
+def fit(model, train_loader, test_loader, optimizer, loss_fn, epochs, scheduler=None, device="cpu",
+        checkpoint_dir=None, resume=False, history_path=None, progress=True, log=print,
+        on_step_end=None, extra=None):
+    """Train ``model`` for ``epochs`` epochs in total; returns the history (a list of per-epoch dicts).
+
+    Each record: ``epoch`` (1-based), ``lr``, ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc1``,
+    ``test_acc5``, ``images_per_s`` (training throughput), ``epoch_time_s`` (training and evaluation).
+
+    - ``checkpoint_dir``: a checkpoint ``checkpoint.npz`` is written there after every epoch (atomically).
+    - ``resume``: ``True`` continues from ``checkpoint_dir/checkpoint.npz`` when it exists (or starts
+      afresh, saying so); a path resumes from that file.  ``epochs`` is the total, so resuming a finished
+      run does nothing.  A checkpoint of another model raises ``checkpoint.CheckpointError``.
+    - ``history_path``: the history is written to ``<history_path>.json`` and ``.csv`` after every epoch.
+    - ``progress``: tqdm progress bars (only when stderr is a terminal); ``log``: called with one summary
+      line per epoch (``None`` for silence); ``on_step_end(epoch, step, loss)``: called after each step.
+    - ``extra``: any JSON-like data (e.g. the command-line arguments) stored in the checkpoint.
+
+    Raises ``NonFiniteLossError`` if the loss becomes NaN/inf (the last checkpoint stays as it was).
+    """
+    device = backend.normalize_device(device)
+    model.to(device)
+    log = log or (lambda line: None)
+    ckpt_path = os.path.join(checkpoint_dir, CHECKPOINT_NAME) if checkpoint_dir is not None else None
+    resume_path = resume if isinstance(resume, (str, os.PathLike)) else (ckpt_path if resume else None)
+    if resume and resume_path is None:
+        raise ValueError("fit: resume=True needs checkpoint_dir (or pass the checkpoint's path as resume)")
+    history, start = [], 0
+    if resume_path is not None:
+        if os.path.exists(resume_path):
+            state = load_training_checkpoint(resume_path, model, optimizer, scheduler, train_loader)
+            history, start = list(state["history"]), state["epoch"]
+            log(f"resumed from {resume_path} after epoch {start}")
+        else:
+            log(f"no checkpoint at {resume_path}: starting from epoch 1")
+
+    for epoch in range(start + 1, epochs + 1):
+        t0 = time.perf_counter()
+        lr = current_lr(optimizer)
+        try:
+            record = {"epoch": epoch, "lr": lr}
+            record.update(train_one_epoch(model, train_loader, optimizer, loss_fn, device, epoch, progress,
+                                          on_step_end))
+        except NonFiniteLossError as e:
+            kept = (f"the last good checkpoint {ckpt_path} (after epoch {epoch - 1}) is unchanged"
+                    if ckpt_path and os.path.exists(ckpt_path) else "no checkpoint had been written yet")
+            raise NonFiniteLossError(f"training stopped: {e}; {kept}. Try a smaller learning rate.") from None
+        test = evaluate(model, test_loader, loss_fn, device=device, progress=progress)
+        record.update(test_loss=test["loss"], test_acc1=test["acc1"], test_acc5=test["acc5"],
+                      epoch_time_s=time.perf_counter() - t0)
+        if scheduler is not None:
+            scheduler.step()
+        history.append(record)
+        if ckpt_path is not None:
+            save_training_checkpoint(ckpt_path, model, optimizer, epoch, scheduler, train_loader, history, extra)
+        if history_path is not None:
+            write_history(history_path, history)
+        log(format_record(record, epochs))
+    return history
+
+
+# -- plots --------------------------------------------------------------------------------------------
+def plot_history(history, path, title=None):
+    """Save the training curves as a PNG: loss (train and test) and accuracy (train, test top-1 and top-5).
+
+    Uses Matplotlib's Agg canvas directly (no pyplot, no global backend change); needs ``matplotlib``.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    epochs = [r["epoch"] for r in history]
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    FigureCanvasAgg(fig)
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    loss_ax.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
+    loss_ax.plot(epochs, [r["test_loss"] for r in history], "s-", label="test")
+    loss_ax.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
+    for key, label, style in (("train_acc", "train", "o-"), ("test_acc1", "test top-1", "s-"),
+                              ("test_acc5", "test top-5", "^--")):
+        acc_ax.plot(epochs, [100 * r[key] for r in history], style, label=label)
+    acc_ax.set(xlabel="epoch", ylabel="accuracy, %", title="accuracy")
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.legend()
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    if title:
+        fig.suptitle(title)
+    checkpoint.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
