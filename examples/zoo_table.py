@@ -76,12 +76,14 @@ def input_size(name, ref):
 
 
 def measure(name, options, size):
-    """(parameters, GMACs at ``size``) of a registered model, without filling or running its weights."""
+    """(parameters, parameters without auxiliary heads, GMACs at ``size``) of a registered model, without
+    filling or running its weights (the auxiliary heads do not run in evaluation mode)."""
     with skip_init():
         model = models.get_model(name, **options)
     channels = 1 if name.startswith("lenet") else 3
     s = tinyconv.summary(model, (channels, size, size), depth=1)
-    return s.total_params, s.total_macs / 1e9
+    main = sum(p.numel() for k, p in model.named_parameters() if not k.startswith(("aux", "AuxLogits")))
+    return s.total_params, main, s.total_macs / 1e9
 
 
 def fmt_params(n):
@@ -98,7 +100,7 @@ def main(argv=None):
 
     jobs = [(n, {}, REFERENCE_NAME.get(n, n)) for n in names]
     jobs += [(n, opt, ref) for n, opt, ref in EXTRA_ROWS if n in names]
-    header = (f"{'model':30s} {'params':>13s} {'reference':>13s} {'diff':>6s}  {'GMACs':>7s} {'ref':>7s} "
+    header = (f"{'model':30s} {'params':>13s} {'reference':>13s} {'diff':>6s}  {'GMACs':>9s} {'ref':>9s} "
               f"{'input':>5s}  {'lectures':>8s} {'ResNet':>6s}")
     print(header)
     print("-" * len(header))
@@ -107,24 +109,27 @@ def main(argv=None):
         ref = reference.get(ref_name) if ref_name else None
         size = input_size(name, ref)
         try:
-            params, gmacs = measure(name, options, size)
+            params, main_params, gmacs = measure(name, options, size)
         except Exception as e:  # a model that cannot be summarised is reported, not fatal
             print(f"{name:30s} failed: {type(e).__name__}: {e}")
             continue
-        seen[name] = params
+        if not options:
+            seen[name] = main_params
         label = name + "".join(f" {k}={v}" for k, v in options.items())
         ref_params = int(ref["params"]) if ref else None
         diff = "" if ref is None else ("=" if params == ref_params else f"{params / ref_params - 1:+.1%}")
         lecture = LECTURES.get(name) if not options else None
-        print(f"{label:30s} {params:>13,d} {fmt_params(ref_params):>13s} {diff:>6s}  {gmacs:7.3f} "
-              f"{(ref['GMACs'].strip() if ref else ''):>7s} {size:>5d}  "
+        print(f"{label:30s} {params:>13,d} {fmt_params(ref_params):>13s} {diff:>6s}  {gmacs:9.4g} "
+              f"{(ref['GMACs'].strip() if ref else ''):>9s} {size:>5d}  "
               f"{(str(lecture[4]) + 'M' if lecture and lecture[4] else ''):>8s} "
               f"{(str(RESNET_FLOPS[name]) + 'G' if name in RESNET_FLOPS else ''):>6s}")
 
-    print("\nThe lectures' comparison table, with tinyconv's counts:")
+    print("\nThe lectures' comparison table, with tinyconv's counts (without auxiliary classifiers):")
     print(f"{'model':18s} {'year':>4s} {'top-1':>6s} {'top-5':>6s} {'params (M)':>10s} {'tinyconv (M)':>12s}")
     for name, (label, year, top1, top5, mparams) in LECTURES.items():
-        ours = f"{seen[name] / 1e6:.1f}" if name in seen else "not built" if name in names else "not registered"
+        registered = name in models.list_models()
+        ours = (f"{seen[name] / 1e6:.1f}" if name in seen else "failed" if name in names
+                else "not selected" if registered else "not registered")
         print(f"{label:18s} {year:4d} {top1:6.2f} {top5:6.2f} {str(mparams or '-'):>10s} {ours:>12s}")
     missing = [n for n in list(LECTURES) + list(RESNET_FLOPS) if n not in models.list_models()]
     if missing:
