@@ -51,7 +51,8 @@ _METHODS = {
     "amax": basic.max, "amin": basic.min,
     "astype": basic.astype,
     "reshape": shape.reshape, "view": _view, "permute": shape.permute, "transpose": shape.transpose,
-    "flatten": shape.flatten, "squeeze": shape.squeeze, "unsqueeze": shape.unsqueeze, "split": shape.split, "chunk": shape.chunk, "expand": _expand,
+    "flatten": shape.flatten, "squeeze": shape.squeeze, "unsqueeze": shape.unsqueeze,
+    "split": shape.split, "chunk": shape.chunk, "expand": _expand,
     "broadcast_to": shape.broadcast_to,
 }
 
