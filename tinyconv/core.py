@@ -178,7 +178,7 @@ class Tensor:
 
     ``data`` is the backend array, ``grad`` the accumulated gradient (a ``Tensor`` or ``None``).
     Operators and methods (``+ - * / @ **``, indexing, ``sum``, ``reshape``, ...) are defined in
-    ``tinyconv.functions.basic`` and attached to this class there.
+    ``tinyconv.functions`` (one module per family) and attached to this class by ``functions/methods.py``.
     """
 
     __array_priority__ = 1000  # make ``ndarray * Tensor`` call Tensor.__rmul__
