@@ -34,9 +34,12 @@ class _Binary(Function):
     symbol = "?"
 
     def forward(self, a, b):
-        _broadcast_check(self.symbol, a, b)
         self.a_shape, self.b_shape = a.shape, b.shape
-        return self.compute(a, b)
+        try:
+            return self.compute(a, b)
+        except ValueError:
+            _broadcast_check(self.symbol, a, b)  # a clearer message when the shapes are the problem
+            raise
 
 
 class Add(_Binary):

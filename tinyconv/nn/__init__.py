@@ -1,6 +1,7 @@
 """``tinyconv.nn``: modules with PyTorch's names, arguments, defaults and state-dict keys."""
 from . import init, utils  # noqa: F401
-from .module import Module, ModuleDict, ModuleList, Parameter, Sequential  # noqa: F401
+from .container import ModuleDict, ModuleList, Sequential  # noqa: F401
+from .module import Module, Parameter  # noqa: F401
 from .activation import (GELU, Hardsigmoid, Hardswish, LeakyReLU, LogSoftmax, ReLU, ReLU6, Sigmoid,  # noqa: F401
                          SiLU, Softmax, Softplus, Tanh)
 from .linear import ChannelShuffle, Flatten, Identity, Linear, Unflatten, ZeroPad2d  # noqa: F401
