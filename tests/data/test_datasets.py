@@ -52,7 +52,8 @@ def test_subset_maps_indices():
     np.testing.assert_array_equal(yb, ds.labels[[5, 7]])
 
 
-@pytest.mark.parametrize("lengths, sizes", [([3, 7], [3, 7]), ([0.5, 0.3, 0.2], [5, 3, 2]), ([0.34, 0.33, 0.33], [4, 3, 3])])
+@pytest.mark.parametrize("lengths, sizes", [([3, 7], [3, 7]), ([0.5, 0.3, 0.2], [5, 3, 2]),
+                                           ([0.34, 0.33, 0.33], [4, 3, 3])])
 def test_random_split_partitions(lengths, sizes):
     parts = random_split(make(), lengths, seed=1)
     assert [len(p) for p in parts] == sizes

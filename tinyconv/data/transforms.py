@@ -210,8 +210,10 @@ class RandomCrop(Transform):
         if self.padding is not None:
             xs = _pad(xs, self.padding, self.fill)
         tops, lefts = self._offsets(xs, len(xs), _rng(rng))
-        h, w = self.size
-        return np.stack([x[..., t:t + h, l:l + w] for x, t, l in zip(xs, tops, lefts)])
+        # every h x w window of every image, as a view: (N, [C,] H-h+1, W-w+1, h, w); pick one per image
+        windows = np.lib.stride_tricks.sliding_window_view(xs, self.size, axis=(-2, -1))
+        n = np.arange(len(xs))
+        return windows[n, :, tops, lefts] if xs.ndim == 4 else windows[n, tops, lefts]
 
 
 class RandomHorizontalFlip(Transform):
