@@ -7,75 +7,17 @@ import numpy as np
 import pytest
 
 import tinyconv as tc
-from tinyconv import backend, checkpoint, nn
+from tinyconv import backend, checkpoint, nn, optim
+from tinyconv import functional as F
 from tinyconv import train as T
 
 
 # -- a tiny problem: 3 Gaussian blobs in 4-D, a 4-8-3 MLP, SGD with momentum, a seeded shuffling loader --
-class TinyMLP(nn.Module):
-    def __init__(self, d=4, h=8, c=3):
-        super().__init__()
-        self.w1 = nn.Parameter(tc.randn(d, h) * 0.5)
-        self.b1 = nn.Parameter(tc.zeros(h))
-        self.w2 = nn.Parameter(tc.randn(h, c) * 0.5)
-        self.b2 = nn.Parameter(tc.zeros(c))
-
-    def forward(self, x):
-        hidden = (x @ self.w1 + self.b1).maximum(0.0)
-        return hidden @ self.w2 + self.b2
+def TinyMLP(d=4, h=8, c=3):
+    return nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, c))
 
 
-def cross_entropy(logits, y):
-    """Mean cross-entropy from basic ops: log-sum-exp minus the true-class logit."""
-    m = tc.Tensor(logits.data.max(axis=1, keepdims=True))
-    lse = (logits - m).exp().sum(axis=1).log() + m.reshape(-1)
-    return (lse - logits[np.arange(len(y)), y.data]).mean()
-
-
-class SGD:
-    """Momentum SGD with PyTorch's state_dict layout (param indices, param_groups)."""
-
-    def __init__(self, params, lr, momentum=0.0):
-        self.params = list(params)
-        self.param_groups = [{"lr": lr, "momentum": momentum, "params": list(range(len(self.params)))}]
-        self.state = {}
-
-    def zero_grad(self):
-        for p in self.params:
-            p.grad = None
-
-    def step(self):
-        g = self.param_groups[0]
-        for i, p in enumerate(self.params):
-            buf = self.state.setdefault(i, {"momentum_buffer": np.zeros_like(p.data)})["momentum_buffer"]
-            buf *= g["momentum"]
-            buf += p.grad.data
-            p.data -= g["lr"] * buf
-
-    def state_dict(self):
-        return {"state": {i: {"momentum_buffer": s["momentum_buffer"].copy()} for i, s in self.state.items()},
-                "param_groups": [dict(g) for g in self.param_groups]}
-
-    def load_state_dict(self, sd):
-        self.state = {i: {"momentum_buffer": np.array(s["momentum_buffer"])} for i, s in sd["state"].items()}
-        self.param_groups = [dict(g) for g in sd["param_groups"]]
-
-
-class HalvingLR:
-    """Halve the learning rate every epoch (a stand-in scheduler with state)."""
-
-    def __init__(self, opt):
-        self.opt, self.last_epoch = opt, 0
-
-    def step(self):
-        self.last_epoch += 1
-        self.opt.param_groups[0]["lr"] *= 0.5
-
-    def state_dict(self):
-        return {"last_epoch": self.last_epoch}
-
-    def load_state_dict(self, sd):
-        self.last_epoch = sd["last_epoch"]
+cross_entropy = F.cross_entropy
 
 
 class ShuffleLoader:
@@ -111,8 +53,8 @@ def blobs(n, seed):
 def make_run(seed=0, lr=0.1, scheduler=False):
     tc.manual_seed(seed)
     model = TinyMLP()
-    opt = SGD(model.parameters(), lr=lr, momentum=0.9)
-    sched = HalvingLR(opt) if scheduler else None
+    opt = optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    sched = optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5) if scheduler else None
     xtr, ytr = blobs(96, seed=1)
     xte, yte = blobs(40, seed=2)
     return model, opt, sched, ShuffleLoader(xtr, ytr, 16, seed=3), ShuffleLoader(xte, yte, 16, shuffle=False)
@@ -237,11 +179,11 @@ def test_checkpoint_of_another_model_is_rejected_by_name(tmp_path):
     T.fit(model, tr, te, opt, cross_entropy, epochs=1, checkpoint_dir=tmp_path, progress=False, log=None)
     other = TinyMLP(h=5)
     with pytest.raises(checkpoint.CheckpointError) as err:
-        T.fit(other, tr, te, SGD(other.parameters(), 0.1), cross_entropy, epochs=2, checkpoint_dir=tmp_path,
+        T.fit(other, tr, te, optim.SGD(other.parameters(), 0.1), cross_entropy, epochs=2, checkpoint_dir=tmp_path,
               resume=True, progress=False, log=None)
     msg = str(err.value)
     assert str(tmp_path / T.CHECKPOINT_NAME) in msg
-    assert "w1: checkpoint (4, 8) vs model (4, 5)" in msg and "b2" not in msg
+    assert "0.weight: checkpoint (8, 4) vs model (5, 4)" in msg and "2.bias" not in msg
 
 
 def test_checkpoint_restores_rng_state(tmp_path):
