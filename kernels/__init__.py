@@ -8,7 +8,14 @@ so importing this package compiles nothing.
 import importlib
 
 # kernel name -> module (one file per kernel family)
-FAMILIES = {}
+FAMILIES = {
+    "max_pool2d_forward": "pooling",
+    "max_pool2d_backward": "pooling",
+    "avg_pool2d_forward": "pooling",
+    "avg_pool2d_backward": "pooling",
+    "lrn_forward": "lrn",
+    "lrn_backward": "lrn",
+}
 
 _TARGETS = ("numpy", "cpu", "cuda")
 

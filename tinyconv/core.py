@@ -82,11 +82,12 @@ class Function:
 
     def __call__(self, *inputs):
         tensors = [x if (x is None or isinstance(x, Tensor)) else _as_tensor_like(x, inputs) for x in inputs]
-        _check_same_device(type(self).__name__, tensors)
         arrays = [None if t is None else t.data for t in tensors]
-        before = set(self.__dict__)
+        if not all(a is None or type(a) is np.ndarray for a in arrays):  # the common all-CPU case is quick
+            _check_same_device(type(self).__name__, tensors)
+        n_attrs = len(self.__dict__)
         outputs = self.forward(*arrays)
-        self._saved = [k for k in self.__dict__ if k not in before]
+        self._saved = list(self.__dict__)[n_attrs:]  # attributes that forward added: the saved state
         multi = isinstance(outputs, tuple)
         outputs = outputs if multi else (outputs,)
         requires = is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
@@ -138,7 +139,10 @@ def as_tensor(value, like=None):
         if not backend.is_array(value) and not isinstance(value, np.generic) and arr.dtype == np.float64:
             arr = arr.astype(np.float32)
         return Tensor(arr)
-    arr = backend.get_array_module(like.data).asarray(value)
+    xp = backend.get_array_module(like.data)
+    if type(value) in (float, int) and like.dtype.kind == "f":  # the common ``x * 2.0``, quickly
+        return Tensor(xp.array(value, dtype=like.dtype))
+    arr = xp.asarray(value)
     scalar = arr.ndim == 0
     if like.dtype.kind == "f" and arr.dtype.kind in "biuf" and (scalar or arr.dtype.kind != "f"):
         arr = arr.astype(like.dtype)

@@ -1,11 +1,9 @@
 """Optimizers: trajectories equal PyTorch's given the same gradients; groups, zero_grad, state dicts."""
-import io
-
 import numpy as np
 import pytest
 
 import tinyconv as tc
-from tinyconv import optim
+from tinyconv import checkpoint, optim
 from tinyconv.nn import Parameter
 
 SHAPES = [(3, 4), (5,), (2, 1, 3)]
@@ -205,10 +203,9 @@ def test_state_dict_resume_equals_uninterrupted_run(case, tmp_path):
     full, _, _ = _run_tinyconv(name, kw, init, grads)
     _, opt, params = _run_tinyconv(name, kw, init, grads[:5])
     sd = opt.state_dict()
-    # through an .npz file, as a checkpoint writer would store it
-    np.savez(tmp_path / "opt.npz", **optim.state_dict_to_arrays(sd))
-    with np.load(tmp_path / "opt.npz", allow_pickle=False) as f:
-        loaded = optim.state_dict_from_arrays(f)
+    # through an .npz checkpoint file
+    checkpoint.save(tmp_path / "opt.npz", {"optimizer": sd})
+    loaded = checkpoint.load(tmp_path / "opt.npz")["optimizer"]
     assert sorted(loaded["state"]) == sorted(sd["state"])
     params2 = [Parameter(p.numpy().copy()) for p in params]
     opt2 = getattr(optim, name)(params2, lr=123.0)
@@ -274,14 +271,3 @@ def test_repr_lists_groups():
     opt = optim.SGD([Parameter(np.zeros(1))], lr=0.1, momentum=0.9)
     text = repr(opt)
     assert text.startswith("SGD (") and "Parameter Group 0" in text and "momentum: 0.9" in text
-
-
-def test_state_dict_to_arrays_names():
-    opt = optim.SGD([Parameter(np.zeros(2))], lr=0.1, momentum=0.5)
-    opt.param_groups[0]["params"][0].grad = tc.Tensor(np.ones(2))
-    opt.step()
-    buf = io.BytesIO()
-    np.savez(buf, **optim.state_dict_to_arrays(opt.state_dict()))
-    buf.seek(0)
-    with np.load(buf, allow_pickle=False) as f:
-        assert set(f.files) == {"meta", "state.0.momentum_buffer"}

@@ -1,6 +1,6 @@
 """All differentiable operations, one module per op family, re-exported flat (``tinyconv.functional``)."""
 from . import methods  # noqa: F401  (binds Tensor operators)
-from .basic import (abs, add, astype, clamp, clip, div, exp, log, matmul, max, maximum, mean, min,  # noqa: F401
+from .basic import (abs, add, amax, amin, astype, clamp, clip, div, exp, log, matmul, max, maximum, mean, min,  # noqa: F401
                     minimum, mul, neg, pow, sqrt, sub, sum, unbroadcast, var, where)
 from .shape import (broadcast_to, cat, chunk, concatenate, flatten, getitem, pad, permute,  # noqa: F401
                     reshape, split, squeeze, stack, transpose, unsqueeze)
@@ -12,3 +12,6 @@ from .loss import (binary_cross_entropy_with_logits, cross_entropy, mse_loss, mu
 from .dropout import drop_path, dropout, dropout2d, stochastic_depth  # noqa: F401
 from .normalization import batch_norm, layer_norm, layer_norm2d  # noqa: F401
 from .linear import linear  # noqa: F401
+from .pooling import (adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, global_avg_pool2d,  # noqa: F401
+                      max_pool2d)
+from .lrn import local_response_norm  # noqa: F401

@@ -8,6 +8,7 @@ import builtins
 
 import numpy as np
 
+from .. import backend
 from ..backend import get_array_module
 from ..core import Function, Tensor, as_tensor
 
@@ -34,9 +35,12 @@ class _Binary(Function):
     symbol = "?"
 
     def forward(self, a, b):
-        _broadcast_check(self.symbol, a, b)
         self.a_shape, self.b_shape = a.shape, b.shape
-        return self.compute(a, b)
+        try:
+            return self.compute(a, b)
+        except ValueError:
+            _broadcast_check(self.symbol, a, b)  # a clearer message when the shapes are the problem
+            raise
 
 
 class Add(_Binary):
@@ -129,7 +133,9 @@ class MatMul(Function):
             raise ValueError(f"operator @: shapes {tuple(a.shape)} and {tuple(b.shape)} are not aligned "
                              f"({k_a} != {k_b})")
         self.a, self.b = a, b
-        return a @ b
+        y = a @ b
+        backend.count_macs(y.size * k_a)  # for tinyconv.summary (a no-op outside shape_only)
+        return y
 
     def backward(self, gy):
         xp = get_array_module(gy)
@@ -418,6 +424,9 @@ def max(x, axis=None, keepdims=False, dim=None, keepdim=None):
 def min(x, axis=None, keepdims=False, dim=None, keepdim=None):
     """Minimum over ``axis`` (alias ``dim``); tied minima share the gradient equally."""
     return MaxMin.apply(as_tensor(x), axis=_axes(axis, dim), keepdims=bool(keepdim or keepdims), is_max=False)
+
+
+amax, amin = max, min  # PyTorch's names for the reductions that return values only
 
 
 def astype(x, dtype):

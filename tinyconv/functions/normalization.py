@@ -25,7 +25,7 @@ In evaluation batch norm uses fixed running statistics, so it is an affine map: 
 import numpy as np
 
 from ..backend import get_array_module
-from ..core import Function
+from ..core import Function, Tensor
 from .basic import unbroadcast
 
 
@@ -104,7 +104,8 @@ class LayerNorm(Function):
 
 
 def _data(t):
-    return None if t is None else getattr(t, "data", t)
+    """The array of a Tensor (running statistics may be given as Tensors or as arrays)."""
+    return t.data if isinstance(t, Tensor) else t
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):

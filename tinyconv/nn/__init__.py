@@ -1,6 +1,7 @@
 """``tinyconv.nn``: modules with PyTorch's names, arguments, defaults and state-dict keys."""
 from . import init, utils  # noqa: F401
-from .module import Module, ModuleDict, ModuleList, Parameter, Sequential  # noqa: F401
+from .container import ModuleDict, ModuleList, Sequential  # noqa: F401
+from .module import Module, Parameter  # noqa: F401
 from .activation import (GELU, Hardsigmoid, Hardswish, LeakyReLU, LogSoftmax, ReLU, ReLU6, Sigmoid,  # noqa: F401
                          SiLU, Softmax, Softplus, Tanh)
 from .linear import ChannelShuffle, Flatten, Identity, Linear, Unflatten, ZeroPad2d  # noqa: F401
@@ -8,3 +9,5 @@ from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm, LayerNorm2d  # n
 from .dropout import Dropout, Dropout2d, DropPath, StochasticDepth  # noqa: F401
 from .loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, MultiMarginLoss, NLLLoss  # noqa: F401
 from . import functional  # noqa: F401
+from .pooling import AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, MaxPool2d  # noqa: F401
+from .lrn import LocalResponseNorm  # noqa: F401

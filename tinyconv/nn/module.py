@@ -1,11 +1,12 @@
 """``Module``, ``Parameter`` and the containers, with PyTorch's semantics and state-dict key names.
 
 A module owns parameters (trainable tensors), buffers (state such as BatchNorm's running statistics) and
-child modules, all registered by attribute assignment.  ``state_dict()`` lists them under dotted names
-(``features.0.weight``, ``layer1.0.bn1.running_mean``) exactly as PyTorch does, so weights move between the
-two by name.
+child modules, all registered by attribute assignment (``self.fc = Linear(...)``, ``self.weight =
+Parameter(...)``) or by ``register_buffer``.  ``state_dict()`` lists parameters and persistent buffers under
+dotted names (``features.0.weight``, ``layer1.0.bn1.running_mean``) in PyTorch's order, so weights move
+between the two by name.
 """
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 
 import numpy as np
 
@@ -23,6 +24,40 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
 
+IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
+class RemovableHandle:
+    """Returned by ``register_forward_hook``; ``remove()`` unregisters the hook."""
+
+    _next_id = 0
+
+    def __init__(self, hooks):
+        self.hooks, self.id = hooks, RemovableHandle._next_id
+        RemovableHandle._next_id += 1
+
+    def remove(self):
+        self.hooks.pop(self.id, None)
+
+
+def _check_name(owner, kind, name):
+    if not isinstance(name, str):
+        raise TypeError(f"{type(owner).__name__}: {kind} name should be a str, got {type(name).__name__}")
+    if not name or "." in name:
+        raise KeyError(f"{type(owner).__name__}: {kind} name can't be empty or contain '.', got {name!r}")
+
+
+def _host_array(value):
+    """A state-dict value (tinyconv Tensor, NumPy/CuPy array, torch tensor, number) as an array."""
+    if isinstance(value, Tensor):
+        return value.data
+    if backend.is_array(value):
+        return value
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch.Tensor (torchvision weights)
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
 class Module:
     """Base class of every layer and network.  Subclasses define ``forward``; call the module to run it."""
 
@@ -31,25 +66,50 @@ class Module:
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_non_persistent", set())
         object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
+        object.__setattr__(self, "_forward_hooks", OrderedDict())
         object.__setattr__(self, "training", True)
 
     # -- registration -------------------------------------------------------------------------------
     def __setattr__(self, name, value):
-        if "_parameters" not in self.__dict__:
+        d = self.__dict__
+        if "_parameters" not in d:
             raise AttributeError(f"cannot assign {name!r} before Module.__init__() was called "
                                  f"(call super().__init__() first in {type(self).__name__}.__init__)")
-        for store in (self._parameters, self._buffers, self._modules):
-            store.pop(name, None) if name in store and not isinstance(value, (Parameter, Module, Tensor)) else None
         if isinstance(value, Parameter):
-            self._parameters[name] = value
+            self._forget(name, keep=self._parameters)
+            self.register_parameter(name, value)
         elif isinstance(value, Module):
+            self._forget(name, keep=self._modules)
             self._modules[name] = value
-        elif name in self._buffers:
-            self._buffers[name] = value
-        elif name in self._parameters and value is None:
+        elif name in self._parameters:
+            if value is not None:
+                raise TypeError(f"{type(self).__name__}: cannot assign a {type(value).__name__} as parameter "
+                                f"{name!r} (a Parameter or None expected)")
             self._parameters[name] = None
+        elif name in self._modules:
+            if value is not None:
+                raise TypeError(f"{type(self).__name__}: cannot assign a {type(value).__name__} as child module "
+                                f"{name!r} (a Module or None expected)")
+            self._modules[name] = None
+        elif name in self._buffers:
+            if value is not None and not isinstance(value, Tensor):
+                if not backend.is_array(value):
+                    raise TypeError(f"{type(self).__name__}: cannot assign a {type(value).__name__} as buffer "
+                                    f"{name!r} (a Tensor, an array or None expected)")
+                value = Tensor(value)
+            self._buffers[name] = value
         else:
             object.__setattr__(self, name, value)
+
+    def _forget(self, name, keep=None):
+        """Remove ``name`` from the attributes and every store but ``keep`` (whose entry keeps its position)."""
+        self.__dict__.pop(name, None)
+        for store in (self._parameters, self._buffers, self._modules):
+            if store is not keep:
+                store.pop(name, None)
+        if keep is not self._buffers:
+            self._non_persistent.discard(name)
 
     def __getattr__(self, name):
         d = self.__dict__
@@ -59,51 +119,124 @@ class Module:
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __delattr__(self, name):
-        for store in (self._parameters, self._buffers, self._modules):
-            if name in store:
-                del store[name]
-                return
-        object.__delattr__(self, name)
+        if name in self._parameters or name in self._buffers or name in self._modules:
+            self._forget(name)
+        else:
+            object.__delattr__(self, name)
 
     def register_parameter(self, name, param):
+        """Register a ``Parameter`` (or ``None``: an optional parameter that is absent, e.g. ``bias=False``)."""
+        _check_name(self, "parameter", name)
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"{type(self).__name__}: cannot register a {type(param).__name__} as parameter "
+                            f"{name!r} (a Parameter or None expected)")
+        if name in self.__dict__ or name in self._buffers or name in self._modules:
+            raise KeyError(f"{type(self).__name__}: attribute {name!r} already exists")
         self._parameters[name] = param
 
     def register_buffer(self, name, tensor, persistent=True):
-        """Register non-trainable state (saved in ``state_dict`` unless ``persistent=False``)."""
+        """Register non-trainable state; it follows ``.to()`` and is saved in ``state_dict`` if ``persistent``."""
+        _check_name(self, "buffer", name)
+        if name in self.__dict__ or name in self._parameters or name in self._modules:
+            raise KeyError(f"{type(self).__name__}: attribute {name!r} already exists")
         self._buffers[name] = tensor if tensor is None or isinstance(tensor, Tensor) else Tensor(tensor)
-        if not persistent:
+        if persistent:
+            self._non_persistent.discard(name)
+        else:
             self._non_persistent.add(name)
 
     def add_module(self, name, module):
-        self._modules[str(name)] = module
+        """Register ``module`` (or ``None``) as a child under ``name``."""
+        _check_name(self, "module", str(name))
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"{type(self).__name__}: {type(module).__name__} is not a Module")
+        name = str(name)  # an existing child of that name is replaced in place
+        if name in self.__dict__ or name in self._parameters or name in self._buffers:
+            raise KeyError(f"{type(self).__name__}: attribute {name!r} already exists")
+        self._modules[name] = module
 
     register_module = add_module
+
+    def get_submodule(self, target):
+        """The module at dotted path ``target`` (``"layer1.0.conv1"``); ``""`` is this module."""
+        m = self
+        for part in target.split(".") if target else []:
+            child = m._modules.get(part) if isinstance(m, Module) else None
+            if child is None:
+                raise AttributeError(f"{type(m).__name__} has no submodule {part!r} (looking up {target!r})")
+            m = child
+        return m
+
+    def get_parameter(self, target):
+        """The parameter at dotted path ``target`` (``"layer1.0.conv1.weight"``)."""
+        mod_path, _, name = target.rpartition(".")
+        m = self.get_submodule(mod_path)
+        if m._parameters.get(name) is None:
+            raise AttributeError(f"{type(m).__name__} has no parameter {name!r} (looking up {target!r})")
+        return m._parameters[name]
 
     # -- running ------------------------------------------------------------------------------------
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        for hook in list(self.__dict__.get("_forward_pre_hooks", {}).values()):
+            result = hook(self, args)
+            if result is not None:
+                args = result if isinstance(result, tuple) else (result,)
+        out = self.forward(*args, **kwargs)
+        for hook in list(self.__dict__.get("_forward_hooks", {}).values()):
+            result = hook(self, args, out)
+            if result is not None:
+                out = result
+        return out
+
+    def register_forward_pre_hook(self, hook):
+        """``hook(module, args)`` runs before ``forward``; returning non-None replaces the inputs."""
+        handle = RemovableHandle(self._forward_pre_hooks)
+        self._forward_pre_hooks[handle.id] = hook
+        return handle
+
+    def register_forward_hook(self, hook):
+        """``hook(module, args, output)`` runs after ``forward`` (e.g. to record activations for
+        visualisation); returning non-None replaces the output."""
+        handle = RemovableHandle(self._forward_hooks)
+        self._forward_hooks[handle.id] = hook
+        return handle
 
     def train(self, mode=True):
-        """Training mode (dropout active, batch statistics); returns self."""
-        for m in self.modules():
-            object.__setattr__(m, "training", mode)
+        """Set training mode (dropout active, batch statistics) on this module and its children; returns self."""
+        if not isinstance(mode, bool):
+            raise ValueError(f"{type(self).__name__}.train: mode should be a bool, got {mode!r}")
+        object.__setattr__(self, "training", mode)
+        for m in self.children():
+            m.train(mode)
         return self
 
     def eval(self):
+        """Evaluation mode (``train(False)``); returns self."""
         return self.train(False)
 
+    def requires_grad_(self, requires_grad=True):
+        """Freeze (``False``) or unfreeze every parameter, e.g. a pretrained backbone; returns self."""
+        for p in self.parameters():
+            p.requires_grad = requires_grad
+        return self
+
     # -- iteration ----------------------------------------------------------------------------------
-    def named_modules(self, prefix=""):
-        """``(dotted_name, module)`` for this module and every descendant, depth first (iterative)."""
-        stack, seen = [(prefix, self)], set()
+    def named_modules(self, memo=None, prefix="", remove_duplicate=True):
+        """``(dotted_name, module)`` for this module and every descendant, pre-order depth first.
+
+        A module reachable along several paths is yielded once (first path) unless ``remove_duplicate=False``.
+        """
+        memo = set() if memo is None else memo
+        stack = [(prefix, self)]
         while stack:
             name, m = stack.pop()
-            if id(m) in seen:
-                continue
-            seen.add(id(m))
+            if remove_duplicate:
+                if id(m) in memo:
+                    continue
+                memo.add(id(m))
             yield name, m
             children = [(f"{name}.{k}" if name else k, c) for k, c in m._modules.items() if c is not None]
             stack.extend(reversed(children))
@@ -113,45 +246,52 @@ class Module:
             yield m
 
     def named_children(self):
+        """``(name, module)`` of the direct children (each module once)."""
+        seen = set()
         for k, m in self._modules.items():
-            if m is not None:
+            if m is not None and id(m) not in seen:
+                seen.add(id(m))
                 yield k, m
 
     def children(self):
         for _, m in self.named_children():
             yield m
 
-    def _named(self, store, prefix="", recurse=True):
+    def _named_members(self, store, prefix, recurse, remove_duplicate):
         seen = set()
-        mods = self.named_modules(prefix) if recurse else [(prefix, self)]
+        mods = self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate) if recurse else [(prefix, self)]
         for mname, m in mods:
             for k, t in getattr(m, store).items():
-                if t is None or id(t) in seen:
+                if t is None or (remove_duplicate and id(t) in seen):
                     continue
                 seen.add(id(t))
                 yield (f"{mname}.{k}" if mname else k), t
 
-    def named_parameters(self, prefix="", recurse=True):
-        return self._named("_parameters", prefix, recurse)
+    def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
+        """``(dotted_name, Parameter)`` pairs; a parameter shared by several modules appears once."""
+        return self._named_members("_parameters", prefix, recurse, remove_duplicate)
 
     def parameters(self, recurse=True):
         for _, p in self.named_parameters(recurse=recurse):
             yield p
 
-    def named_buffers(self, prefix="", recurse=True):
-        return self._named("_buffers", prefix, recurse)
+    def named_buffers(self, prefix="", recurse=True, remove_duplicate=True):
+        """``(dotted_name, Tensor)`` pairs of buffers, persistent or not."""
+        return self._named_members("_buffers", prefix, recurse, remove_duplicate)
 
     def buffers(self, recurse=True):
         for _, b in self.named_buffers(recurse=recurse):
             yield b
 
     def apply(self, fn):
-        """Call ``fn(m)`` on every submodule (children first) and on self; returns self."""
-        for m in reversed(list(self.modules())):
-            fn(m)
+        """Call ``fn`` on every submodule, children before parents (post-order, as PyTorch), then on self."""
+        for m in self.children():
+            m.apply(fn)
+        fn(self)
         return self
 
     def zero_grad(self, set_to_none=True):
+        """Forget the parameters' gradients (``None``, or zero-filled with ``set_to_none=False``)."""
         for p in self.parameters():
             if set_to_none:
                 p.grad = None
@@ -162,7 +302,7 @@ class Module:
     def _map_tensors(self, fn):
         for m in self.modules():
             for store in (m._parameters, m._buffers):
-                for k, t in store.items():
+                for t in store.values():
                     if t is None:
                         continue
                     t.data = fn(t.data)
@@ -171,11 +311,16 @@ class Module:
         return self
 
     def to(self, device=None, dtype=None):
-        """Move parameters and buffers to ``device`` and/or cast floating ones to ``dtype`` (in place)."""
+        """Move parameters and buffers to ``device`` and/or cast floating ones to ``dtype``, in place.
+
+        The ``Parameter`` objects stay the same (only their arrays change), so an optimizer built before
+        still holds them; ``model.to(np.float64)`` (a dtype in first position) casts only.
+        """
+        if isinstance(device, (type, np.dtype)):
+            device, dtype = None, device
         if device is not None:
             device = backend.normalize_device(device)
-            if device == "cuda":
-                backend.xp_for("cuda")
+            backend.xp_for(device)  # a clear error when CUDA is unavailable
             self._map_tensors(lambda a: backend.to_device(a, device))
         if dtype is not None:
             self._map_tensors(lambda a: a.astype(dtype) if a.dtype.kind == "f" else a)
@@ -194,156 +339,74 @@ class Module:
         return self.to(dtype=np.float64)
 
     # -- state dict ---------------------------------------------------------------------------------
-    def state_dict(self):
-        """Ordered ``{dotted_name: Tensor}`` of parameters and persistent buffers, PyTorch's key order."""
-        out = OrderedDict()
-        for mname, m in self.named_modules():
-            pre = f"{mname}." if mname else ""
-            for k, p in m._parameters.items():
-                if p is not None:
-                    out[pre + k] = p
-            for k, b in m._buffers.items():
-                if b is not None and k not in m._non_persistent:
-                    out[pre + k] = b
+    def state_dict(self, destination=None, prefix="", keep_vars=False):
+        """Ordered ``{dotted_name: Tensor}`` of parameters and persistent buffers, PyTorch's keys and order.
+
+        Each module lists its own parameters, then its buffers, then its children's entries.  Shared
+        parameters appear under every name (as in PyTorch).  Values are ``detach()``-ed tensors sharing
+        the arrays (the ``Parameter`` objects themselves with ``keep_vars=True``).
+        """
+        out = OrderedDict() if destination is None else destination
+        for k, p in self._parameters.items():
+            if p is not None:
+                out[prefix + k] = p if keep_vars else p.detach()
+        for k, b in self._buffers.items():
+            if b is not None and k not in self._non_persistent:
+                out[prefix + k] = b if keep_vars else b.detach()
+        for k, m in self._modules.items():
+            if m is not None:
+                m.state_dict(destination=out, prefix=f"{prefix}{k}.", keep_vars=keep_vars)
         return out
 
     def load_state_dict(self, state_dict, strict=True):
-        """Copy values (Tensors or arrays) into this module's parameters and buffers by name.
+        """Copy values into this module's parameters and buffers by name (in place, cast to their dtype).
 
-        Shape mismatches always raise; with ``strict`` missing and unexpected keys raise too.  The error lists
-        every offending key.  Returns ``(missing_keys, unexpected_keys)``.
+        Values may be tinyconv Tensors, NumPy/CuPy arrays or torch tensors.  A shape mismatch always
+        raises; with ``strict`` (default) missing and unexpected keys raise too.  The error names every
+        offending key, and nothing is copied when it is raised.  Returns ``(missing_keys, unexpected_keys)``.
         """
-        own = self.state_dict()
+        own = self.state_dict(keep_vars=True)
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
-        mismatched = []
+        values, mismatched = {}, []
         for k, v in state_dict.items():
             if k in own:
-                shape = tuple(getattr(v, "shape", np.shape(v)))
-                if shape != own[k].shape:
-                    mismatched.append(f"{k}: expected {own[k].shape}, got {shape}")
+                values[k] = _host_array(v)
+                if tuple(values[k].shape) != own[k].shape:
+                    mismatched.append(f"size mismatch for {k}: copying a param with shape {tuple(values[k].shape)} "
+                                      f"from checkpoint, the shape in current model is {own[k].shape}.")
         problems = []
-        if mismatched:
-            problems.append("size mismatch for " + "; ".join(mismatched))
         if strict and missing:
-            problems.append("missing keys: " + ", ".join(missing))
+            problems.append("Missing key(s) in state_dict: " + ", ".join(f'"{k}"' for k in missing) + ".")
         if strict and unexpected:
-            problems.append("unexpected keys: " + ", ".join(unexpected))
+            problems.append("Unexpected key(s) in state_dict: " + ", ".join(f'"{k}"' for k in unexpected) + ".")
+        problems += mismatched
         if problems:
-            raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n  " + "\n  ".join(problems))
-        for k, v in state_dict.items():
-            if k in own:
-                t = own[k]
-                src = v.data if isinstance(v, Tensor) else v
-                t.data[...] = backend.get_array_module(t.data).asarray(backend.to_numpy(src)
-                                                                       if t.device == "cpu" else src).astype(t.dtype)
-        return missing, unexpected
+            raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t" + "\n\t".join(problems))
+        for k, src in values.items():
+            t = own[k]
+            xp = backend.get_array_module(t.data)
+            if backend.device_of(src) != t.device:
+                src = backend.to_device(src, t.device)
+            t.data[...] = xp.asarray(src).astype(t.dtype, copy=False)
+        return IncompatibleKeys(missing, unexpected)
 
     # -- printing -----------------------------------------------------------------------------------
     def extra_repr(self):
+        """The text inside ``Name(...)`` of this module's repr (its hyper-parameters); override in layers."""
         return ""
 
     def __repr__(self):
-        lines = []
-        for k, m in self._modules.items():
-            child = repr(m).replace("\n", "\n  ")
-            lines.append(f"({k}): {child}")
-        head = f"{type(self).__name__}({self.extra_repr()}"
-        if not lines:
-            return head + ")"
-        return head + "\n  " + "\n  ".join(lines) + "\n)"
+        extra = self.extra_repr()
+        extra_lines = extra.split("\n") if extra else []
+        child_lines = [f"({k}): " + repr(m).replace("\n", "\n  ") for k, m in self._modules.items()]
+        return _format_repr(type(self).__name__, extra_lines, child_lines)
 
 
-class Sequential(Module):
-    """Modules applied in order; indexable, and built from positional modules or an ``OrderedDict``."""
-
-    def __init__(self, *modules):
-        super().__init__()
-        if len(modules) == 1 and isinstance(modules[0], (dict, OrderedDict)):
-            for k, m in modules[0].items():
-                self.add_module(k, m)
-        else:
-            for i, m in enumerate(modules):
-                self.add_module(str(i), m)
-
-    def forward(self, x):
-        for m in self._modules.values():
-            x = m(x)
-        return x
-
-    def __getitem__(self, i):
-        mods = list(self._modules.values())
-        if isinstance(i, slice):
-            return Sequential(OrderedDict(list(self._modules.items())[i]))
-        return mods[i]
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def append(self, m):
-        self.add_module(str(len(self._modules)), m)
-        return self
-
-
-class ModuleList(Module):
-    """A list of modules registered under keys ``0, 1, ...``."""
-
-    def __init__(self, modules=()):
-        super().__init__()
-        for m in modules:
-            self.append(m)
-
-    def append(self, m):
-        self.add_module(str(len(self._modules)), m)
-        return self
-
-    def extend(self, ms):
-        for m in ms:
-            self.append(m)
-        return self
-
-    def __getitem__(self, i):
-        mods = list(self._modules.values())
-        return ModuleList(mods[i]) if isinstance(i, slice) else mods[i]
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-
-class ModuleDict(Module):
-    """A dict of modules registered under their keys."""
-
-    def __init__(self, modules=None):
-        super().__init__()
-        for k, m in (modules or {}).items():
-            self.add_module(k, m)
-
-    def __getitem__(self, k):
-        return self._modules[k]
-
-    def __setitem__(self, k, m):
-        self.add_module(k, m)
-
-    def __contains__(self, k):
-        return k in self._modules
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules)
-
-    def keys(self):
-        return self._modules.keys()
-
-    def values(self):
-        return self._modules.values()
-
-    def items(self):
-        return self._modules.items()
+def _format_repr(name, extra_lines, child_lines):
+    lines = extra_lines + child_lines
+    if not lines:
+        return name + "()"
+    if len(extra_lines) == 1 and not child_lines:
+        return f"{name}({extra_lines[0]})"
+    return f"{name}(\n  " + "\n  ".join(lines) + "\n)"

@@ -20,13 +20,8 @@ Parameters are numbered 0, 1, 2, ... across the groups in order.  State values a
 live arrays, not copies; NumPy or CuPy) or Python numbers (``"step"`` is an ``int``); group values are
 Python numbers, bools, tuples and the index lists.  ``load_state_dict`` copies the arrays onto each
 parameter's device and casts floating ones to its dtype, and accepts keys that came back as strings.
-``state_dict_to_arrays`` / ``state_dict_from_arrays`` turn a state dict into flat ``{name: numpy array}``
-for ``np.savez`` (arrays under ``"state.<index>.<name>"``, the rest JSON-encoded in ``"meta"``) and back.
+``tinyconv.checkpoint.save`` stores such a dict in an ``.npz`` file (arrays as members, the rest as JSON).
 """
-import json
-
-import numpy as np
-
 from .. import backend
 from ..core import Tensor, enable_grad
 
@@ -160,38 +155,3 @@ def _state_value_for(p, name, value):
     xp = backend.get_array_module(p.data)
     dtype = p.dtype if value.dtype.kind == "f" else value.dtype
     return xp.array(backend.to_device(value, p.device), dtype=dtype)
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"optimizer state dict: cannot JSON-encode {type(value).__name__} {value!r}")
-
-
-def state_dict_to_arrays(state_dict):
-    """Flatten an optimizer state dict into ``{name: numpy array}`` for ``np.savez``.
-
-    State arrays go to ``"state.<index>.<name>"`` (host copies); the parameter groups and the Python-number
-    state (``step``) are JSON-encoded in the 0-d string array ``"meta"``.
-    """
-    arrays, scalars = {}, {}
-    for i, values in state_dict["state"].items():
-        for name, v in values.items():
-            if backend.is_array(v):
-                arrays[f"state.{i}.{name}"] = backend.to_numpy(v)
-            else:
-                scalars.setdefault(str(i), {})[name] = v
-    meta = {"param_groups": state_dict["param_groups"], "scalars": scalars}
-    arrays["meta"] = np.array(json.dumps(meta, default=_json_default))
-    return arrays
-
-
-def state_dict_from_arrays(arrays):
-    """Inverse of ``state_dict_to_arrays`` (accepts the mapping ``np.load`` returns)."""
-    meta = json.loads(str(arrays["meta"][()]))
-    state = {int(i): dict(values) for i, values in meta["scalars"].items()}
-    for key in arrays:
-        if key.startswith("state."):
-            _, i, name = key.split(".", 2)
-            state.setdefault(int(i), {})[name] = np.asarray(arrays[key])
-    return {"state": dict(sorted(state.items())), "param_groups": meta["param_groups"]}
