@@ -62,6 +62,8 @@ def parse_args(argv):
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--init", default="lectures", choices=["lectures", "paper"],
                    help="lectures: Xavier (tanh) / He (ReLU); paper: the 1998 paper's U(-2.4/F_in, 2.4/F_in)")
+    p.add_argument("--augment", action="store_true",
+                   help="random shifts of up to 2 pixels (a random 32x32 crop of the image padded to 36x36)")
     p.add_argument("--modern", action="store_true", help="ReLU and max pooling instead of tanh and average pooling")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--threads", type=int, default=1,
@@ -147,8 +149,9 @@ def source_of(ds):
 def make_loaders(args, train_ds, test_ds):
     _, _, mean, std = DATASETS[args.dataset]
     to_input = T.Compose([T.Pad(2), T.ToFloat(), T.Normalize(mean, std)])   # 28x28 -> 32x32, standardised
+    augment = T.Compose([T.Pad(2), T.RandomCrop(32, padding=2), T.ToFloat(), T.Normalize(mean, std)])
     train_loader = data.DataLoader(train_ds, batch_size=args.batch_size, shuffle=True, seed=args.seed,
-                                   transform=to_input, device=args.device)
+                                   transform=augment if args.augment else to_input, device=args.device)
     test_loader = data.DataLoader(test_ds, batch_size=1000, shuffle=False, transform=to_input,
                                   device=args.device)
     return train_loader, test_loader
@@ -189,7 +192,7 @@ def check_resume(args, ckpt_path):
     if not (args.resume and os.path.exists(ckpt_path)):
         return
     extra = checkpoint.load(ckpt_path).get("extra") or {}
-    for key in ("dataset", "modern", "init", "batch_size", "limit_train"):
+    for key in ("dataset", "modern", "init", "augment", "batch_size", "limit_train"):
         if key in extra and extra[key] != getattr(args, key):
             raise BadInput(f"checkpoint {ckpt_path} was written by a run with --{key.replace('_', '-')} "
                            f"{extra[key]!r}, this run has {getattr(args, key)!r}: use another --out, or drop "
@@ -215,8 +218,8 @@ def run(args):
     scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(args.epochs, 1))
     ckpt_path = os.path.join(args.out, train.CHECKPOINT_NAME)
     check_resume(args, ckpt_path)
-    config = {k: getattr(args, k) for k in ("dataset", "modern", "init", "batch_size", "lr", "momentum", "weight_decay",
-                                            "epochs", "seed", "limit_train", "limit_test")}
+    config = {k: getattr(args, k) for k in ("dataset", "modern", "init", "augment", "batch_size", "lr", "momentum",
+                                            "weight_decay", "epochs", "seed", "limit_train", "limit_test")}
     history = train.fit(model, train_loader, test_loader, optimizer, F.cross_entropy, args.epochs,
                         scheduler=scheduler, device=args.device, checkpoint_dir=args.out, resume=args.resume,
                         history_path=os.path.join(args.out, "history"), progress=not args.no_progress,

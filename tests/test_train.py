@@ -9,38 +9,16 @@ import pytest
 import tinyconv as tc
 from tinyconv import backend, checkpoint, nn, optim
 from tinyconv import functional as F
+from tinyconv.data import ArrayDataset, DataLoader
 from tinyconv import train as T
 
 
-# -- a tiny problem: 3 Gaussian blobs in 4-D, a 4-8-3 MLP, SGD with momentum, a seeded shuffling loader --
+# -- a tiny problem: 3 Gaussian blobs in 4-D, a 4-8-3 MLP, SGD with momentum, a shuffling DataLoader ------
 def TinyMLP(d=4, h=8, c=3):
     return nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, c))
 
 
 cross_entropy = F.cross_entropy
-
-
-class ShuffleLoader:
-    """Minibatches of (x, y), reshuffled every epoch from a generator whose state is saved."""
-
-    def __init__(self, x, y, batch_size, shuffle=True, seed=0):
-        self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
-        self.rng = np.random.default_rng(seed)
-
-    def __len__(self):
-        return -(-len(self.x) // self.batch_size)
-
-    def __iter__(self):
-        order = self.rng.permutation(len(self.x)) if self.shuffle else np.arange(len(self.x))
-        for i in range(0, len(order), self.batch_size):
-            idx = order[i:i + self.batch_size]
-            yield tc.tensor(self.x[idx]), tc.tensor(self.y[idx])
-
-    def state_dict(self):
-        return {"rng": json.dumps(self.rng.bit_generator.state)}
-
-    def load_state_dict(self, sd):
-        self.rng.bit_generator.state = json.loads(sd["rng"])
 
 
 def blobs(n, seed):
@@ -57,7 +35,9 @@ def make_run(seed=0, lr=0.1, scheduler=False):
     sched = optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5) if scheduler else None
     xtr, ytr = blobs(96, seed=1)
     xte, yte = blobs(40, seed=2)
-    return model, opt, sched, ShuffleLoader(xtr, ytr, 16, seed=3), ShuffleLoader(xte, yte, 16, shuffle=False)
+    train_loader = DataLoader(ArrayDataset(xtr, ytr), batch_size=16, shuffle=True, seed=3)
+    test_loader = DataLoader(ArrayDataset(xte, yte), batch_size=16)
+    return model, opt, sched, train_loader, test_loader
 
 
 def weights(model):
@@ -87,11 +67,11 @@ def test_fit_learns_and_records_history(tmp_path):
 def test_evaluate_matches_a_direct_computation():
     model, _, _, _, test_loader = make_run()
     result = T.evaluate(model, test_loader, cross_entropy)
-    x, y = tc.tensor(test_loader.x), tc.tensor(test_loader.y)
-    out = model(x)
+    ds = test_loader.dataset
+    out = model(tc.tensor(ds.images))
     assert result["samples"] == 40
-    assert result["loss"] == pytest.approx(float(cross_entropy(out, y).item()), rel=1e-5)
-    assert result["acc1"] == pytest.approx(np.mean(out.data.argmax(axis=1) == test_loader.y))
+    assert result["loss"] == pytest.approx(float(cross_entropy(out, tc.tensor(ds.labels)).item()), rel=1e-5)
+    assert result["acc1"] == pytest.approx(np.mean(out.data.argmax(axis=1) == ds.labels))
     assert model.training                                # evaluate restores the mode
 
 
@@ -115,7 +95,7 @@ def test_resume_is_bitwise_identical(tmp_path, interrupt):
 
     # A "new process": fresh objects built from another seed; everything must come from the checkpoint.
     model, opt, sched, tr, te = make_run(seed=99, lr=0.5, scheduler=True)
-    tr.rng = np.random.default_rng(12345)
+    tr.seed = 12345
     history = T.fit(model, tr, te, opt, cross_entropy, epochs=3, scheduler=sched, checkpoint_dir=tmp_path,
                     resume=True, progress=False, log=None)
     assert [r["epoch"] for r in history] == [1, 2, 3]
