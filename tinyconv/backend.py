@@ -147,6 +147,42 @@ def as_cuda_output(y):
     return cupy_or_none().asarray(y)
 
 
+# -- shape-only mode (model summaries) ------------------------------------------------------------------
+class _MacCounter:
+    """Multiply-accumulates recorded by the expensive ops while ``shape_only()`` is active."""
+
+    def __init__(self):
+        self.total = 0
+
+
+_macs = None
+
+
+@contextlib.contextmanager
+def shape_only():
+    """Propagate shapes without the arithmetic: inside, convolutions record their multiply-accumulates
+    (``count_macs``) and return zeros of the right shape instead of computing; matrix products record theirs
+    too.  Yields the counter (``.total``).  Used by ``tinyconv.summary``; run the model under ``no_grad``.
+    """
+    global _macs
+    prev, _macs = _macs, _MacCounter()
+    try:
+        yield _macs
+    finally:
+        _macs = prev
+
+
+def is_shape_only():
+    """True inside ``shape_only()``: expensive ops may return zeros of the output shape."""
+    return _macs is not None
+
+
+def count_macs(n):
+    """Add ``n`` multiply-accumulates to the active ``shape_only()`` counter (no-op outside it)."""
+    if _macs is not None:
+        _macs.total += int(n)
+
+
 # -- random numbers -----------------------------------------------------------------------------------
 _seed = None
 _host_rng = np.random.default_rng()

@@ -8,6 +8,7 @@ gradients, which are three matrix products:
     dW = dy^T x        (out, B) @ (B, in)
     db = sum_rows dy
 """
+from .. import backend
 from ..core import Function
 
 
@@ -15,6 +16,7 @@ class Linear(Function):
     def forward(self, x, w, b):
         self.x, self.w = x, w
         y = x @ w.T
+        backend.count_macs(y.size * w.shape[1])  # for tinyconv.summary (a no-op outside shape_only)
         return y if b is None else y + b
 
     def backward(self, gy):
