@@ -352,3 +352,13 @@ def test_forward_hooks_record_and_replace():
 
 def test_nn_namespace_exports():
     assert nn.utils.clip_grad_norm_ is not None and nn.Sequential is Sequential and tc.optim.SGD is not None
+
+
+def test_deepcopy_gives_independent_parameters():
+    import copy
+    net = _tree()
+    clone = copy.deepcopy(net)
+    assert isinstance(clone.stem.weight, Parameter) and clone.stem.weight is not net.stem.weight
+    assert list(clone.state_dict()) == list(net.state_dict())
+    clone.stem.weight.data[...] = 0
+    assert np.any(net.stem.weight.numpy() != 0)

@@ -94,6 +94,21 @@ def test_state_dict_resumes_the_sequence(case):
     np.testing.assert_allclose(np.array(resumed), np.array(full[7:]), rtol=1e-13)
 
 
+@pytest.mark.parametrize("case", [("CosineAnnealingLR", dict(T_max=10)), ("StepLR", dict(step_size=3)),
+                                  ("ExponentialLR", dict(gamma=0.8)), ("MultiStepLR", dict(milestones=[6])),
+                                  ("LinearLR", dict(start_factor=0.2, total_iters=8))], ids=_case_id)
+def test_construction_with_last_epoch_matches_torch(torch, case):
+    """Resuming the old way, by passing last_epoch (needs group["initial_lr"]), follows PyTorch too."""
+    name, kw = case
+    seqs = []
+    for module, (opt, _) in ((lr_scheduler, _ours("StepLR", dict(step_size=100))),
+                             (torch.optim.lr_scheduler, _theirs(torch, "StepLR", dict(step_size=100)))):
+        for group in opt.param_groups:
+            group["lr"] *= 0.5
+        seqs.append(_sequence(opt, getattr(module, name)(opt, last_epoch=4, **kw), 10))
+    np.testing.assert_allclose(np.array(seqs[0]), np.array(seqs[1]), rtol=1e-13)
+
+
 def test_lambda_functions_are_not_saved_but_callable_objects_are():
     class Factor:
         def __init__(self, base):

@@ -1,6 +1,6 @@
 """All differentiable operations, one module per op family, re-exported flat (``tinyconv.functional``)."""
 from . import methods  # noqa: F401  (binds Tensor operators)
-from .basic import (abs, add, astype, clamp, clip, div, exp, log, matmul, max, maximum, mean, min,  # noqa: F401
+from .basic import (abs, add, amax, amin, astype, clamp, clip, div, exp, log, matmul, max, maximum, mean, min,  # noqa: F401
                     minimum, mul, neg, pow, sqrt, sub, sum, unbroadcast, var, where)
 from .shape import (broadcast_to, cat, chunk, concatenate, flatten, getitem, pad, permute,  # noqa: F401
                     reshape, split, squeeze, stack, transpose, unsqueeze)

@@ -426,6 +426,9 @@ def min(x, axis=None, keepdims=False, dim=None, keepdim=None):
     return MaxMin.apply(as_tensor(x), axis=_axes(axis, dim), keepdims=bool(keepdim or keepdims), is_max=False)
 
 
+amax, amin = max, min  # PyTorch's names for the reductions that return values only
+
+
 def astype(x, dtype):
     """Cast to ``dtype`` (differentiable: the gradient is cast back)."""
     x = as_tensor(x)

@@ -48,6 +48,7 @@ _METHODS = {
     "exp": basic.exp, "log": basic.log, "sqrt": basic.sqrt, "abs": basic.abs,
     "clip": basic.clip, "clamp": basic.clip, "maximum": basic.maximum, "minimum": basic.minimum,
     "sum": basic.sum, "mean": basic.mean, "var": basic.var, "max": basic.max, "min": basic.min,
+    "amax": basic.max, "amin": basic.min,
     "astype": basic.astype,
     "reshape": shape.reshape, "view": _view, "permute": shape.permute, "transpose": shape.transpose,
     "flatten": shape.flatten, "squeeze": shape.squeeze, "unsqueeze": shape.unsqueeze, "split": shape.split, "chunk": shape.chunk, "expand": _expand,

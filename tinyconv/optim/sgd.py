@@ -42,7 +42,7 @@ class SGD(Optimizer):
         if momentum != 0:
             buf = state.get("momentum_buffer")
             if buf is None:
-                buf = state["momentum_buffer"] = g.copy()
+                buf = state["momentum_buffer"] = g.astype(p.dtype)  # a copy, never the grad itself
             else:
                 buf *= momentum
                 buf += (1 - group["dampening"]) * g
