@@ -3,6 +3,7 @@ import gzip
 
 import numpy as np
 import pytest
+from hypothesis import given, strategies as st
 
 from tinyconv.data.idx import DTYPES, IDXError, parse_idx, read_idx, write_idx
 
@@ -113,3 +114,15 @@ def test_missing_file_is_file_not_found(tmp_path):
 def test_write_rejects_unsupported_dtype(tmp_path):
     with pytest.raises(TypeError, match="IDX cannot store dtype int64"):
         write_idx(tmp_path / "x", np.zeros(3, np.int64))
+
+
+@given(shape=st.lists(st.integers(0, 5), min_size=1, max_size=4), code=st.sampled_from(sorted(DTYPES)),
+       compress=st.booleans())
+def test_round_trip_property(tmp_path_factory, shape, code, compress):
+    x = (np.arange(int(np.prod(shape))) % 100 - 50).astype(DTYPES[code].newbyteorder("=")).reshape(shape)
+    if code == 0x08:
+        x = np.abs(x)
+    path = write_idx(tmp_path_factory.mktemp("idx") / "x", x, compress=compress)
+    y = read_idx(path)
+    assert y.shape == tuple(shape) and y.dtype == x.dtype
+    np.testing.assert_array_equal(y, x)

@@ -1,6 +1,7 @@
 """DataLoader: batching, conversion, shuffling, seeding, transforms, and exact resume from state_dict."""
 import numpy as np
 import pytest
+from hypothesis import given, strategies as st
 
 import tinyconv
 from tinyconv.data import ArrayDataset, DataLoader, random_split
@@ -164,3 +165,17 @@ def test_cuda_batches_match_cpu():
         assert x.device == "cuda" and y.device == "cuda"
         np.testing.assert_array_equal(x.numpy(), xc)
         np.testing.assert_array_equal(y.numpy(), yc)
+
+
+@given(n=st.integers(0, 30), batch_size=st.integers(1, 8), drop_last=st.booleans(), shuffle=st.booleans(),
+       seed=st.integers(0, 2**32))
+def test_every_sample_once_per_epoch(n, batch_size, drop_last, shuffle, seed):
+    ds = ArrayDataset(np.zeros((n, 2, 2), np.uint8), np.arange(n))
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed)
+    sizes = [len(y) for _, y in loader]
+    served = np.concatenate([y.numpy() for _, y in loader]) if len(loader) else np.zeros(0, int)
+    assert len(sizes) == len(loader) == (n // batch_size if drop_last else -(-n // batch_size))
+    assert all(s == batch_size for s in sizes[:-1]) and (not drop_last or all(s == batch_size for s in sizes))
+    assert len(set(served.tolist())) == len(served) == (n - n % batch_size if drop_last else n)
+    if not shuffle:
+        np.testing.assert_array_equal(served, np.arange(len(served)))

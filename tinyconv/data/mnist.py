@@ -163,8 +163,8 @@ class _IDXDigits(ArrayDataset):
         else:
             dest = os.path.join(self._bases(root)[0][1], self.folders[0])
             try:
-                paths = [self._download(dest, name, progress) for name in _file_names(split, "images")[:1]
-                         + _file_names(split, "labels")[:1]]
+                names = [_file_names(split, kind)[0] for kind in ("images", "labels")]  # the .gz names
+                paths = [self._download(dest, name, progress) for name in names]
                 return self._read(dest, paths, split)
             except (DownloadError, OSError) as e:
                 tried.append(f"download into {dest}: {e}")
@@ -188,8 +188,8 @@ class _IDXDigits(ArrayDataset):
             images = _read_cached(images_path, shape=(None, 28, 28), dtype=np.uint8)
             labels = _read_cached(labels_path, shape=(None,), dtype=np.uint8)
         except IDXError as e:
-            raise IDXError(f"{self.name}: {e}\n(delete or replace the damaged file; it will be downloaded "
-                           f"again if it sits in the download folder)") from e
+            raise IDXError(f"{self.name}: {e}\n(replace the damaged file, or delete it to have it "
+                           f"downloaded again)") from e
         if len(images) != len(labels):
             raise IDXError(f"{self.name}: {images_path} holds {len(images)} images but {labels_path} holds "
                            f"{len(labels)} labels: expected the same number")
