@@ -60,7 +60,8 @@ def test_cuda_is_unavailable_without_cupy_or_without_a_device(monkeypatch):
 
     def no_driver():
         raise RuntimeError("cudaErrorNoDevice")
-    broken = types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=no_driver)))
+    runtime = types.SimpleNamespace(getDeviceCount=no_driver)
+    broken = types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=runtime))
     monkeypatch.setattr(tc.cuda, "_available", None)
     monkeypatch.setattr(backend, "cupy_or_none", lambda: broken)
     assert tc.cuda.is_available() is False

@@ -16,14 +16,12 @@ def _libs(torch):
     tc_lib = types.SimpleNamespace(
         exp=tc.exp, log=tc.log, sqrt=tc.sqrt, abs=tc.abs, maximum=tc.maximum, where=tc.where,
         cat=lambda xs, d: tc.cat(xs, dim=d), stack=lambda xs, d: tc.stack(xs, dim=d),
-        amax=lambda x, d, k: tc.max(x, dim=d, keepdim=k), amin=lambda x, d, k: tc.min(x, dim=d, keepdim=k),
         leaf=lambda a: tc.Tensor(a, requires_grad=True), const=tc.Tensor, numpy=lambda x: x.numpy())
     if torch is None:
         return tc_lib, None
     torch_lib = types.SimpleNamespace(
         exp=torch.exp, log=torch.log, sqrt=torch.sqrt, abs=torch.abs, maximum=torch.maximum, where=torch.where,
         cat=lambda xs, d: torch.cat(xs, dim=d), stack=lambda xs, d: torch.stack(xs, dim=d),
-        amax=lambda x, d, k: torch.amax(x, dim=d, keepdim=k), amin=lambda x, d, k: torch.amin(x, dim=d, keepdim=k),
         leaf=lambda a: torch.tensor(a, requires_grad=True), const=torch.tensor,
         numpy=lambda x: x.detach().numpy())
     return tc_lib, torch_lib
@@ -78,11 +76,11 @@ def _random_program(rng, dtype, n_steps):
                 L.append(m.leaf(w))
                 return x @ L[-1]
         elif kind == "reduce":
-            f, d, k = rng.choice(["sum", "mean", "amax", "amin", "var"]), int(rng.integers(-nd, nd)), rng.random() < .5
-            step = {"sum": lambda m, x, L, d=d, k=k: x.sum(dim=d, keepdim=k),
-                    "mean": lambda m, x, L, d=d, k=k: x.mean(dim=d, keepdim=k),
-                    "amax": lambda m, x, L, d=d, k=k: m.amax(x, d, k), "amin": lambda m, x, L, d=d, k=k: m.amin(x, d, k),
-                    "var": lambda m, x, L, d=d, k=k: x.var(dim=d, keepdim=k)}[f]
+            f = str(rng.choice(["sum", "mean", "amax", "amin", "var"]))  # the same methods in both
+            d, k = int(rng.integers(-nd, nd)), bool(rng.random() < 0.5)
+
+            def step(m, x, L, f=f, d=d, k=k):
+                return getattr(x, f)(dim=d, keepdim=k)
             if f == "var" and cur[d] < 2:
                 continue  # the unbiased variance of one element divides by zero
         elif kind == "shape":

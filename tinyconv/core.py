@@ -156,7 +156,8 @@ def as_tensor(value, like=None):
 def _check_same_device(op, tensors):
     devices = {t.device for t in tensors if t is not None}
     if len(devices) > 1:
-        where = ", ".join(f"input {i} {tuple(t.shape)} on '{t.device}'" for i, t in enumerate(tensors) if t is not None)
+        where = ", ".join(f"input {i} {tuple(t.shape)} on '{t.device}'"
+                          for i, t in enumerate(tensors) if t is not None)
         raise RuntimeError(f"{op}: expected all tensors on the same device, got {where}")
 
 
@@ -177,7 +178,7 @@ class Tensor:
 
     ``data`` is the backend array, ``grad`` the accumulated gradient (a ``Tensor`` or ``None``).
     Operators and methods (``+ - * / @ **``, indexing, ``sum``, ``reshape``, ...) are defined in
-    ``tinyconv.functions.basic`` and attached to this class there.
+    ``tinyconv.functions`` (one module per family) and attached to this class by ``functions/methods.py``.
     """
 
     __array_priority__ = 1000  # make ``ndarray * Tensor`` call Tensor.__rmul__
@@ -248,8 +249,9 @@ class Tensor:
 
     def to(self, device=None, dtype=None):
         """Move to ``'cpu'`` or ``'cuda'`` and/or cast (differentiable); ``x.to(tinyconv.float64)`` casts."""
-        if device is not None and not isinstance(device, str) and not isinstance(getattr(device, "type", 0), str):
-            device, dtype = None, device  # x.to(dtype)
+        is_device = isinstance(device, str) or isinstance(getattr(device, "type", None), str)
+        if device is not None and not is_device:  # x.to(tinyconv.float64)
+            device, dtype = None, device
         out = self
         if dtype is not None and np.dtype(dtype) != self.dtype:
             out = out.astype(dtype)

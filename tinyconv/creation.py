@@ -23,8 +23,8 @@ def tensor(data, dtype=None, requires_grad=False, device="cpu"):
     """A new tensor from a list, scalar or array (copied).  Python floats become float32 unless ``dtype``."""
     if isinstance(data, Tensor):
         data = data.data
-    if backend.is_array(data):
-        arr = backend.to_numpy(data).copy() if backend.device_of(data) != "cpu" else data.copy()
+    if backend.is_array(data) or isinstance(data, np.generic):  # arrays and NumPy scalars keep their dtype
+        arr = np.array(backend.to_numpy(data))
     else:
         arr = np.array(data)
         if dtype is None and arr.dtype == np.float64:
@@ -40,10 +40,12 @@ def from_numpy(arr):
 
 
 def zeros(*size, dtype=DEFAULT_DTYPE, requires_grad=False, device="cpu"):
+    """A tensor of zeros; ``size`` as varargs (``zeros(2, 3)``) or one sequence (``zeros((2, 3))``)."""
     return Tensor(backend.xp_for(device).zeros(_shape(size), dtype), requires_grad)
 
 
 def ones(*size, dtype=DEFAULT_DTYPE, requires_grad=False, device="cpu"):
+    """A tensor of ones; ``size`` as in ``zeros``."""
     return Tensor(backend.xp_for(device).ones(_shape(size), dtype), requires_grad)
 
 
@@ -57,11 +59,14 @@ def full(size, fill_value, dtype=None, requires_grad=False, device="cpu"):
 
 
 def empty(*size, dtype=DEFAULT_DTYPE, requires_grad=False, device="cpu"):
+    """An uninitialised tensor (layers allocate parameters with it, then call an ``nn.init`` function)."""
     return Tensor(backend.xp_for(device).empty(_shape(size), dtype), requires_grad)
 
 
 def arange(start, stop=None, step=1, dtype=None, requires_grad=False, device="cpu"):
-    arr = np.arange(start, stop, step) if stop is not None else np.arange(start)
+    """Evenly spaced values in ``[start, stop)`` (``arange(n)`` is ``0 .. n-1``): int64 for integer
+    arguments, float32 for floats, unless ``dtype``."""
+    arr = np.arange(start, stop, step) if stop is not None else np.arange(0, start, step)
     if dtype is None and arr.dtype == np.float64:
         arr = arr.astype(DEFAULT_DTYPE)
     return _place(arr.astype(dtype) if dtype is not None else arr, device, requires_grad)
@@ -80,6 +85,7 @@ def rand(*size, dtype=DEFAULT_DTYPE, requires_grad=False, device="cpu"):
 
 
 def randint(low, high, size, dtype=np.int64, device="cpu"):
+    """Integers drawn uniformly from ``[low, high)`` by the seeded host generator."""
     return _place(backend.host_rng().integers(low, high, size=_shape((size,))).astype(dtype), device, False)
 
 
@@ -98,4 +104,5 @@ empty_like = _like(empty)
 
 
 def full_like(x, fill_value, dtype=None, requires_grad=False, device=None):
+    """``full`` with the shape, dtype and device of ``x``."""
     return full(x.shape, fill_value, dtype=dtype or x.dtype, requires_grad=requires_grad, device=device or x.device)

@@ -1,7 +1,8 @@
 """All differentiable operations, one module per op family, re-exported flat (``tinyconv.functional``)."""
 from . import methods  # noqa: F401  (binds Tensor operators)
-from .basic import (abs, add, amax, amin, astype, clamp, clip, div, exp, log, matmul, max, maximum, mean, min,  # noqa: F401
-                    minimum, mul, neg, pow, sqrt, sub, sum, unbroadcast, var, where)
+from .basic import (abs, add, astype, clamp, clip, div, exp, log, matmul, maximum, minimum, mul,  # noqa: F401
+                    neg, pow, sqrt, sub, unbroadcast, where)
+from .reduction import amax, amin, max, mean, min, sum, var  # noqa: F401
 from .shape import (broadcast_to, cat, chunk, concatenate, flatten, getitem, pad, permute,  # noqa: F401
                     reshape, split, squeeze, stack, transpose, unsqueeze)
 from .shape import channel_shuffle  # noqa: F401

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..backend import get_array_module
 from ..core import Tensor
-from . import basic, shape
+from . import basic, reduction, shape
 
 
 def _rev(fn):
@@ -47,11 +47,12 @@ _METHODS = {
     "matmul": basic.matmul, "neg": basic.neg,
     "exp": basic.exp, "log": basic.log, "sqrt": basic.sqrt, "abs": basic.abs,
     "clip": basic.clip, "clamp": basic.clip, "maximum": basic.maximum, "minimum": basic.minimum,
-    "sum": basic.sum, "mean": basic.mean, "var": basic.var, "max": basic.max, "min": basic.min,
-    "amax": basic.max, "amin": basic.min,
+    "sum": reduction.sum, "mean": reduction.mean, "var": reduction.var, "max": reduction.max,
+    "min": reduction.min, "amax": reduction.max, "amin": reduction.min,
     "astype": basic.astype,
     "reshape": shape.reshape, "view": _view, "permute": shape.permute, "transpose": shape.transpose,
-    "flatten": shape.flatten, "squeeze": shape.squeeze, "unsqueeze": shape.unsqueeze, "split": shape.split, "chunk": shape.chunk, "expand": _expand,
+    "flatten": shape.flatten, "squeeze": shape.squeeze, "unsqueeze": shape.unsqueeze,
+    "split": shape.split, "chunk": shape.chunk, "expand": _expand,
     "broadcast_to": shape.broadcast_to,
 }
 
