@@ -198,3 +198,25 @@ def test_random_tensors_for_the_gpu_are_drawn_on_the_host(monkeypatch):
     for c, g in zip(cpu, gpu):
         assert g.device == "cuda"
         np.testing.assert_array_equal(np.asarray(g.data), c)
+
+
+def test_only_the_backend_imports_cupy_numba_or_the_kernels():
+    import ast
+    banned = {"cupy", "cupyx", "numba", "tinyconv_kernels"}
+    offenders = []
+    for folder, _, files in os.walk(os.path.join(ROOT, "tinyconv")):
+        for name in files:
+            path = os.path.join(folder, name)
+            if not name.endswith(".py") or path == os.path.join(ROOT, "tinyconv", "backend.py"):
+                continue
+            for node in ast.walk(ast.parse(open(path).read())):
+                mods = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+                offenders += [f"{os.path.relpath(path, ROOT)}: {m}" for m in mods if m.split(".")[0] in banned]
+    assert offenders == []
+
+
+def test_special_functions_come_from_the_backend():
+    pytest.importorskip("scipy")
+    erf = backend.special_function("erf", np.zeros(1))
+    np.testing.assert_allclose(erf(np.array([0.0, 1.0])), [0.0, 0.8427007929497149])

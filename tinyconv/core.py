@@ -66,8 +66,13 @@ class Function:
     Subclasses take their hyper-parameters in ``__init__`` (keyword arguments, stored as attributes) and
     implement ``forward(*arrays) -> array or tuple of arrays`` and ``backward(*grad_outputs) -> gradient
     or tuple of gradients`` (one per input, ``None`` for inputs without gradient).  ``Cls.apply(*inputs,
-    **hyper)`` runs it on tensors.  Attributes assigned during ``forward`` are the saved state; they are
-    deleted after backward (unless the graph is retained), and a second backward then raises.
+    **hyper)`` runs it on tensors; inputs may be ``None`` (no bias) or Python/NumPy constants.
+
+    Attributes assigned during ``forward`` are the saved state; they are deleted after backward (unless
+    the graph is retained), and a second backward through the node then raises.  While the graph is
+    recorded, ``self.inputs`` holds the input tensors and ``self.needs_input_grad`` says which need a
+    gradient, so ``backward`` may skip work for the others.  Outputs whose gradient never arrives are
+    given zeros, so ``backward`` always receives one array per output.
     """
 
     _freed = False

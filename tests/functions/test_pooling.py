@@ -29,7 +29,8 @@ def window_starts(size, K, S, P, D, ceil_mode):
 
 def naive_max_pool2d(x, k, s, p, d, ceil_mode):
     N, C, H, W = x.shape
-    rows, cols = window_starts(H, k[0], s[0], p[0], d[0], ceil_mode), window_starts(W, k[1], s[1], p[1], d[1], ceil_mode)
+    rows = window_starts(H, k[0], s[0], p[0], d[0], ceil_mode)
+    cols = window_starts(W, k[1], s[1], p[1], d[1], ceil_mode)
     y = np.zeros((N, C, len(rows), len(cols)), x.dtype)
     idx = np.zeros(y.shape, np.int64)
     for n, c, i, j in np.ndindex(*y.shape):
@@ -122,6 +123,7 @@ def test_pooling_keeps_float32_and_3d_input(kernels, op):
 def test_stride_defaults_to_kernel_size():
     x = tc.randn(1, 1, 6, 6)
     np.testing.assert_array_equal(F.max_pool2d(x, 2).numpy(), F.max_pool2d(x, 2, stride=2).numpy())
+    np.testing.assert_array_equal(F.max_pool2d(x, 2, stride=[]).numpy(), F.max_pool2d(x, 2, stride=2).numpy())
     assert F.avg_pool2d(x, (3, 2)).shape == (1, 1, 2, 3)
 
 
@@ -154,12 +156,14 @@ def test_adaptive_output_size_forms_and_global_pool(kernels):
 
 
 @pytest.mark.parametrize("call,message", [
-    (lambda: F.max_pool2d(tc.randn(4, 4), 2), r"max_pool2d: expected input of shape \(N, C, H, W\) or \(C, H, W\), got \(4, 4\)"),
+    (lambda: F.max_pool2d(tc.randn(4, 4), 2),
+     r"max_pool2d: expected input of shape \(N, C, H, W\) or \(C, H, W\), got \(4, 4\)"),
     (lambda: F.max_pool2d(tc.randn(1, 1, 6, 6), 3, padding=2), r"pad should be at most half of kernel size"),
     (lambda: F.avg_pool2d(tc.randn(1, 1, 6, 6), (3, 2), padding=(1, 2)), r"padding=\(1, 2\) for kernel_size=\(3, 2\)"),
     (lambda: F.max_pool2d(tc.randn(1, 3, 4, 4), 5), r"computed output size is \(N, C, 0, 0\)"),
     (lambda: F.max_pool2d(tc.randn(1, 3, 4, 4), 2, stride=0), r"stride should be greater than zero"),
     (lambda: F.avg_pool2d(tc.randn(1, 3, 4, 4), 0), r"kernel_size should be greater than zero"),
+    (lambda: F.avg_pool2d(tc.randn(1, 3, 4, 4), 2, padding=-1), r"padding should be non-negative"),
     (lambda: F.adaptive_avg_pool2d(tc.randn(1, 3, 4, 4), (0, 2)), r"output size must be positive, got \(0, 2\)"),
     (lambda: F.adaptive_max_pool2d(tc.randn(3, 4), 2), r"adaptive_max_pool2d: expected input of shape"),
 ])

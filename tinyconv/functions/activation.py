@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from .. import backend
 from ..backend import get_array_module
 from ..core import Function
 
@@ -26,15 +27,10 @@ def _sigmoid(x):
 
 def _erf(x):
     """The error function on an array (SciPy's / CuPy's special function; ``math.erf`` as a fallback)."""
-    xp = get_array_module(x)
-    try:
-        if xp is np:
-            from scipy.special import erf
-        else:
-            from cupyx.scipy.special import erf
-        return erf(x)
-    except ImportError:
+    erf = backend.special_function("erf", x)
+    if erf is None:
         return np.vectorize(math.erf, otypes=[x.dtype])(x)
+    return erf(x)
 
 
 class ReLU(Function):

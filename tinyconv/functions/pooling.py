@@ -53,13 +53,15 @@ def _unbatched(y, was_3d):
 def _geometry(op, shape, kernel_size, stride, padding, dilation, ceil_mode):
     """Validated ``(KH, KW), (SH, SW), (PH, PW), (DH, DW), (OH, OW)`` for an input of ``shape`` (N, C, H, W)."""
     kernel = _pair(kernel_size, "kernel_size", op)
-    stride = kernel if stride is None or (not isinstance(stride, int) and len(stride) == 0) \
-        else _pair(stride, "stride", op)
+    empty = stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0)
+    stride = kernel if empty else _pair(stride, "stride", op)                # PyTorch: None or [] -> kernel
     padding, dilation = _pair(padding, "padding", op), _pair(dilation, "dilation", op)
     for what, v in (("kernel_size", kernel), ("stride", stride), ("dilation", dilation)):
         if min(v) <= 0:
             raise ValueError(f"{op}: {what} should be greater than zero, got {what}={v}")
-    if min(padding) < 0 or padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+    if min(padding) < 0:
+        raise ValueError(f"{op}: padding should be non-negative, got padding={padding}")
+    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
         raise ValueError(f"{op}: pad should be at most half of kernel size, got padding={padding} "
                          f"for kernel_size={kernel}")
     out = tuple(pool_output_size(n, k, s, p, d, ceil_mode)
