@@ -9,6 +9,11 @@ import importlib
 
 # kernel name -> module (one file per kernel family)
 FAMILIES = {
+    "im2col": "im2col",
+    "col2im": "im2col",
+    "depthwise_conv2d": "depthwise",
+    "depthwise_conv2d_grad_input": "depthwise",
+    "depthwise_conv2d_grad_weight": "depthwise",
     "max_pool2d_forward": "pooling",
     "max_pool2d_backward": "pooling",
     "avg_pool2d_forward": "pooling",

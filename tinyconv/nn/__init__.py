@@ -11,3 +11,4 @@ from .loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, MultiMarginLoss,
 from . import functional  # noqa: F401
 from .pooling import AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, MaxPool2d  # noqa: F401
 from .lrn import LocalResponseNorm  # noqa: F401
+from .conv import Conv2d  # noqa: F401

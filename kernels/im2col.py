@@ -1,0 +1,176 @@
+"""im2col and col2im: unfold convolution windows into columns, and fold them back (scatter-add).
+
+Shapes: x is (N, C, H, W); the kernel window is KH x KW with stride (SH, SW), dilation (DH, DW) and
+top/left zero padding (PH, PW); the output grid is OH x OW.  The bottom/right padding is implied by OH, OW:
+any tap that falls outside x reads zero, so asymmetric padding (PyTorch's ``padding='same'`` with an even
+kernel) needs no special case.
+
+Layout (chosen so the convolution is one GEMM per group with no copy of col)::
+
+    col[c, kh, kw, n, oh, ow] = x[n, c, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW]     (0 outside x)
+
+Reshaped (free, contiguous) to ``(C*KH*KW, N*OH*OW)`` it is the right operand of ``W @ col`` with
+``W`` of PyTorch's layout ``(K, C, KH, KW)`` reshaped to ``(K, C*KH*KW)``; with groups, ``(G, C/G*KH*KW,
+N*OH*OW)`` meets ``(G, K/G, C/G*KH*KW)``.
+
+col2im is the adjoint of im2col: ``x[n, c, h, w] = sum of col[c, kh, kw, n, oh, ow]`` over every
+(kh, kw, oh, ow) whose tap lands on (h, w).  It maps the column gradient back to the input gradient.
+
+Kernels (same signature for ``_numpy``, ``_cpu`` and ``_cuda``):
+
+    im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW) -> col (C, KH, KW, N, OH, OW)
+    col2im(col, H, W, SH, SW, PH, PW, DH, DW)        -> x   (N, C, H, W)
+"""
+import numpy as np
+from numba import cuda, njit, prange
+
+_THREADS = 256
+
+
+def _far_padding(size, P, K, S, D, O):
+    """Zero padding needed past the end of an axis so that every one of the O windows fits (never negative)."""
+    return max(0, (O - 1) * S + (K - 1) * D + 1 - size - P)
+
+
+# -- NumPy reference ----------------------------------------------------------------------------------
+def im2col_numpy(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW):
+    """Reference im2col: one strided slice of the padded input per kernel tap (kh, kw)."""
+    N, C, H, W = x.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (PH, _far_padding(H, PH, KH, SH, DH, OH)),
+                    (PW, _far_padding(W, PW, KW, SW, DW, OW))))
+    col = np.empty((C, KH, KW, N, OH, OW), x.dtype)
+    for kh in range(KH):
+        for kw in range(KW):
+            taps = xp[:, :, kh * DH:kh * DH + SH * (OH - 1) + 1:SH, kw * DW:kw * DW + SW * (OW - 1) + 1:SW]
+            col[:, kh, kw] = taps.transpose(1, 0, 2, 3)
+    return col
+
+
+def col2im_numpy(col, H, W, SH, SW, PH, PW, DH, DW):
+    """Reference col2im: add each tap's slice back into a padded buffer, then cut the padding off."""
+    C, KH, KW, N, OH, OW = col.shape
+    xp = np.zeros((N, C, H + PH + _far_padding(H, PH, KH, SH, DH, OH),
+                   W + PW + _far_padding(W, PW, KW, SW, DW, OW)), col.dtype)
+    for kh in range(KH):
+        for kw in range(KW):
+            xp[:, :, kh * DH:kh * DH + SH * (OH - 1) + 1:SH, kw * DW:kw * DW + SW * (OW - 1) + 1:SW] += \
+                col[:, kh, kw].transpose(1, 0, 2, 3)
+    return np.ascontiguousarray(xp[:, :, PH:PH + H, PW:PW + W])
+
+
+# -- Numba CPU ----------------------------------------------------------------------------------------
+@njit(cache=True, inline="always")
+def _valid_range(P, offset, S, size, O):
+    """Output positions o in [lo, hi) whose tap o*S - P + offset lies inside [0, size)."""
+    lo = max(0, -((offset - P) // S))  # ceil((P - offset) / S)
+    hi = min(O, (size - 1 + P - offset) // S + 1)
+    return lo, max(lo, hi)
+
+
+@njit(parallel=True, cache=True)
+def _im2col_cpu(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW):
+    N, C, H, W = x.shape
+    col = np.empty((C, KH, KW, N, OH, OW), x.dtype)
+    for job in prange(C * KH * KW * N):  # one (c, kh, kw, n) plane of OH x OW per job
+        n = job % N
+        kw = (job // N) % KW
+        kh = (job // (N * KW)) % KH
+        c = job // (N * KW * KH)
+        out = col[c, kh, kw, n]
+        out[:, :] = 0
+        oh0, oh1 = _valid_range(PH, kh * DH, SH, H, OH)
+        ow0, ow1 = _valid_range(PW, kw * DW, SW, W, OW)
+        for oh in range(oh0, oh1):
+            h = oh * SH - PH + kh * DH
+            for ow in range(ow0, ow1):
+                out[oh, ow] = x[n, c, h, ow * SW - PW + kw * DW]
+    return col
+
+
+@njit(parallel=True, cache=True)
+def _col2im_cpu(col, H, W, SH, SW, PH, PW, DH, DW):
+    C, KH, KW, N, OH, OW = col.shape
+    x = np.zeros((N, C, H, W), col.dtype)
+    for job in prange(N * C):  # each job owns one (n, c) plane of x: no two jobs write the same element
+        n = job // C
+        c = job % C
+        for kh in range(KH):
+            oh0, oh1 = _valid_range(PH, kh * DH, SH, H, OH)
+            for kw in range(KW):
+                ow0, ow1 = _valid_range(PW, kw * DW, SW, W, OW)
+                for oh in range(oh0, oh1):
+                    h = oh * SH - PH + kh * DH
+                    for ow in range(ow0, ow1):
+                        x[n, c, h, ow * SW - PW + kw * DW] += col[c, kh, kw, n, oh, ow]
+    return x
+
+
+def im2col_cpu(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW):
+    """Numba im2col, parallel over (c, kh, kw, n) planes."""
+    return _im2col_cpu(np.ascontiguousarray(x), KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
+
+
+def col2im_cpu(col, H, W, SH, SW, PH, PW, DH, DW):
+    """Numba col2im, parallel over (n, c) planes of the result (scatter-add without races)."""
+    return _col2im_cpu(np.ascontiguousarray(col), H, W, SH, SW, PH, PW, DH, DW)
+
+
+# -- numba.cuda ---------------------------------------------------------------------------------------
+@cuda.jit
+def _im2col_kernel(x, col, SH, SW, PH, PW, DH, DW, zero):
+    C, KH, KW, N, OH, OW = col.shape
+    H, W = x.shape[2], x.shape[3]
+    total = C * KH * KW * N * OH * OW
+    for i in range(cuda.grid(1), total, cuda.gridsize(1)):  # one thread per col element
+        ow = i % OW
+        oh = (i // OW) % OH
+        n = (i // (OW * OH)) % N
+        kw = (i // (OW * OH * N)) % KW
+        kh = (i // (OW * OH * N * KW)) % KH
+        c = i // (OW * OH * N * KW * KH)
+        h = oh * SH - PH + kh * DH
+        w = ow * SW - PW + kw * DW
+        col[c, kh, kw, n, oh, ow] = x[n, c, h, w] if 0 <= h < H and 0 <= w < W else zero
+
+
+@cuda.jit
+def _col2im_kernel(col, x, SH, SW, PH, PW, DH, DW, zero):
+    C, KH, KW, N, OH, OW = col.shape
+    H, W = x.shape[2], x.shape[3]
+    total = N * C * H * W
+    for i in range(cuda.grid(1), total, cuda.gridsize(1)):  # one thread per x element: a gather, no atomics
+        w = i % W
+        h = (i // W) % H
+        c = (i // (W * H)) % C
+        n = i // (W * H * C)
+        acc = zero
+        for kh in range(KH):
+            th = h + PH - kh * DH  # = oh * SH for the window that puts tap kh on row h
+            if th < 0 or th % SH != 0 or th // SH >= OH:
+                continue
+            for kw in range(KW):
+                tw = w + PW - kw * DW
+                if tw < 0 or tw % SW != 0 or tw // SW >= OW:
+                    continue
+                acc += col[c, kh, kw, n, th // SH, tw // SW]
+        x[n, c, h, w] = acc
+
+
+def _blocks(total):
+    return max(1, min((total + _THREADS - 1) // _THREADS, 65535 * 16))
+
+
+def im2col_cuda(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW):
+    """CUDA im2col: one thread per col element; returns a Numba device array."""
+    N, C = x.shape[0], x.shape[1]
+    col = cuda.device_array((C, KH, KW, N, OH, OW), dtype=x.dtype)
+    _im2col_kernel[_blocks(col.size), _THREADS](x, col, SH, SW, PH, PW, DH, DW, x.dtype.type(0))
+    return col
+
+
+def col2im_cuda(col, H, W, SH, SW, PH, PW, DH, DW):
+    """CUDA col2im: one thread per input element, summing the taps that land on it."""
+    C, N = col.shape[0], col.shape[3]
+    x = cuda.device_array((N, C, H, W), dtype=col.dtype)
+    _col2im_kernel[_blocks(x.size), _THREADS](col, x, SH, SW, PH, PW, DH, DW, col.dtype.type(0))
+    return x
