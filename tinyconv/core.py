@@ -240,6 +240,11 @@ class Tensor:
         """The data as a NumPy array on the host (a copy for GPU tensors)."""
         return backend.to_numpy(self.data)
 
+    def __array__(self, dtype=None, copy=None):
+        """``np.asarray(tensor)``: the data on the host (no gradient)."""
+        arr = self.numpy()
+        return arr if dtype is None else arr.astype(dtype, copy=False)
+
     def item(self):
         if self.data.size != 1:
             raise ValueError(f"item(): only one-element tensors can be converted, got shape {self.shape}")
@@ -315,6 +320,9 @@ class Tensor:
                    for gy, (shape, dtype) in zip(grads.pop(f), f.out_meta)]
             gxs = f.backward(*gys)
             gxs = gxs if isinstance(gxs, tuple) else (gxs,)
+            if len(gxs) != len(f.inputs):
+                raise RuntimeError(f"{type(f).__name__}.backward returned {len(gxs)} gradients for "
+                                   f"{len(f.inputs)} inputs (return None for an input without gradient)")
             for x, need, gx in zip(f.inputs, f.needs_input_grad, gxs):
                 if not need or gx is None:
                     continue
