@@ -101,7 +101,7 @@ class Function:
         if requires:
             self.inputs = tensors
             self.needs_input_grad = [t is not None and t.requires_grad for t in tensors]
-            self.out_meta = [(y.shape, y.dtype) for y in results]
+            self.out_meta = [(y.shape, y.dtype, backend.get_array_module(y.data)) for y in results]
             for i, r in enumerate(results):
                 r._ctx, r._out_index = self, i
         else:
@@ -325,8 +325,9 @@ class Tensor:
         grads = {self._ctx: [None] * len(self._ctx.out_meta)}
         grads[self._ctx][self._out_index] = g
         for f in _topological_order(self._ctx):
-            gys = [gy if gy is not None else xp.zeros(shape, dtype)
-                   for gy, (shape, dtype) in zip(grads.pop(f), f.out_meta)]
+            # an output that no consumer used gets a zero gradient (on its own device)
+            gys = [gy if gy is not None else out_xp.zeros(shape, dtype)
+                   for gy, (shape, dtype, out_xp) in zip(grads.pop(f), f.out_meta)]
             gxs = f.backward(*gys)
             gxs = gxs if isinstance(gxs, tuple) else (gxs,)
             if len(gxs) != len(f.inputs):
