@@ -171,6 +171,9 @@ class ndarray:
             return _wrap(attr)
 
         def method(*args, **kwargs):
+            # an integer NumPy vector as shape/axes is a sequence of ints to CuPy's methods too
+            args = [tuple(int(v) for v in a) if isinstance(a, np.ndarray) and a.ndim == 1 and a.dtype.kind in "iu"
+                    else a for a in args]
             return _wrap(attr(*_unwrap(args), **_unwrap(kwargs)))
         return method
 
@@ -386,8 +389,32 @@ def numba_sim_bridge(monkeypatch):
     monkeypatch.setattr(FakeCUDAArray, "__cuda_array_interface__", property(interface), raising=False)
 
 
-def install(monkeypatch):
-    """Make tinyconv see this module as CuPy with one GPU, and Numba's simulator as its CUDA kernels' runtime."""
+def reference_kernels(monkeypatch):
+    """Serve the CUDA kernels by their NumPy references (on the buffers the Numba views share), keeping the
+    bridge (CuPy array -> Numba view -> kernel -> Numba array -> CuPy array): for tests of whole training steps,
+    where the simulator (one Python thread per CUDA thread) would take minutes.  The ``_cuda`` kernels
+    themselves are checked on the simulator by the op and kernel tests."""
+    import tinyconv_kernels
+    from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+    real_get = tinyconv_kernels.get
+
+    def get(name, target):
+        if target != "cuda":
+            return real_get(name, target)
+        reference = real_get(name, "numpy")
+
+        def kernel(*args, **kwargs):
+            args = [a._ary if isinstance(a, FakeCUDAArray) else a for a in args]
+            assert not any(isinstance(a, ndarray) for a in args), "a CuPy array reached a kernel unconverted"
+            out = reference(*args, **kwargs)
+            return tuple(FakeCUDAArray(o) for o in out) if isinstance(out, tuple) else FakeCUDAArray(out)
+        return kernel
+    monkeypatch.setattr(tinyconv_kernels, "get", get)
+
+
+def install(monkeypatch, kernels="simulator"):
+    """Make tinyconv see this module as CuPy with one GPU, and Numba's simulator as its CUDA kernels' runtime
+    (``kernels='reference'``: the NumPy references stand in for the kernels, see ``reference_kernels``)."""
     from tinyconv import backend
     from tinyconv import cuda as tc_cuda
     module = sys.modules[__name__]
@@ -399,6 +426,8 @@ def install(monkeypatch):
     for name, mod in (("cupyx", cupyx), ("cupyx.scipy", cupyx_scipy), ("cupyx.scipy.special", cupyx_special)):
         monkeypatch.setitem(sys.modules, name, mod)
     numba_sim_bridge(monkeypatch)
+    if kernels == "reference":
+        reference_kernels(monkeypatch)
     SYNCS.clear()
     UPLOADS.clear()
     return module
