@@ -11,10 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from tinyconv import checkpoint, nn
-
-if not hasattr(nn, "Conv2d"):  # temporary: until the convolution layers are merged
-    pytest.skip("LeNet-5 needs nn.Conv2d", allow_module_level=True)
+from tinyconv import checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "examples", "train_lenet.py")
@@ -68,15 +65,15 @@ def assert_clean_error(result, *fragments):
 
 def test_trains_writes_outputs_and_resumes(tmp_path, digits_dir):
     out = tmp_path / "run"
-    common = ["--dataset", "mnist", "--data-dir", digits_dir, "--batch-size", 32, "--limit-train", 192,
-              "--out", out, "--no-progress"]
+    common = ["--dataset", "mnist", "--data-dir", digits_dir, "--batch-size", 32, "--limit-train", 96,
+              "--limit-test", 32, "--out", out, "--no-progress"]
     result = run_script(tmp_path, *common, "--epochs", 1)
     assert result.returncode == 0, result.stderr
     for name in ("checkpoint.npz", "history.json", "history.csv", "curves.png"):
         assert (out / name).is_file(), name
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     last = result.stdout.strip().splitlines()[-1]
-    assert re.fullmatch(rf"dataset used: MNIST \(192 train / 64 test images from {re.escape(str(digits_dir))}\), "
+    assert re.fullmatch(rf"dataset used: MNIST \(96 train / 32 test images from {re.escape(str(digits_dir))}\), "
                         r"limited by --limit-train/--limit-test; final test accuracy: \d+\.\d\d% "
                         r"\(top-1, after 1 epochs\)", last), last
     history = json.loads((out / "history.json").read_text())

@@ -38,6 +38,7 @@ def _is_cupy(x):
 
 
 def is_array(x):
+    """True for a NumPy or CuPy array."""
     return isinstance(x, np.ndarray) or _is_cupy(x)
 
 
@@ -50,6 +51,7 @@ def get_array_module(x):
 
 
 def device_of(x):
+    """``'cuda'`` for a CuPy array, ``'cpu'`` for anything else."""
     return "cuda" if _is_cupy(x) else "cpu"
 
 
@@ -117,6 +119,7 @@ if _kernel_mode not in _KERNEL_MODES:
 
 
 def kernel_mode():
+    """The CPU kernel choice in force: ``'auto'``, ``'numba'`` or ``'numpy'``."""
     return _kernel_mode
 
 
@@ -333,6 +336,7 @@ def get_rng_state():
 
 
 def set_rng_state(state):
+    """Restore the host generator from ``get_rng_state()``."""
     global _seed
     _seed = state.get("seed")
     _host_rng.bit_generator.state = state["bit_generator"]
