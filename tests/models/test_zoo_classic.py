@@ -147,7 +147,7 @@ def _input(name, n=2):
 # The rest (60M+ parameters in fully connected layers, whose initialisation alone draws 100M+ random numbers,
 # or the deep Inception-v3/v4 family) run in the slow set.
 FAST_FORWARD = ["lenet5", "googlenet", "inception_v2", "xception", "alexnet_torchvision"]
-SLOW_FORWARD = ["alexnet", "overfeat_fast", "overfeat_accurate", "vgg11_lrn", "vgg16_c_bn", "vgg19",
+SLOW_FORWARD = ["alexnet", "overfeat_fast", "overfeat_accurate", "vgg11_lrn", "vgg16_c_bn",
                 "inception_v3", "inception_v4", "inception_resnet_v2"]
 
 
@@ -182,11 +182,11 @@ def _loss(model, out, target):
     return F.cross_entropy(out, target)
 
 
-def _check_training(name, size=None, steps=3, lr=0.01, **kw):
+def _check_training(name, steps=3, lr=0.001, **kw):
     """A few plain SGD steps on one batch of 2 random images must lower the loss."""
     model = models.get_model(name, num_classes=10, **kw)
     model.train()
-    x = _input(name) if size is None else tinyconv.randn(2, 3, size, size)
+    x = _input(name)
     target = tinyconv.tensor(np.array([3, 7]))
     opt = tinyconv.optim.SGD(model.parameters(), lr=lr)
     losses = []
@@ -220,16 +220,16 @@ def test_googlenet_training_returns_aux():
 @pytest.mark.slow
 def test_inception_v3_training_returns_aux():
     model = models.get_model("inception_v3", num_classes=10)
-    out = model(tinyconv.randn(2, 3, 107, 107))   # the aux head's 5x5/3 pooling needs 107x107 at least
+    out = model(_input("inception_v3"))   # 75x75: the aux head pools its 3x3 input adaptively to 5x5
     assert isinstance(out, tuple) and len(out) == 2 and all(o.shape == (2, 10) for o in out)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,size", [("googlenet", None), ("inception_v2", None), ("xception", None),
-                                       ("alexnet", None), ("vgg11_bn", None), ("inception_v3", 107),
-                                       ("inception_v4", None), ("inception_resnet_v2", None)])
-def test_training_lowers_loss_large(name, size):
-    _check_training(name, size)
+@pytest.mark.parametrize("name", ["googlenet", "alexnet", "xception", "inception_v3"])
+def test_training_lowers_loss_large(name):
+    # a few representatives of the slow ones: LRN and true 5x5 (GoogLeNet), the paper's AlexNet with its
+    # init (biases 1), depthwise-separable convolutions (Xception), factorised convolutions and the aux head
+    _check_training(name)
 
 
 def test_initialisation_follows_the_papers():
