@@ -249,3 +249,37 @@ def test_initialisation_follows_the_papers():
     # torchvision's truncated normal, std 0.01 in [-2, 2]
     w = tv.conv1.conv.weight.numpy()
     assert abs(w.std() / 0.01 - 1) < 0.1
+
+
+def _train_zoo():
+    import importlib.util
+    path = pathlib.Path(__file__).resolve().parent.parent.parent / "examples" / "train_zoo.py"
+    spec = importlib.util.spec_from_file_location("train_zoo", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_train_zoo_resize_matches_torch_bilinear(torch, size):
+    images = np.random.default_rng(0).random((3, 28, 28)).astype(np.float32)
+    ours = _train_zoo().Resize(size).batch(images)
+    ref = torch.nn.functional.interpolate(torch.from_numpy(images)[:, None], size=(size, size), mode="bilinear",
+                                          align_corners=False)[:, 0].numpy()
+    assert ours.shape == (3, size, size)
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
+
+
+def test_train_zoo_aux_loss():
+    tz = _train_zoo()
+    wrapper = tz.MainOutput(models.get_model("googlenet_torchvision", num_classes=10, in_channels=1))
+    loss_fn = tz.make_loss(wrapper)
+    x, y = tinyconv.randn(2, 1, 32, 32), tinyconv.tensor(np.array([1, 2]))
+    out = wrapper(x)                                   # training mode: logits, aux heads kept aside
+    assert out.shape == (2, 10) and len(wrapper.aux) == 2
+    expected = F.cross_entropy(out, y).item() + 0.3 * sum(F.cross_entropy(a, y).item() for a in wrapper.aux)
+    assert abs(loss_fn(out, y).item() - expected) < 1e-5
+    wrapper.eval()
+    with tinyconv.no_grad():
+        wrapper(x)
+    assert wrapper.aux == ()

@@ -104,12 +104,14 @@ class Conv2dFn(Function):
         if backend.is_shape_only():  # tinyconv.summary: count the multiply-accumulates, skip the arithmetic
             backend.count_macs(N * K * OH * OW * Cg * KH * KW)
             return xp.zeros((N, K, OH, OW), x.dtype)
-        col = get_kernel("im2col", x)(xp.ascontiguousarray(x), KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
-        self.col = col.reshape(G, Cg * KH * KW, N * OH * OW)  # a view: col is contiguous
-        self.w, self.x_shape, self.has_bias = w, x.shape, b is not None
+        # backward rebuilds col from x instead of keeping it: col is KH*KW times larger than x, and x is
+        # usually kept alive by the graph anyway; one more im2col is cheap next to the two GEMMs
+        self.x, self.w, self.has_bias = xp.ascontiguousarray(x), w, b is not None
+        col = self.im2col(self.x, KH, KW)
         # Y[g] = W[g] @ col[g]: (G, K/G, C/G*KH*KW) @ (G, C/G*KH*KW, N*OH*OW) -> (K, N, OH, OW)
         with gemm(N * K * OH * OW * Cg * KH * KW):  # small products on one BLAS thread (threads.py)
-            y = xp.matmul(w.reshape(G, K // G, Cg * KH * KW), self.col).reshape(K, N, OH, OW)
+            y = xp.matmul(w.reshape(G, K // G, Cg * KH * KW), col).reshape(K, N, OH, OW)
+        del col
         out = xp.empty((N, K, OH, OW), x.dtype)
         # the one copy, to NCHW, with the bias added on the way
         if b is None:
@@ -118,12 +120,18 @@ class Conv2dFn(Function):
             xp.add(y.transpose(1, 0, 2, 3), b.reshape(K, 1, 1), out=out)
         return out
 
+    def im2col(self, x, KH, KW):
+        """The windows of x as G matrices of (C/G*KH*KW) rows by N*OH*OW columns (a free reshape)."""
+        (SH, SW), (PH, PW), (DH, DW), (OH, OW) = self.stride, self.padding, self.dilation, self.out_size
+        col = get_kernel("im2col", x)(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
+        return col.reshape(self.groups, -1, x.shape[0] * OH * OW)
+
     def backward(self, gy):
         xp = get_array_module(gy)
-        N, C, H, W = self.x_shape
+        N, C, H, W = self.x.shape
         K, Cg, KH, KW = self.w.shape
-        G, R, P = self.col.shape  # R = C/G*KH*KW rows of col per group, P = N*OH*OW columns
         OH, OW = gy.shape[2:]
+        G, R, P = self.groups, Cg * KH * KW, N * OH * OW  # R rows of col per group, P columns
         need_x, need_w, need_b = self.needs_input_grad
         # dY in the GEMM's layout (K, N*OH*OW), split into groups: the one copy of the backward
         gy_t = xp.ascontiguousarray(gy.transpose(1, 0, 2, 3)).reshape(G, K // G, P)
@@ -132,13 +140,14 @@ class Conv2dFn(Function):
         # dW = dY @ col^T, computed as (col @ dY^T)^T: the same products, but with the long N*OH*OW axis
         # inside, OpenBLAS is several times faster when the tall R x K/G result is the one it computes
         gw = gx = None
-        macs = K * R * P  # of each product
         if need_w:
-            with gemm(macs):
-                gw = xp.matmul(self.col, gy_t.transpose(0, 2, 1)).transpose(0, 2, 1).reshape(self.w.shape)
+            col = self.im2col(self.x, KH, KW)
+            with gemm(K * R * P):  # small products on one BLAS thread (threads.py)
+                gw = xp.matmul(col, gy_t.transpose(0, 2, 1)).transpose(0, 2, 1).reshape(self.w.shape)
+            del col
         if need_x:
             # dcol = W^T @ dY, then dx = col2im(dcol): each x element collects the gradient of all its copies
-            with gemm(macs):
+            with gemm(K * R * P):
                 gcol = xp.matmul(self.w.reshape(G, K // G, R).transpose(0, 2, 1), gy_t)
             (SH, SW), (PH, PW), (DH, DW) = self.stride, self.padding, self.dilation
             gx = get_kernel("col2im", gcol)(gcol.reshape(C, KH, KW, N, OH, OW), H, W, SH, SW, PH, PW, DH, DW)
