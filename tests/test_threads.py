@@ -39,16 +39,14 @@ def test_set_num_threads_caps_numba_and_blas():
 
 
 def test_small_products_hold_blas_to_one_thread_and_restore_it():
-    from threadpoolctl import threadpool_info
-
-    def blas_threads():
-        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
-    before = blas_threads()
+    with threads.gemm(10):  # the first call finds the BLAS libraries loaded so far (NumPy's among them)
+        assert all(lib.get_num_threads() == 1 for lib in threads._blas)
+    before = [lib.get_num_threads() for lib in threads._blas]
     with threads.gemm(10):
-        assert all(n == 1 for n in blas_threads())
-    assert blas_threads() == before
+        assert all(lib.get_num_threads() == 1 for lib in threads._blas)
+    assert [lib.get_num_threads() for lib in threads._blas] == before
     with threads.gemm(threads.BLAS_PARALLEL_MIN_MACS):
-        assert blas_threads() == before
+        assert [lib.get_num_threads() for lib in threads._blas] == before
 
 
 def test_the_passive_wait_policy_is_only_lent_to_numba():
