@@ -12,3 +12,5 @@ from .googlenet import googlenet, googlenet_torchvision  # noqa: F401
 from .inception import inception_v2, inception_v3  # noqa: F401
 from .inception_v4 import inception_resnet_v2, inception_v4  # noqa: F401
 from .xception import xception  # noqa: F401
+from .resnet import (resnet18, resnet34, resnet50, resnet101, resnet152, resnext50_32x4d,  # noqa: F401
+                     resnext101_32x8d, resnext101_64x4d, se_resnet50)

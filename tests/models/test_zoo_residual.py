@@ -1,0 +1,145 @@
+"""The residual zoo: ResNet-18..152, ResNeXt, SE-ResNet-50, DenseNet-121..264.
+
+Parameter counts against the reference table, state-dict keys and shapes against torchvision's, MACs against
+the reference table and the ResNet paper's FLOPs row (lecture 002), forward and training on small inputs,
+backward through ResNet-152, initialisation, and the dense block's memory behaviour.
+"""
+import numpy as np
+import pytest
+
+import tinyconv
+from tinyconv import models, nn
+from zoo_helpers import (REFERENCE, build, check_forward, check_training, count, reference_macs,
+                         state_dict_shapes, torchvision_keys)
+
+# tinyconv name -> reference-table name (torchvision's, or timm's for SE-ResNet-50)
+RESIDUAL = {"resnet18": "resnet18", "resnet34": "resnet34", "resnet50": "resnet50", "resnet101": "resnet101",
+            "resnet152": "resnet152", "resnext50_32x4d": "resnext50_32x4d",
+            "resnext101_32x8d": "resnext101_32x8d", "resnext101_64x4d": "resnext101_64x4d",
+            "se_resnet50": "legacy_seresnet50"}
+TORCHVISION = [name for name in RESIDUAL if name != "se_resnet50"]
+
+
+def test_all_registered():
+    assert set(RESIDUAL) <= set(models.list_models())
+
+
+@pytest.mark.parametrize("name", sorted(RESIDUAL))
+def test_parameters_equal_reference_table(name):
+    assert count(build(name)) == int(REFERENCE[RESIDUAL[name]]["params"])
+
+
+@pytest.mark.parametrize("name", TORCHVISION)
+def test_state_dict_keys_equal_torchvision(name):
+    expected = torchvision_keys(name)
+    got = state_dict_shapes(build(name))
+    assert list(got) == list(expected)
+    assert got == expected
+
+
+@pytest.mark.parametrize("name", sorted(RESIDUAL))
+def test_macs_match_reference_table(name):
+    macs, ref = reference_macs(build(name), RESIDUAL[name])
+    assert abs(macs / ref - 1) < 0.01
+
+
+# The FLOPs row of the ResNet paper's Table 1 (lecture 002): multiply-adds at 224x224 of the paper's network,
+# whose bottlenecks stride in the first 1x1 (torchvision's stride in the 3x3 costs 4.1, 7.8, 11.5 G instead).
+# ResNet-34's 3.6 is the paper's rounding of 3.66.
+PAPER_FLOPS = {"resnet18": 1.8, "resnet34": 3.6, "resnet50": 3.8, "resnet101": 7.6, "resnet152": 11.3}
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_FLOPS))
+def test_macs_match_the_papers_flops_row(name):
+    s = tinyconv.summary(build(name, stride_in_1x1=True), (3, 224, 224), depth=1)
+    assert abs(s.total_macs / (PAPER_FLOPS[name] * 1e9) - 1) < 0.02
+    assert s.total_params == count(build(name))   # the stride's place changes no parameter
+
+
+def test_stage_shapes_follow_table_1():
+    s = tinyconv.summary(build("resnet50"), (3, 224, 224), depth=1)
+    shapes = {r["name"]: r["output_shape"] for r in s.rows}
+    assert shapes["maxpool"] == (1, 64, 56, 56)
+    assert [shapes[f"layer{i}"] for i in range(1, 5)] == [(1, 256, 56, 56), (1, 512, 28, 28),
+                                                          (1, 1024, 14, 14), (1, 2048, 7, 7)]
+    assert shapes["fc"] == (1, 1000)
+
+
+def test_resnext_cardinality_and_width():
+    m = build("resnext50_32x4d")
+    conv = m.layer1[0].conv2
+    assert (conv.groups, conv.in_channels, conv.out_channels) == (32, 128, 128)   # 32 paths of 4 channels
+    assert m.layer4[0].conv2.out_channels == 32 * 4 * 8
+    m = build("resnext101_64x4d")
+    assert (m.layer1[0].conv2.groups, m.layer1[0].conv2.out_channels) == (64, 256)
+
+
+def test_projection_shortcuts_only_where_shapes_change():
+    m = build("resnet34")
+    with_projection = [f"{i}.{j}" for i in range(1, 5) for j, b in enumerate(getattr(m, f"layer{i}"))
+                       if b.downsample is not None]
+    assert with_projection == ["2.0", "3.0", "4.0"]
+    m = build("resnet50")                           # the bottleneck's 64 -> 256 needs one in layer1 too
+    assert m.layer1[0].downsample is not None and m.layer1[1].downsample is None
+
+
+def test_se_module_gates_each_channel():
+    from tinyconv.models.resnet import SEModule
+    se = SEModule(32, reduction=16)
+    assert (se.fc1.weight.shape, se.fc2.weight.shape) == ((2, 32, 1, 1), (32, 2, 1, 1))
+    x = tinyconv.randn(2, 32, 5, 5)
+    y = se(x).numpy()
+    gate = y / x.numpy()                               # one factor in (0, 1) per sample and channel
+    assert np.allclose(gate, gate[:, :, :1, :1], rtol=1e-4)
+    assert (gate > 0).all() and (gate < 1).all()
+    s = x.numpy().mean(axis=(2, 3))
+    h = np.maximum(s @ se.fc1.weight.numpy()[:, :, 0, 0].T + se.fc1.bias.numpy(), 0)
+    expected = 1 / (1 + np.exp(-(h @ se.fc2.weight.numpy()[:, :, 0, 0].T + se.fc2.bias.numpy())))
+    assert np.allclose(gate[:, :, 0, 0], expected, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "resnext50_32x4d", "se_resnet50"])
+def test_forward_shape_and_finite(name):
+    check_forward(models.get_model(name, num_classes=10), tinyconv.randn(2, 3, 32, 32))
+
+
+def test_resnet18_training_lowers_loss():
+    check_training(models.get_model("resnet18", num_classes=10), tinyconv.randn(2, 3, 32, 32))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["resnet50", "resnext50_32x4d", "se_resnet50"])
+def test_training_lowers_loss_large(name):
+    check_training(models.get_model(name, num_classes=10), tinyconv.randn(2, 3, 64, 64), lr=0.002)
+
+
+def test_resnet152_backward_batch_of_one():
+    # 152 layers, ~500 functions in the graph: the iterative backward reaches every parameter
+    model = models.get_model("resnet152", num_classes=10)
+    model.eval()                                       # one 1x1 sample per channel at the end: running stats
+    x = tinyconv.randn(1, 3, 32, 32, requires_grad=True)
+    model(x).sum().backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and np.isfinite(g.numpy()).all() for g in grads)
+    assert np.abs(x.grad.numpy()).sum() > 0
+    assert np.abs(model.conv1.weight.grad.numpy()).sum() > 0
+
+
+def test_initialisation_as_torchvision():
+    model = models.resnet50()
+    w = model.layer3[0].conv2.weight.numpy()          # Kaiming normal, fan_out = 256 * 3 * 3
+    assert abs(w.std() / np.sqrt(2 / (256 * 9)) - 1) < 0.05
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert all((m.weight.numpy() == 1).all() and (m.bias.numpy() == 0).all() for m in bns)
+    fc = model.fc.weight.numpy()                       # Linear's default U(-1/sqrt(2048), 1/sqrt(2048))
+    assert np.abs(fc).max() <= 1 / np.sqrt(2048) and np.abs(fc).max() > 0.9 / np.sqrt(2048)
+
+
+def test_zero_init_residual_starts_blocks_as_identity():
+    model = models.resnet18(zero_init_residual=True)
+    model.eval()
+    block = model.layer1[1]
+    assert (block.bn2.weight.numpy() == 0).all()
+    x = tinyconv.rand(1, 64, 8, 8)                     # non-negative, as after a ReLU
+    with tinyconv.no_grad():
+        assert np.array_equal(block(x).numpy(), x.numpy())
