@@ -85,11 +85,15 @@ def _rng():
 
 def uniform_(tensor, a=0.0, b=1.0):
     """Fill with ``U(a, b)``."""
+    if _skip:  # draw nothing: skip_init exists to make building large models cheap
+        return tensor
     return _fill(tensor, _rng().uniform(a, b, tensor.shape))
 
 
 def normal_(tensor, mean=0.0, std=1.0):
     """Fill with ``N(mean, std^2)``."""
+    if _skip:  # draw nothing: skip_init exists to make building large models cheap
+        return tensor
     return _fill(tensor, _rng().normal(mean, std, tensor.shape))
 
 
