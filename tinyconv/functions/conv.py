@@ -27,6 +27,7 @@ Backward, per group, writing Y = W col with dY its gradient (K, N*OH*OW):
 Depthwise convolution (``groups == C > 1``) is dispatched to a direct kernel (``depthwise.py``).
 """
 
+from .. import backend
 from ..backend import get_array_module, get_kernel
 from ..core import Function
 
@@ -99,6 +100,9 @@ class Conv2dFn(Function):
         N, C, H, W = x.shape
         K, Cg, KH, KW = w.shape
         G, (SH, SW), (PH, PW), (DH, DW), (OH, OW) = self.groups, self.stride, self.padding, self.dilation, self.out_size
+        if backend.is_shape_only():  # tinyconv.summary: count the multiply-accumulates, skip the arithmetic
+            backend.count_macs(N * K * OH * OW * Cg * KH * KW)
+            return xp.zeros((N, K, OH, OW), x.dtype)
         col = get_kernel("im2col", x)(xp.ascontiguousarray(x), KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
         self.col = col.reshape(G, Cg * KH * KW, N * OH * OW)  # a view: col is contiguous
         self.w, self.x_shape, self.has_bias = w, x.shape, b is not None

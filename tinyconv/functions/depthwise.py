@@ -17,6 +17,7 @@ Backward (formulas in ``kernels/depthwise.py``):
     dW = depthwise_conv2d_grad_weight(x, dY)    (each weight: sum over N, OH, OW of dY times the x it read)
     db = sum of dY over N, OH, OW
 """
+from .. import backend
 from ..backend import get_array_module, get_kernel
 from ..core import Function
 from .conv import check_operands, conv_geometry
@@ -29,6 +30,9 @@ class DepthwiseConv2dFn(Function):
         xp = get_array_module(x)
         K, _, KH, KW = w.shape
         (SH, SW), (PH, PW), (DH, DW), (OH, OW) = self.stride, self.padding, self.dilation, self.out_size
+        if backend.is_shape_only():  # tinyconv.summary: count the multiply-accumulates, skip the arithmetic
+            backend.count_macs(x.shape[0] * K * OH * OW * KH * KW)
+            return xp.zeros((x.shape[0], K, OH, OW), x.dtype)
         self.x = xp.ascontiguousarray(x)
         self.w = xp.ascontiguousarray(w.reshape(K, KH, KW))
         self.has_bias = b is not None
