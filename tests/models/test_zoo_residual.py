@@ -4,11 +4,14 @@ Parameter counts against the reference table, state-dict keys and shapes against
 the reference table and the ResNet paper's FLOPs row (lecture 002), forward and training on small inputs,
 backward through ResNet-152, initialisation, and the dense block's memory behaviour.
 """
+import tracemalloc
+
 import numpy as np
 import pytest
 
 import tinyconv
-from tinyconv import models, nn
+from tinyconv import backend, models, nn
+from tinyconv.models.densenet import AppendChannels, _DenseBlock
 from zoo_helpers import (REFERENCE, build, check_forward, check_training, count, reference_macs,
                          state_dict_shapes, torchvision_keys)
 
@@ -16,8 +19,9 @@ from zoo_helpers import (REFERENCE, build, check_forward, check_training, count,
 RESIDUAL = {"resnet18": "resnet18", "resnet34": "resnet34", "resnet50": "resnet50", "resnet101": "resnet101",
             "resnet152": "resnet152", "resnext50_32x4d": "resnext50_32x4d",
             "resnext101_32x8d": "resnext101_32x8d", "resnext101_64x4d": "resnext101_64x4d",
-            "se_resnet50": "legacy_seresnet50"}
-TORCHVISION = [name for name in RESIDUAL if name != "se_resnet50"]
+            "se_resnet50": "legacy_seresnet50", "densenet121": "densenet121", "densenet169": "densenet169",
+            "densenet201": "densenet201", "densenet264": "densenet264"}
+TORCHVISION = [name for name in RESIDUAL if name not in ("se_resnet50", "densenet264")]
 
 
 def test_all_registered():
@@ -98,7 +102,7 @@ def test_se_module_gates_each_channel():
     assert np.allclose(gate[:, :, 0, 0], expected, rtol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["resnet18", "resnet50", "resnext50_32x4d", "se_resnet50"])
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "resnext50_32x4d", "se_resnet50", "densenet121"])
 def test_forward_shape_and_finite(name):
     check_forward(models.get_model(name, num_classes=10), tinyconv.randn(2, 3, 32, 32))
 
@@ -108,9 +112,10 @@ def test_resnet18_training_lowers_loss():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["resnet50", "resnext50_32x4d", "se_resnet50"])
-def test_training_lowers_loss_large(name):
-    check_training(models.get_model(name, num_classes=10), tinyconv.randn(2, 3, 64, 64), lr=0.002)
+@pytest.mark.parametrize("name,size", [("resnet50", 64), ("resnext50_32x4d", 64), ("se_resnet50", 64),
+                                       ("densenet121", 32)])
+def test_training_lowers_loss_large(name, size):
+    check_training(models.get_model(name, num_classes=10), tinyconv.randn(2, 3, size, size), lr=0.002)
 
 
 def test_resnet152_backward_batch_of_one():
@@ -143,3 +148,94 @@ def test_zero_init_residual_starts_blocks_as_identity():
     x = tinyconv.rand(1, 64, 8, 8)                     # non-negative, as after a ReLU
     with tinyconv.no_grad():
         assert np.array_equal(block(x).numpy(), x.numpy())
+
+
+# -- DenseNet ------------------------------------------------------------------------------------------------
+
+def test_densenet_blocks_follow_table_1():
+    for name, blocks in [("densenet121", [6, 12, 24, 16]), ("densenet264", [6, 12, 64, 48])]:
+        f = build(name).features
+        assert [len(getattr(f, f"denseblock{i}")) for i in range(1, 5)] == blocks
+        assert f.denseblock1.denselayer3.conv1.in_channels == 64 + 2 * 32      # stem + two layers of k=32
+        assert f.transition1.conv.out_channels == (64 + 6 * 32) // 2             # compression 0.5
+
+
+def _dense_block(layers, memory_efficient, seed=0):
+    tinyconv.manual_seed(seed)
+    block = _DenseBlock(layers, 16, 4, 8, 0.0, memory_efficient)
+    block.train()
+    return block
+
+
+def _naive_block_forward(block, x):
+    """The textbook dense block: every layer concatenates all earlier maps into a fresh tensor."""
+    features = [x]
+    for layer in block.values():
+        features.append(layer(tinyconv.cat(features, dim=1)))
+    return tinyconv.cat(features, dim=1)
+
+
+def _run(block, naive=False):
+    x = tinyconv.randn(2, 16, 8, 8, requires_grad=True)
+    y = _naive_block_forward(block, x) if naive else block(x)
+    (y * y).sum().backward()
+    return y.numpy(), x.grad.numpy(), [p.grad.numpy() for p in block.parameters()]
+
+
+@pytest.mark.parametrize("memory_efficient", [False, True])
+def test_dense_block_equals_the_naive_concatenation(memory_efficient):
+    naive = _dense_block(5, False)
+    block = _dense_block(5, memory_efficient)
+    tinyconv.manual_seed(1)
+    y0, gx0, gp0 = _run(naive, naive=True)
+    tinyconv.manual_seed(1)
+    y, gx, gp = _run(block)
+    assert np.array_equal(y, y0) and np.array_equal(gx, gx0)
+    assert all(np.array_equal(a, b) for a, b in zip(gp, gp0))
+    # the bottleneck recomputed in backward updates the running statistics once, as the plain forward does
+    for a, b in zip(naive.values(), block.values()):
+        assert int(a.norm1.num_batches_tracked.item()) == int(b.norm1.num_batches_tracked.item()) == 1
+        assert np.array_equal(a.norm1.running_mean.numpy(), b.norm1.running_mean.numpy())
+
+
+def test_dense_block_concatenations_share_one_buffer():
+    block = _dense_block(4, False)
+    x = tinyconv.randn(2, 16, 8, 8, requires_grad=True)
+    y = block(x)
+    # walk back from the output through the AppendChannels nodes: every stack is a view of the output
+    stacks, f = [], y._ctx
+    while isinstance(f, AppendChannels):
+        stacks.append(f.inputs[0])
+        f = f.inputs[0]._ctx
+    assert len(stacks) == 4 and stacks[-1] is x
+    assert all(np.shares_memory(s.data, y.data) for s in stacks[:-1])
+    assert not np.shares_memory(x.data, y.data)                # the block input is copied in once
+    # the backward of a concatenation hands out slices of the incoming gradient, no copies
+    gy = np.random.default_rng(0).standard_normal(y.shape).astype(np.float32)
+    gs, gnew = y._ctx.backward(gy)
+    assert np.shares_memory(gs, gy) and np.shares_memory(gnew, gy)
+    assert np.array_equal(np.concatenate([gs, gnew], axis=1), gy)
+
+
+def _peak_bytes(layers, memory_efficient):
+    block = _dense_block(layers, memory_efficient)
+    x = tinyconv.randn(2, 16, 8, 8, requires_grad=True)
+    tracemalloc.start()
+    try:
+        block(x).sum().backward()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_efficient_dense_block_grows_linearly():
+    # NumPy kernels: their allocations are the ones tracemalloc sees
+    with backend.use_kernels("numpy"):
+        _peak_bytes(2, False)
+        default = {n: _peak_bytes(n, False) for n in (12, 24)}
+        efficient = {n: _peak_bytes(n, True) for n in (12, 24)}
+    # recomputing the stack-sized bottleneck intermediates leaves O(L) maps: twice the layers, ~twice the bytes
+    assert efficient[24] / efficient[12] < 2.2
+    # keeping them costs O(L^2): more than twice
+    assert default[24] / default[12] > 2.3
+    assert efficient[24] < 0.7 * default[24]
