@@ -81,11 +81,11 @@ def depthwise_conv2d_grad_weight_numpy(x, gy, KH, KW, SH, SW, PH, PW, DH, DW):
 
 # -- Numba CPU ----------------------------------------------------------------------------------------
 @njit(parallel=True, cache=True)
-def _forward_cpu(x, w, SH, SW, PH, PW, DH, DW, OH, OW):
+def _forward_cpu(x, w, y, SH, SW, PH, PW, DH, DW):
     N, C, H, W = x.shape
     K, KH, KW = w.shape
+    OH, OW = y.shape[2], y.shape[3]
     M = K // C
-    y = np.zeros((N, K, OH, OW), x.dtype)
     for job in prange(N * K):  # one output plane per job
         n, k = job // K, job % K
         c = k // M
@@ -98,15 +98,14 @@ def _forward_cpu(x, w, SH, SW, PH, PW, DH, DW, OH, OW):
                     h = oh * SH - PH + kh * DH
                     for ow in range(ow0, ow1):
                         y[n, k, oh, ow] += wv * x[n, c, h, ow * SW - PW + kw * DW]
-    return y
 
 
 @njit(parallel=True, cache=True)
-def _grad_input_cpu(gy, w, C, H, W, SH, SW, PH, PW, DH, DW):
+def _grad_input_cpu(gy, w, gx, SH, SW, PH, PW, DH, DW):
     N, K, OH, OW = gy.shape
     _, KH, KW = w.shape
+    C, H, W = gx.shape[1], gx.shape[2], gx.shape[3]
     M = K // C
-    gx = np.zeros((N, C, H, W), gy.dtype)
     for job in prange(N * C):  # each job owns one (n, c) plane of gx: the scatter-add has no races
         n, c = job // C, job % C
         for k in range(c * M, c * M + M):
@@ -119,15 +118,14 @@ def _grad_input_cpu(gy, w, C, H, W, SH, SW, PH, PW, DH, DW):
                         h = oh * SH - PH + kh * DH
                         for ow in range(ow0, ow1):
                             gx[n, c, h, ow * SW - PW + kw * DW] += wv * gy[n, k, oh, ow]
-    return gx
 
 
 @njit(parallel=True, cache=True)
-def _grad_weight_cpu(x, gy, KH, KW, SH, SW, PH, PW, DH, DW):
+def _grad_weight_cpu(x, gy, gw, SH, SW, PH, PW, DH, DW):
     N, C, H, W = x.shape
     K, OH, OW = gy.shape[1], gy.shape[2], gy.shape[3]
+    KH, KW = gw.shape[1], gw.shape[2]
     M = K // C
-    gw = np.empty((K, KH, KW), gy.dtype)
     for job in prange(K * KH * KW):  # one weight per job, a reduction over N*OH*OW
         k, kh, kw = job // (KH * KW), (job // KW) % KH, job % KW
         c = k // M
@@ -140,22 +138,28 @@ def _grad_weight_cpu(x, gy, KH, KW, SH, SW, PH, PW, DH, DW):
                 for ow in range(ow0, ow1):
                     total += gy[n, k, oh, ow] * x[n, c, h, ow * SW - PW + kw * DW]
         gw[k, kh, kw] = total
-    return gw
 
 
+# Results are allocated by NumPy (huge pages for large arrays; see im2col.py) and filled by the kernels.
 def depthwise_conv2d_cpu(x, w, SH, SW, PH, PW, DH, DW, OH, OW):
     """Numba forward, parallel over output planes (n, k)."""
-    return _forward_cpu(np.ascontiguousarray(x), np.ascontiguousarray(w), SH, SW, PH, PW, DH, DW, OH, OW)
+    y = np.zeros((x.shape[0], w.shape[0], OH, OW), x.dtype)
+    _forward_cpu(np.ascontiguousarray(x), np.ascontiguousarray(w), y, SH, SW, PH, PW, DH, DW)
+    return y
 
 
 def depthwise_conv2d_grad_input_cpu(gy, w, C, H, W, SH, SW, PH, PW, DH, DW):
     """Numba input gradient, parallel over input planes (n, c)."""
-    return _grad_input_cpu(np.ascontiguousarray(gy), np.ascontiguousarray(w), C, H, W, SH, SW, PH, PW, DH, DW)
+    gx = np.zeros((gy.shape[0], C, H, W), gy.dtype)
+    _grad_input_cpu(np.ascontiguousarray(gy), np.ascontiguousarray(w), gx, SH, SW, PH, PW, DH, DW)
+    return gx
 
 
 def depthwise_conv2d_grad_weight_cpu(x, gy, KH, KW, SH, SW, PH, PW, DH, DW):
     """Numba weight gradient, parallel over the K*KH*KW weights."""
-    return _grad_weight_cpu(np.ascontiguousarray(x), np.ascontiguousarray(gy), KH, KW, SH, SW, PH, PW, DH, DW)
+    gw = np.empty((gy.shape[1], KH, KW), gy.dtype)
+    _grad_weight_cpu(np.ascontiguousarray(x), np.ascontiguousarray(gy), gw, SH, SW, PH, PW, DH, DW)
+    return gw
 
 
 # -- numba.cuda ---------------------------------------------------------------------------------------

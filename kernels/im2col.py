@@ -68,51 +68,70 @@ def _valid_range(P, offset, S, size, O):
 
 
 @njit(parallel=True, cache=True)
-def _im2col_cpu(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW):
+def _im2col_cpu(x, col, SH, SW, PH, PW, DH, DW):
     N, C, H, W = x.shape
-    col = np.empty((C, KH, KW, N, OH, OW), x.dtype)
-    for job in prange(C * KH * KW * N):  # one (c, kh, kw, n) plane of OH x OW per job
+    KH, KW, OH, OW = col.shape[1], col.shape[2], col.shape[4], col.shape[5]
+    xf, colf = x.reshape(-1), col.reshape(-1)  # flat views: rows become contiguous slices
+    for job in prange(C * KH * KW * N):  # job = the (c, kh, kw, n) plane of OH x OW that starts at job*OH*OW
         n = job % N
         kw = (job // N) % KW
         kh = (job // (N * KW)) % KH
         c = job // (N * KW * KH)
-        out = col[c, kh, kw, n]
-        out[:, :] = 0
+        plane, src_plane = job * OH * OW, (n * C + c) * H * W
         oh0, oh1 = _valid_range(PH, kh * DH, SH, H, OH)
         ow0, ow1 = _valid_range(PW, kw * DW, SW, W, OW)
+        colf[plane:plane + oh0 * OW] = 0  # rows whose tap falls in the top padding
         for oh in range(oh0, oh1):
-            h = oh * SH - PH + kh * DH
-            for ow in range(ow0, ow1):
-                out[oh, ow] = x[n, c, h, ow * SW - PW + kw * DW]
-    return col
+            row = plane + oh * OW
+            src = src_plane + (oh * SH - PH + kh * DH) * W - PW + kw * DW  # x at ow = 0 (may be off the row)
+            colf[row:row + ow0] = 0
+            if SW == 1:
+                colf[row + ow0:row + ow1] = xf[src + ow0:src + ow1]
+            else:
+                for ow in range(ow0, ow1):
+                    colf[row + ow] = xf[src + ow * SW]
+            colf[row + ow1:row + OW] = 0
+        colf[plane + oh1 * OW:plane + OH * OW] = 0  # and in the bottom padding
 
 
 @njit(parallel=True, cache=True)
-def _col2im_cpu(col, H, W, SH, SW, PH, PW, DH, DW):
+def _col2im_cpu(col, x, SH, SW, PH, PW, DH, DW):
     C, KH, KW, N, OH, OW = col.shape
-    x = np.zeros((N, C, H, W), col.dtype)
-    for job in prange(N * C):  # each job owns one (n, c) plane of x: no two jobs write the same element
-        n = job // C
-        c = job % C
+    H, W = x.shape[2], x.shape[3]
+    xf, colf = x.reshape(-1), col.reshape(-1)
+    for job in prange(N * C):  # each job owns the (n, c) plane of x at job*H*W: the scatter-add has no races
+        n, c = job // C, job % C
         for kh in range(KH):
             oh0, oh1 = _valid_range(PH, kh * DH, SH, H, OH)
             for kw in range(KW):
                 ow0, ow1 = _valid_range(PW, kw * DW, SW, W, OW)
+                plane = (((c * KH + kh) * KW + kw) * N + n) * OH * OW
                 for oh in range(oh0, oh1):
-                    h = oh * SH - PH + kh * DH
-                    for ow in range(ow0, ow1):
-                        x[n, c, h, ow * SW - PW + kw * DW] += col[c, kh, kw, n, oh, ow]
-    return x
+                    row = plane + oh * OW
+                    dst = job * H * W + (oh * SH - PH + kh * DH) * W - PW + kw * DW
+                    if SW == 1:
+                        xf[dst + ow0:dst + ow1] += colf[row + ow0:row + ow1]
+                    else:
+                        for ow in range(ow0, ow1):
+                            xf[dst + ow * SW] += colf[row + ow]
 
 
+# The CPU kernels fill arrays that NumPy allocates: NumPy asks the OS for huge pages for large arrays, and an
+# allocation inside Numba page-faults 4 KiB at a time, which alone made im2col several times slower.
 def im2col_cpu(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW):
     """Numba im2col, parallel over (c, kh, kw, n) planes."""
-    return _im2col_cpu(np.ascontiguousarray(x), KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
+    N, C = x.shape[:2]
+    col = np.empty((C, KH, KW, N, OH, OW), x.dtype)
+    _im2col_cpu(np.ascontiguousarray(x), col, SH, SW, PH, PW, DH, DW)
+    return col
 
 
 def col2im_cpu(col, H, W, SH, SW, PH, PW, DH, DW):
     """Numba col2im, parallel over (n, c) planes of the result (scatter-add without races)."""
-    return _col2im_cpu(np.ascontiguousarray(col), H, W, SH, SW, PH, PW, DH, DW)
+    C, N = col.shape[0], col.shape[3]
+    x = np.zeros((N, C, H, W), col.dtype)
+    _col2im_cpu(np.ascontiguousarray(col), x, SH, SW, PH, PW, DH, DW)
+    return x
 
 
 # -- numba.cuda ---------------------------------------------------------------------------------------

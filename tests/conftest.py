@@ -20,6 +20,9 @@ from hypothesis import HealthCheck, settings
 import tinyconv
 from tinyconv import backend
 
+# Tests never touch the network: datasets that are not on disk fail instead of downloading.
+os.environ.setdefault("TINYCONV_OFFLINE", "1")
+
 # Deterministic, bounded property tests: the same examples on every run, no flaky deadlines.
 settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

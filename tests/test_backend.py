@@ -220,3 +220,43 @@ def test_special_functions_come_from_the_backend():
     pytest.importorskip("scipy")
     erf = backend.special_function("erf", np.zeros(1))
     np.testing.assert_allclose(erf(np.array([0.0, 1.0])), [0.0, 0.8427007929497149])
+
+
+# -- on a GPU (skipped without one) ------------------------------------------------------------------------------
+needs_gpu = pytest.mark.skipif(not tc.cuda.is_available(), reason="needs CuPy and a CUDA GPU")
+
+
+@needs_gpu
+@pytest.mark.cuda
+def test_gpu_and_cpu_agree_on_values_gradients_and_seeded_draws():
+    tc.manual_seed(5)
+    cpu_draw = tc.randn(4, 3).numpy()
+    tc.manual_seed(5)
+    gpu_draw = tc.randn(4, 3, device="cuda")
+    assert gpu_draw.device == "cuda" and tc.get_array_module(gpu_draw) is not np
+    np.testing.assert_array_equal(gpu_draw.numpy(), cpu_draw)
+
+    results = []
+    for device in ("cpu", "cuda"):
+        x = tc.tensor(cpu_draw, dtype=tc.float64, requires_grad=True, device=device)
+        w = tc.tensor(np.arange(6.0).reshape(3, 2) / 6, requires_grad=True, device=device)
+        parts = tc.split(x @ w, 1, dim=1)
+        y = (tc.exp(parts[0]) * x[[0, 0, 2]].sum() + tc.maximum(parts[1], 0.1).var()).sum()
+        y.backward()
+        assert x.grad.device == device
+        results.append((y.item(), x.grad.numpy(), w.grad.numpy()))
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-10)
+
+
+@needs_gpu
+@pytest.mark.cuda
+def test_gradcheck_and_device_moves_on_the_gpu():
+    x = tc.randn(3, 4, dtype=tc.float64, device="cuda", requires_grad=True)
+    assert tc.gradcheck(lambda x: (x * x).sum(axis=1).exp() + x[[1, 1]].sum(), [x])
+    c = tc.randn(2, 3, requires_grad=True)
+    (c.to("cuda") * 2).sum().backward()
+    assert c.grad.device == "cpu"
+    np.testing.assert_array_equal(c.grad.numpy(), np.full((2, 3), 2.0))
+    with pytest.raises(RuntimeError, match="on 'cpu'.*on 'cuda'|on 'cuda'.*on 'cpu'"):
+        c * c.to("cuda")

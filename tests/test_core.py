@@ -27,6 +27,14 @@ def test_tensor_wraps_array_and_reports_facts():
         t.item()
 
 
+def test_numpy_conversion_and_ndarray_on_the_left():
+    t = tc.tensor([1.0, 2.0], requires_grad=True)
+    np.testing.assert_array_equal(np.asarray(t), [1.0, 2.0])
+    assert np.asarray(t, dtype=np.float64).dtype == np.float64
+    y = np.array([3.0, 4.0], np.float32) * t  # the ndarray defers to Tensor.__rmul__: still in the graph
+    assert isinstance(y, tc.Tensor) and y.requires_grad
+
+
 def test_truth_value_follows_numpy():
     assert bool(tc.tensor(1.0)) and not bool(tc.tensor([0.0]))
     with pytest.raises(ValueError):
@@ -341,6 +349,19 @@ def test_function_under_no_grad_keeps_no_state():
     with tc.no_grad():
         y = _ScaledSquare.apply(x, scale=2.0)
     assert y._ctx is None
+
+
+def test_backward_returning_too_few_gradients_is_reported():
+    class Forgetful(Function):
+        def forward(self, a, b):
+            return a + b
+
+        def backward(self, gy):
+            return gy
+
+    a, b = tc.randn(2, requires_grad=True), tc.randn(2, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"Forgetful.backward returned 1 gradients for 2 inputs"):
+        Forgetful.apply(a, b).sum().backward()
 
 
 def test_backward_returning_a_wrong_shape_is_reported():

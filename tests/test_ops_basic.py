@@ -165,6 +165,11 @@ def test_where_broadcasts_and_routes_the_gradient(shapes, seed):
     assert tc.gradcheck(lambda a: tc.where(cond.numpy(), a, 0.0), [a])
 
 
+def test_where_shape_error_names_all_three_shapes():
+    with pytest.raises(ValueError, match=r"where: condition \(3,\), a \(2, 3\) and b \(2,\) cannot be broadcast"):
+        tc.where(np.ones(3, bool), tc.ones(2, 3), tc.ones(2))
+
+
 def test_gradients_at_the_kinks_are_the_documented_subgradients():
     x = leaf([0.0, 1.0, -1.0])
     (tc.abs(x) + tc.maximum(x, 0.0)).sum().backward()

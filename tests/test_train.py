@@ -7,98 +7,18 @@ import numpy as np
 import pytest
 
 import tinyconv as tc
-from tinyconv import backend, checkpoint, nn
+from tinyconv import backend, checkpoint, nn, optim
+from tinyconv import functional as F
+from tinyconv.data import ArrayDataset, DataLoader
 from tinyconv import train as T
 
 
-# -- a tiny problem: 3 Gaussian blobs in 4-D, a 4-8-3 MLP, SGD with momentum, a seeded shuffling loader --
-class TinyMLP(nn.Module):
-    def __init__(self, d=4, h=8, c=3):
-        super().__init__()
-        self.w1 = nn.Parameter(tc.randn(d, h) * 0.5)
-        self.b1 = nn.Parameter(tc.zeros(h))
-        self.w2 = nn.Parameter(tc.randn(h, c) * 0.5)
-        self.b2 = nn.Parameter(tc.zeros(c))
-
-    def forward(self, x):
-        hidden = (x @ self.w1 + self.b1).maximum(0.0)
-        return hidden @ self.w2 + self.b2
+# -- a tiny problem: 3 Gaussian blobs in 4-D, a 4-8-3 MLP, SGD with momentum, a shuffling DataLoader ------
+def TinyMLP(d=4, h=8, c=3):
+    return nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, c))
 
 
-def cross_entropy(logits, y):
-    """Mean cross-entropy from basic ops: log-sum-exp minus the true-class logit."""
-    m = tc.Tensor(logits.data.max(axis=1, keepdims=True))
-    lse = (logits - m).exp().sum(axis=1).log() + m.reshape(-1)
-    return (lse - logits[np.arange(len(y)), y.data]).mean()
-
-
-class SGD:
-    """Momentum SGD with PyTorch's state_dict layout (param indices, param_groups)."""
-
-    def __init__(self, params, lr, momentum=0.0):
-        self.params = list(params)
-        self.param_groups = [{"lr": lr, "momentum": momentum, "params": list(range(len(self.params)))}]
-        self.state = {}
-
-    def zero_grad(self):
-        for p in self.params:
-            p.grad = None
-
-    def step(self):
-        g = self.param_groups[0]
-        for i, p in enumerate(self.params):
-            buf = self.state.setdefault(i, {"momentum_buffer": np.zeros_like(p.data)})["momentum_buffer"]
-            buf *= g["momentum"]
-            buf += p.grad.data
-            p.data -= g["lr"] * buf
-
-    def state_dict(self):
-        return {"state": {i: {"momentum_buffer": s["momentum_buffer"].copy()} for i, s in self.state.items()},
-                "param_groups": [dict(g) for g in self.param_groups]}
-
-    def load_state_dict(self, sd):
-        self.state = {i: {"momentum_buffer": np.array(s["momentum_buffer"])} for i, s in sd["state"].items()}
-        self.param_groups = [dict(g) for g in sd["param_groups"]]
-
-
-class HalvingLR:
-    """Halve the learning rate every epoch (a stand-in scheduler with state)."""
-
-    def __init__(self, opt):
-        self.opt, self.last_epoch = opt, 0
-
-    def step(self):
-        self.last_epoch += 1
-        self.opt.param_groups[0]["lr"] *= 0.5
-
-    def state_dict(self):
-        return {"last_epoch": self.last_epoch}
-
-    def load_state_dict(self, sd):
-        self.last_epoch = sd["last_epoch"]
-
-
-class ShuffleLoader:
-    """Minibatches of (x, y), reshuffled every epoch from a generator whose state is saved."""
-
-    def __init__(self, x, y, batch_size, shuffle=True, seed=0):
-        self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
-        self.rng = np.random.default_rng(seed)
-
-    def __len__(self):
-        return -(-len(self.x) // self.batch_size)
-
-    def __iter__(self):
-        order = self.rng.permutation(len(self.x)) if self.shuffle else np.arange(len(self.x))
-        for i in range(0, len(order), self.batch_size):
-            idx = order[i:i + self.batch_size]
-            yield tc.tensor(self.x[idx]), tc.tensor(self.y[idx])
-
-    def state_dict(self):
-        return {"rng": json.dumps(self.rng.bit_generator.state)}
-
-    def load_state_dict(self, sd):
-        self.rng.bit_generator.state = json.loads(sd["rng"])
+cross_entropy = F.cross_entropy
 
 
 def blobs(n, seed):
@@ -111,11 +31,13 @@ def blobs(n, seed):
 def make_run(seed=0, lr=0.1, scheduler=False):
     tc.manual_seed(seed)
     model = TinyMLP()
-    opt = SGD(model.parameters(), lr=lr, momentum=0.9)
-    sched = HalvingLR(opt) if scheduler else None
+    opt = optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    sched = optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5) if scheduler else None
     xtr, ytr = blobs(96, seed=1)
     xte, yte = blobs(40, seed=2)
-    return model, opt, sched, ShuffleLoader(xtr, ytr, 16, seed=3), ShuffleLoader(xte, yte, 16, shuffle=False)
+    train_loader = DataLoader(ArrayDataset(xtr, ytr), batch_size=16, shuffle=True, seed=3)
+    test_loader = DataLoader(ArrayDataset(xte, yte), batch_size=16)
+    return model, opt, sched, train_loader, test_loader
 
 
 def weights(model):
@@ -145,11 +67,11 @@ def test_fit_learns_and_records_history(tmp_path):
 def test_evaluate_matches_a_direct_computation():
     model, _, _, _, test_loader = make_run()
     result = T.evaluate(model, test_loader, cross_entropy)
-    x, y = tc.tensor(test_loader.x), tc.tensor(test_loader.y)
-    out = model(x)
+    ds = test_loader.dataset
+    out = model(tc.tensor(ds.images))
     assert result["samples"] == 40
-    assert result["loss"] == pytest.approx(float(cross_entropy(out, y).item()), rel=1e-5)
-    assert result["acc1"] == pytest.approx(np.mean(out.data.argmax(axis=1) == test_loader.y))
+    assert result["loss"] == pytest.approx(float(cross_entropy(out, tc.tensor(ds.labels)).item()), rel=1e-5)
+    assert result["acc1"] == pytest.approx(np.mean(out.data.argmax(axis=1) == ds.labels))
     assert model.training                                # evaluate restores the mode
 
 
@@ -173,7 +95,7 @@ def test_resume_is_bitwise_identical(tmp_path, interrupt):
 
     # A "new process": fresh objects built from another seed; everything must come from the checkpoint.
     model, opt, sched, tr, te = make_run(seed=99, lr=0.5, scheduler=True)
-    tr.rng = np.random.default_rng(12345)
+    tr.seed = 12345
     history = T.fit(model, tr, te, opt, cross_entropy, epochs=3, scheduler=sched, checkpoint_dir=tmp_path,
                     resume=True, progress=False, log=None)
     assert [r["epoch"] for r in history] == [1, 2, 3]
@@ -237,11 +159,11 @@ def test_checkpoint_of_another_model_is_rejected_by_name(tmp_path):
     T.fit(model, tr, te, opt, cross_entropy, epochs=1, checkpoint_dir=tmp_path, progress=False, log=None)
     other = TinyMLP(h=5)
     with pytest.raises(checkpoint.CheckpointError) as err:
-        T.fit(other, tr, te, SGD(other.parameters(), 0.1), cross_entropy, epochs=2, checkpoint_dir=tmp_path,
+        T.fit(other, tr, te, optim.SGD(other.parameters(), 0.1), cross_entropy, epochs=2, checkpoint_dir=tmp_path,
               resume=True, progress=False, log=None)
     msg = str(err.value)
     assert str(tmp_path / T.CHECKPOINT_NAME) in msg
-    assert "w1: checkpoint (4, 8) vs model (4, 5)" in msg and "b2" not in msg
+    assert "0.weight: checkpoint (8, 4) vs model (5, 4)" in msg and "2.bias" not in msg
 
 
 def test_checkpoint_restores_rng_state(tmp_path):

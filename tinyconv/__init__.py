@@ -11,6 +11,7 @@ from .functions import (abs, cat, chunk, clamp, clip, exp, flatten, log, matmul,
                         minimum, permute, reshape, split, sqrt, squeeze, stack, sum, transpose,
                         unsqueeze, var, where)
 from .functions import max, min  # noqa: F401
+from .functions import channel_shuffle, log_softmax, relu, sigmoid, softmax, tanh  # noqa: F401
 from .creation import (arange, empty, empty_like, from_numpy, full, full_like, ones, ones_like,  # noqa: F401
                        rand, rand_like, randint, randn, randn_like, tensor, zeros, zeros_like)
 from .gradcheck import GradcheckError, gradcheck  # noqa: F401

@@ -38,18 +38,20 @@ def _is_cupy(x):
 
 
 def is_array(x):
+    """True for a NumPy or CuPy array."""
     return isinstance(x, np.ndarray) or _is_cupy(x)
 
 
 def get_array_module(x):
     """``numpy`` or ``cupy``, whichever operates on ``x`` (a Tensor or an array)."""
-    data = getattr(x, "data", x)
+    data = x if _is_cupy(x) else getattr(x, "data", x)  # a Tensor: its array (a CuPy array's .data is memory)
     if _is_cupy(data):
         return cupy_or_none()
     return np
 
 
 def device_of(x):
+    """``'cuda'`` for a CuPy array, ``'cpu'`` for anything else."""
     return "cuda" if _is_cupy(x) else "cpu"
 
 
@@ -117,6 +119,7 @@ if _kernel_mode not in _KERNEL_MODES:
 
 
 def kernel_mode():
+    """The CPU kernel choice in force: ``'auto'``, ``'numba'`` or ``'numpy'``."""
     return _kernel_mode
 
 
@@ -139,25 +142,122 @@ _cuda_wrappers = {}
 def get_kernel(name, x):
     """The implementation of kernel ``name`` for the device of array ``x``.
 
-    CUDA kernels (written with ``numba.cuda``) return Numba device arrays; the function returned here wraps
-    them as CuPy arrays (no copy), so an op sees CuPy in and CuPy out.
+    CUDA kernels (written with ``numba.cuda``) take and return Numba device arrays; the function returned here
+    wraps them (see ``cuda_kernel``), so an op sees CuPy in and CuPy out.
     """
     import tinyconv_kernels
     if _is_cupy(x):
         if name not in _cuda_wrappers:
-            fn = tinyconv_kernels.get(name, "cuda")
-            _cuda_wrappers[name] = lambda *args, **kw: as_cuda_output(fn(*args, **kw))
+            _cuda_wrappers[name] = cuda_kernel(tinyconv_kernels.get(name, "cuda"))
         return _cuda_wrappers[name]
     return tinyconv_kernels.get(name, "numpy" if _kernel_mode == "numpy" else "cpu")
 
 
+def cuda_kernel(fn):
+    """Wrap a ``numba.cuda`` kernel function so that it takes and returns CuPy arrays, without copies or waits.
+
+    - Arguments: each CuPy array becomes a Numba view of the same device memory
+      (``numba.cuda.as_cuda_array(a, sync=False)``).  Passing CuPy arrays straight to a Numba kernel would
+      also work, but Numba then synchronises the host with the array's stream once per argument per launch.
+    - Streams: Numba launches on the legacy default stream, which is CuPy's current stream unless the user
+      picked another.  Work on one stream runs in order, so no wait is needed; under another CuPy stream the
+      call waits for that stream before the kernel and for the kernel after it (correct, slower).
+    - Memory: the kernels' outputs are allocated by Numba, which draws them from CuPy's memory pool
+      (``use_cupy_allocator_for_numba``), so one pool serves both libraries and is reused step after step.
+    - Results: Numba device arrays become CuPy arrays viewing the same memory (``as_cuda_output``).
+    """
+    def run(*args, **kwargs):
+        from numba import cuda
+        use_cupy_allocator_for_numba()
+        other_stream = _current_cupy_stream_is_not_default()
+        if other_stream:
+            cupy_or_none().cuda.get_current_stream().synchronize()
+        args = [cuda.as_cuda_array(a, sync=False) if hasattr(a, "__cuda_array_interface__") else a
+                for a in args]
+        out = as_cuda_output(fn(*args, **kwargs))
+        if other_stream:
+            cuda.default_stream().synchronize()
+        return out
+    run.__name__ = run.__qualname__ = getattr(fn, "__name__", "cuda_kernel")
+    run.__doc__ = fn.__doc__
+    return run
+
+
+def _current_cupy_stream_is_not_default():
+    cp = cupy_or_none()
+    return cp is not None and cp.cuda.get_current_stream().ptr != 0
+
+
 def as_cuda_output(y):
-    """Wrap what a CUDA kernel returned (a Numba device array) as a CuPy array without copying."""
+    """Wrap what a CUDA kernel returned (Numba device arrays) as CuPy arrays viewing the same memory.
+
+    ``cupy.asarray`` reads the ``__cuda_array_interface__`` and keeps the Numba array alive as the owner;
+    nothing is copied and, the arrays carrying no stream, nothing waits.
+    """
     if isinstance(y, tuple):
         return tuple(as_cuda_output(v) for v in y)
     if _is_cupy(y) or isinstance(y, np.ndarray):
         return y
     return cupy_or_none().asarray(y)
+
+
+_numba_allocator = None  # None: not set up yet; else 'cupy' or 'numba'
+
+
+def use_cupy_allocator_for_numba():
+    """Make Numba allocate device memory from CuPy's memory pool (an External Memory Management plugin).
+
+    Called before the first CUDA kernel runs.  Without it, every kernel output is a fresh ``cudaMalloc``,
+    freed by Numba in batches with ``cudaFree`` (which waits for the whole device), in a second heap next to
+    CuPy's pool, which never hands cached blocks back to it: slower, and an out-of-memory error can strike
+    while CuPy holds gigabytes of free blocks.  The plugin must be chosen before Numba creates its CUDA
+    context; if something used ``numba.cuda`` first, or ``TINYCONV_NUMBA_ALLOCATOR=numba`` is set, Numba keeps
+    its own allocator (correct, only slower): the plugin applies to contexts created after it is set.  Returns ``'cupy'`` or ``'numba'``.
+    """
+    global _numba_allocator
+    if _numba_allocator is None:
+        from numba import config, cuda
+        _numba_allocator = "numba"
+        if not config.ENABLE_CUDASIM and os.environ.get("TINYCONV_NUMBA_ALLOCATOR", "cupy") == "cupy":
+            cuda.set_memory_manager(cupy_memory_manager())  # Numba's CUDA simulator has no allocators
+            _numba_allocator = "cupy"
+    return _numba_allocator
+
+
+def cupy_memory_manager():
+    """The EMM plugin class that serves Numba's device allocations from CuPy's current memory pool."""
+    import ctypes
+    import weakref
+
+    from numba import cuda
+    from numba.cuda.cudadrv import driver
+    cp = cupy_or_none()
+
+    class CuPyNumbaMemoryManager(cuda.GetIpcHandleMixin, cuda.HostOnlyCUDAMemoryManager):
+        """Numba's device memory from CuPy's pool: each allocation is a ``cupy.cuda.MemoryPointer`` kept
+        alive until Numba's pointer to it dies, then returned to the pool."""
+
+        def initialize(self):
+            pass
+
+        def memalloc(self, size):
+            mem = cp.cuda.alloc(size)
+            address = int(mem.ptr)
+            ptr = driver.binding.CUdeviceptr(address) if driver.USE_NV_BINDING else ctypes.c_uint64(address)
+            self.allocations[address] = mem
+            allocations = self.allocations
+            return cuda.MemoryPointer(weakref.proxy(self.context), ptr, size,
+                                      finalizer=lambda: allocations.pop(address, None))
+
+        def get_memory_info(self):
+            free, total = cp.cuda.runtime.memGetInfo()
+            return cuda.MemoryInfo(free=free, total=total)
+
+        @property
+        def interface_version(self):
+            return 1
+
+    return CuPyNumbaMemoryManager
 
 
 # -- shape-only mode (model summaries) ------------------------------------------------------------------
@@ -236,6 +336,7 @@ def get_rng_state():
 
 
 def set_rng_state(state):
+    """Restore the host generator from ``get_rng_state()``."""
     global _seed
     _seed = state.get("seed")
     _host_rng.bit_generator.state = state["bit_generator"]

@@ -83,6 +83,7 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **hyper):
+        """Run the function on tensors: ``Cls(**hyper)(*inputs)``, recording the graph."""
         return cls(**hyper)(*inputs)
 
     def __call__(self, *inputs):
@@ -100,7 +101,7 @@ class Function:
         if requires:
             self.inputs = tensors
             self.needs_input_grad = [t is not None and t.requires_grad for t in tensors]
-            self.out_meta = [(y.shape, y.dtype) for y in results]
+            self.out_meta = [(y.shape, y.dtype, backend.get_array_module(y.data)) for y in results]
             for i, r in enumerate(results):
                 r._ctx, r._out_index = self, i
         else:
@@ -223,9 +224,11 @@ class Tensor:
         return int(self.item())
 
     def dim(self):
+        """The number of dimensions (PyTorch's spelling of ``ndim``)."""
         return self.data.ndim
 
     def numel(self):
+        """The number of elements."""
         return int(self.data.size)
 
     def __repr__(self):
@@ -240,12 +243,19 @@ class Tensor:
         """The data as a NumPy array on the host (a copy for GPU tensors)."""
         return backend.to_numpy(self.data)
 
+    def __array__(self, dtype=None, copy=None):
+        """``np.asarray(tensor)``: the data on the host (no gradient)."""
+        arr = self.numpy()
+        return arr if dtype is None else arr.astype(dtype, copy=False)
+
     def item(self):
+        """The value of a one-element tensor as a Python number."""
         if self.data.size != 1:
             raise ValueError(f"item(): only one-element tensors can be converted, got shape {self.shape}")
         return self.data.reshape(()).item()
 
     def tolist(self):
+        """The data as (nested) Python lists."""
         return self.numpy().tolist()
 
     def detach(self):
@@ -265,12 +275,15 @@ class Tensor:
         return out
 
     def cpu(self):
+        """``to('cpu')``."""
         return self.to("cpu")
 
     def cuda(self):
+        """``to('cuda')``."""
         return self.to("cuda")
 
     def requires_grad_(self, flag=True):
+        """Set ``requires_grad`` in place (a leaf starts or stops collecting ``.grad``); returns self."""
         self.requires_grad = flag
         return self
 
@@ -280,6 +293,7 @@ class Tensor:
         return self
 
     def zero_(self):
+        """Fill the data with zeros in place (not recorded by autograd); returns self."""
         self.data[...] = 0
         return self
 
@@ -311,10 +325,14 @@ class Tensor:
         grads = {self._ctx: [None] * len(self._ctx.out_meta)}
         grads[self._ctx][self._out_index] = g
         for f in _topological_order(self._ctx):
-            gys = [gy if gy is not None else xp.zeros(shape, dtype)
-                   for gy, (shape, dtype) in zip(grads.pop(f), f.out_meta)]
+            # an output that no consumer used gets a zero gradient (on its own device)
+            gys = [gy if gy is not None else out_xp.zeros(shape, dtype)
+                   for gy, (shape, dtype, out_xp) in zip(grads.pop(f), f.out_meta)]
             gxs = f.backward(*gys)
             gxs = gxs if isinstance(gxs, tuple) else (gxs,)
+            if len(gxs) != len(f.inputs):
+                raise RuntimeError(f"{type(f).__name__}.backward returned {len(gxs)} gradients for "
+                                   f"{len(f.inputs)} inputs (return None for an input without gradient)")
             for x, need, gx in zip(f.inputs, f.needs_input_grad, gxs):
                 if not need or gx is None:
                     continue

@@ -17,6 +17,7 @@ def is_available():
 
 
 def device_count():
+    """The number of visible CUDA devices (0 without CuPy or a GPU)."""
     return backend.cupy_or_none().cuda.runtime.getDeviceCount() if is_available() else 0
 
 

@@ -53,7 +53,7 @@ class ModelSummary:
                   f"Total params: {self.total_params:,}",
                   f"Trainable params: {self.trainable_params:,}",
                   f"Non-trainable params: {self.total_params - self.trainable_params:,}",
-                  f"Total MACs: {self.total_macs:,} ({self.total_macs / 1e9:.3f} G)", rule]
+                  f"Total MACs: {self.total_macs:,} ({self.total_macs / 1e9:.4g} G)", rule]
         return "\n".join(lines)
 
     __repr__ = __str__

@@ -27,7 +27,7 @@ import time
 
 from . import backend, checkpoint
 from .core import Tensor, no_grad
-from .metrics import correct_top_k
+from .metrics import true_class_rank
 
 CHECKPOINT_NAME = "checkpoint.npz"
 
@@ -81,54 +81,99 @@ def evaluate(model, loader, loss_fn, device=None, topk=(1, 5), progress=False):
                     x, y = _to_device(x, device), _to_device(y, device)
                 out = model(x)
                 n = len(y)
-                total_loss += float(loss_fn(out, y).item()) * n
-                correct = [c + k for c, k in zip(correct, correct_top_k(out, y, topk))]
+                # summed where the data lives (on a GPU: without waiting for it), read once at the end
+                total_loss = total_loss + loss_fn(out, y).data.astype("float64") * n
+                rank = true_class_rank(out.data, y.data if isinstance(y, Tensor) else y)
+                correct = [c + (rank < k).sum() for c, k in zip(correct, topk)]
                 seen += n
     finally:
         model.train(was_training)
     if seen == 0:
         raise ValueError("evaluate: the loader yielded no samples")
-    result = {"loss": total_loss / seen}
-    result.update({f"acc{k}": c / seen for k, c in zip(topk, correct)})
+    result = {"loss": float(total_loss) / seen}
+    result.update({f"acc{k}": int(c) / seen for k, c in zip(topk, correct)})
     result["samples"] = seen
     return result
 
 
-def train_one_epoch(model, loader, optimizer, loss_fn, device, epoch, progress=True, on_step_end=None):
+def train_one_epoch(model, loader, optimizer, loss_fn, device, epoch, progress=True, on_step_end=None,
+                    check_every=None):
     """One pass of minibatch SGD over ``loader``; returns loss, accuracy and throughput of the epoch.
 
     ``epoch`` (1-based) is only used in messages and passed to ``on_step_end(epoch, step, loss)``, called
-    after every optimiser step (``step`` is 1-based).  Raises ``NonFiniteLossError`` on a NaN/inf loss,
-    before the step that would spread it into the weights.
+    after every optimiser step (``step`` is 1-based).  Raises ``NonFiniteLossError`` on a NaN/inf loss.
+
+    The NaN check and the host: on the CPU the loss is read after every forward pass and a NaN stops
+    training before the step that would spread it into the weights.  On a GPU, reading the loss makes the
+    host wait for the device, which then idles while Python queues the next step; so there the losses and
+    correct counts are summed on the device and read every ``check_every`` steps (default 50, and at the end
+    of the epoch).  A NaN is then reported up to ``check_every - 1`` steps late, with the weights already
+    touched, but the last checkpoint (written after each epoch) is intact either way.  ``on_step_end``
+    receives the step's loss as a Python float, which costs one wait per step: pass it only when needed.
     """
     model.train()
-    total_loss, correct, seen = 0.0, 0, 0
+    every = check_every or (1 if device == "cpu" else 50)
+    sums = _EpochSums()
     start = time.perf_counter()
     bar = _progress_bar(loader, progress, f"epoch {epoch}", _len_or_none(loader))
+    checked = 0
+    step = 0
     for step, (x, y) in enumerate(bar, start=1):
         x, y = _to_device(x, device), _to_device(y, device)
         out = model(x)
         loss = loss_fn(out, y)
-        value = float(loss.item())
-        if not math.isfinite(value):
-            bar.close()
-            raise NonFiniteLossError(f"the training loss became {value} at epoch {epoch}, step {step}")
+        if every == 1:
+            value = float(loss.item())
+            if not math.isfinite(value):
+                bar.close()
+                raise NonFiniteLossError(f"the training loss became {value} at epoch {epoch}, step {step}")
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        n = len(y)
-        total_loss += value * n
-        correct += correct_top_k(out.data, y, [1])[0]
-        seen += n
-        if step % 10 == 0:
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.2%}", refresh=False)
+        sums.add(loss, out, y)
+        if step % every == 0:
+            sums.check(bar, epoch, checked + 1, step)
+            checked = step
+        if step % 10 == 0 and not bar.disable:
+            bar.set_postfix(loss=f"{sums.loss / sums.seen:.4f}", acc=f"{sums.correct / sums.seen:.2%}",
+                            refresh=False)
         if on_step_end is not None:
-            on_step_end(epoch, step, value)
+            on_step_end(epoch, step, float(loss.item()))
+    if step > checked:
+        sums.check(bar, epoch, checked + 1, step)
     elapsed = time.perf_counter() - start
-    if seen == 0:
+    if sums.seen == 0:
         raise ValueError("fit: the training loader yielded no batches")
-    return {"train_loss": total_loss / seen, "train_acc": correct / seen,
-            "images_per_s": seen / elapsed, "train_time_s": elapsed}
+    return {"train_loss": sums.loss / sums.seen, "train_acc": sums.correct / sums.seen,
+            "images_per_s": sums.seen / elapsed, "train_time_s": elapsed}
+
+
+class _EpochSums:
+    """Running sums of the batch losses (times batch size) and of the correct predictions, kept as arrays on
+    the loss's device so that adding a batch never waits for it; ``loss`` and ``correct`` read them."""
+
+    def __init__(self):
+        self._loss = self._correct = None
+        self.seen = 0
+
+    def add(self, loss, out, y):
+        n = len(y)
+        batch_loss = loss.data.astype("float64") * n
+        right = (true_class_rank(out.data, y.data) < 1).sum()
+        self._loss = batch_loss if self._loss is None else self._loss + batch_loss
+        self._correct = right if self._correct is None else self._correct + right
+        self.seen += n
+
+    loss = property(lambda self: 0.0 if self._loss is None else float(self._loss))
+    correct = property(lambda self: 0 if self._correct is None else int(self._correct))
+
+    def check(self, bar, epoch, first, last):
+        """Raise ``NonFiniteLossError`` if a loss of steps ``first..last`` of ``epoch`` was NaN/inf."""
+        value = self.loss
+        if not math.isfinite(value):
+            bar.close()
+            steps = f"step {last}" if first == last else f"one of steps {first}-{last}"
+            raise NonFiniteLossError(f"the training loss became {value} at epoch {epoch}, {steps}")
 
 
 # -- checkpoints --------------------------------------------------------------------------------------
@@ -208,7 +253,7 @@ def format_record(r, epochs):
 # -- the loop -----------------------------------------------------------------------------------------
 def fit(model, train_loader, test_loader, optimizer, loss_fn, epochs, scheduler=None, device="cpu",
         checkpoint_dir=None, resume=False, history_path=None, progress=True, log=print,
-        on_step_end=None, extra=None):
+        on_step_end=None, extra=None, check_every=None):
     """Train ``model`` for ``epochs`` epochs in total; returns the history (a list of per-epoch dicts).
 
     Each record: ``epoch`` (1-based), ``lr``, ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc1``,
@@ -222,6 +267,8 @@ def fit(model, train_loader, test_loader, optimizer, loss_fn, epochs, scheduler=
     - ``progress``: tqdm progress bars (only when stderr is a terminal); ``log``: called with one summary
       line per epoch (``None`` for silence); ``on_step_end(epoch, step, loss)``: called after each step.
     - ``extra``: any JSON-like data (e.g. the command-line arguments) stored in the checkpoint.
+    - ``check_every``: steps between NaN checks (default: every step on the CPU, every 50 on a GPU, where each
+      check waits for the device; see ``train_one_epoch``).
 
     Raises ``NonFiniteLossError`` if the loss becomes NaN/inf (the last checkpoint stays as it was).
     """
@@ -247,7 +294,7 @@ def fit(model, train_loader, test_loader, optimizer, loss_fn, epochs, scheduler=
         try:
             record = {"epoch": epoch, "lr": lr}
             record.update(train_one_epoch(model, train_loader, optimizer, loss_fn, device, epoch, progress,
-                                          on_step_end))
+                                          on_step_end, check_every))
         except NonFiniteLossError as e:
             kept = (f"the last good checkpoint {ckpt_path} (after epoch {epoch - 1}) is unchanged"
                     if ckpt_path and os.path.exists(ckpt_path) else "no checkpoint had been written yet")

@@ -71,16 +71,20 @@ def test_linear_init_and_skip_init():
         assert np.abs(v).max() <= bound and np.abs(v).max() > 0.95 * bound
         assert abs(v.std() - bound / np.sqrt(3)) < 0.05 * bound
     assert m.weight.dtype == np.float32 and m.weight.requires_grad
-    calls = []
-    orig = nn.init.uniform_
-    nn.init.uniform_ = lambda *a, **k: calls.append(1) or orig(*a, **k)
-    try:
-        with nn.init.skip_init():
-            nn.Linear(4, 3)
-    finally:
-        nn.init.uniform_ = orig
-    assert calls  # the layer goes through init (which skip_init turns into a no-op)
 
+
+def test_modules_allocate_empty_then_init(monkeypatch):
+    """Under ``skip_init`` the values ``empty`` returned are left alone (here: ones, to be visible)."""
+    import tinyconv.nn.linear as linear_mod
+    import tinyconv.nn.normalization as norm_mod
+    monkeypatch.setattr(linear_mod, "empty", tc.ones)
+    monkeypatch.setattr(norm_mod, "empty", lambda *s, **k: tc.full(s, 7.0, **k))
+    with nn.init.skip_init():
+        lin, bn = nn.Linear(4, 3), nn.BatchNorm2d(3)
+    assert (lin.weight.numpy() == 1).all() and (lin.bias.numpy() == 1).all()
+    assert (bn.weight.numpy() == 7).all() and (bn.bias.numpy() == 7).all()
+    lin, bn = nn.Linear(4, 3), nn.BatchNorm2d(3)
+    assert (lin.weight.numpy() != 1).all() and (bn.weight.numpy() == 1).all() and (bn.bias.numpy() == 0).all()
 
 def test_linear_error_names_the_layer():
     with pytest.raises(ValueError, match=r"Linear\(in_features=84, out_features=10\): expected input with last "
@@ -159,7 +163,8 @@ def test_layer_norms_match_torch(torch):
 
 def test_dropout_modules():
     x = tc.ones(20, 8, 4, 4)
-    for m in (nn.Dropout(0.5), nn.Dropout2d(0.5), nn.DropPath(0.5), nn.StochasticDepth(0.5, "row")):
+    for m in (nn.Dropout(0.5), nn.Dropout2d(0.5), nn.DropPath(0.5), nn.DropPath(drop_prob=0.5),
+              nn.StochasticDepth(0.5, "row")):
         y = m(x).numpy()
         assert (y == 0).any() and np.allclose(y[y != 0], 2.0)
         m.eval()

@@ -109,6 +109,48 @@ def test_construction_with_last_epoch_matches_torch(torch, case):
     np.testing.assert_allclose(np.array(seqs[0]), np.array(seqs[1]), rtol=1e-13)
 
 
+PLATEAU_CASES = [dict(), dict(mode="max", factor=0.5, patience=1, threshold=0.05),
+                 dict(patience=2, cooldown=2, threshold_mode="abs", threshold=0.1, min_lr=[0.02, 0.0]),
+                 dict(mode="max", patience=0, threshold_mode="abs", min_lr=1e-3, factor=0.2)]
+
+
+@pytest.mark.parametrize("kw", PLATEAU_CASES, ids=str)
+def test_reduce_on_plateau_matches_torch(torch, kw):
+    rng = np.random.default_rng(0)
+    # a noisy metric that improves, stalls, and improves again
+    metrics = np.concatenate([np.linspace(2, 1, 8), np.full(20, 1.0), np.linspace(1, 0.5, 8)])
+    metrics = metrics + 0.05 * rng.standard_normal(metrics.size)
+    seqs = []
+    for module, (opt, _) in ((lr_scheduler, _ours("StepLR", dict(step_size=100))),
+                             (torch.optim.lr_scheduler, _theirs(torch, "StepLR", dict(step_size=100)))):
+        sched = module.ReduceLROnPlateau(opt, **kw)
+        seq = []
+        for m in metrics:
+            opt.step()
+            sched.step(float(m))
+            seq.append(sched.get_last_lr())
+        seqs.append(seq)
+    np.testing.assert_allclose(np.array(seqs[0]), np.array(seqs[1]), rtol=1e-13)
+    assert seqs[0][-1] != seqs[0][0]  # the case does reduce the lr
+
+
+def test_reduce_on_plateau_state_dict_resumes():
+    opt, _ = _ours("StepLR", dict(step_size=100))
+    sched = lr_scheduler.ReduceLROnPlateau(opt, patience=1)
+    for m in (1.0, 0.9, 0.95, 0.97):
+        sched.step(m)
+    sd = json.loads(json.dumps(sched.state_dict()))
+    assert sd["best"] == 0.9 and sd["num_bad_epochs"] == 0 and sched.get_last_lr() == pytest.approx([0.01, 0.003])
+    opt2, _ = _ours("StepLR", dict(step_size=100))
+    opt2.load_state_dict(opt.state_dict())
+    sched2 = lr_scheduler.ReduceLROnPlateau(opt2, patience=1)
+    sched2.load_state_dict(sd)
+    for s in (sched, sched2):
+        s.step(0.99)
+        s.step(0.99)
+    assert sched2.get_last_lr() == sched.get_last_lr() == pytest.approx([0.001, 0.0003])
+
+
 def test_lambda_functions_are_not_saved_but_callable_objects_are():
     class Factor:
         def __init__(self, base):

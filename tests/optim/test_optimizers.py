@@ -105,6 +105,21 @@ def test_float32_stays_float32_in_place(case):
         np.testing.assert_allclose(p.numpy(), r, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_sgd_momentum_equals_textbook_velocity_form(nesterov):
+    """v <- mu v - lr g; p <- p + v (Nesterov: p <- p + mu v - lr g) is the same trajectory for constant lr."""
+    rng = np.random.default_rng(6)
+    init, grads = _init_values(rng), _grads(rng, 8)
+    grads = [[g if g is not None else np.zeros(s) for g, s in zip(step, SHAPES)] for step in grads]
+    ours, _, _ = _run_tinyconv("SGD", dict(lr=0.1, momentum=0.9, nesterov=nesterov), init, grads)
+    p, v = [x.copy() for x in init], [np.zeros(s) for s in SHAPES]
+    for t, step in enumerate(grads):
+        for i, g in enumerate(step):
+            v[i] = 0.9 * v[i] - 0.1 * g
+            p[i] += 0.9 * v[i] - 0.1 * g if nesterov else v[i]
+            np.testing.assert_allclose(ours[t][i], p[i], rtol=1e-10, atol=1e-12)
+
+
 def test_params_without_grad_are_skipped():
     a, b = Parameter(np.ones(3)), Parameter(np.ones(3))
     opt = optim.Adam([a, b], lr=0.1)

@@ -10,11 +10,9 @@ Set ``TINYCONV_OFFLINE=1`` to forbid downloads everywhere (``is_offline()``); da
 what is on disk.
 """
 import hashlib
-import http.client
 import os
 import tempfile
 import time
-import urllib.request
 
 CHUNK = 1 << 16
 
@@ -43,6 +41,7 @@ def file_digest(path, algorithm="md5"):
 
 def _fetch(url, tmp, algorithm, timeout, progress, desc):
     """Stream ``url`` into the open file ``tmp``; return the hex digest of what was written."""
+    import urllib.request  # here, not at the top: http.client costs ~0.1 s of `import tinyconv`
     h = hashlib.new(algorithm)
     req = urllib.request.Request(url, headers={"User-Agent": "tinyconv"})
     with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -76,6 +75,7 @@ def download_url(urls, path, md5=None, sha256=None, attempts=2, timeout=30.0, pr
     (network errors only; a checksum mismatch moves on to the next mirror at once).  ``progress``: a tqdm
     bar.  Raises :class:`DownloadError` listing every attempt when all fail; ``path`` is then untouched.
     """
+    import http.client
     if isinstance(urls, str):
         urls = [urls]
     path = os.fspath(path)

@@ -17,7 +17,8 @@ def unbroadcast(g, shape):
     if g.shape == tuple(shape):
         return g
     extra = g.ndim - len(shape)
-    axes = tuple(range(extra)) + tuple(i + extra for i, n in enumerate(shape) if n == 1 and g.shape[i + extra] != 1)
+    axes = tuple(range(extra)) + tuple(i + extra for i, n in enumerate(shape)
+                                       if n == 1 and g.shape[i + extra] != 1)
     g = g.sum(axis=axes, keepdims=True)
     return g.reshape(shape)
 
@@ -28,6 +29,24 @@ def _broadcast_check(op, a, b):
     except ValueError:
         raise ValueError(f"operator {op}: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be broadcast "
                          "together") from None
+
+
+def _operands(a, b):
+    """Both operands as tensors: Python scalars take the tensor's dtype (float32 * 2.5 stays float32);
+    an integer tensor meeting a floating one is cast to that dtype (int64 * float32 -> float32, as PyTorch)."""
+    a = as_tensor(a, like=b if isinstance(b, Tensor) else None)
+    b = as_tensor(b, like=a)
+    if a.dtype.kind in "biu" and b.dtype.kind == "f":
+        a = astype(a, b.dtype)
+    elif b.dtype.kind in "biu" and a.dtype.kind == "f":
+        b = astype(b, a.dtype)
+    return a, b
+
+
+def _floating(x):
+    """``x`` as a tensor, integers cast to float32 (for exp, log, sqrt, division, mean)."""
+    x = as_tensor(x)
+    return astype(x, np.float32) if x.dtype.kind in "biu" else x
 
 
 class _Binary(Function):
@@ -53,6 +72,11 @@ class Add(_Binary):
         return unbroadcast(gy, self.a_shape), unbroadcast(gy, self.b_shape)
 
 
+def add(a, b):
+    """Elementwise ``a + b`` with broadcasting."""
+    return Add.apply(*_operands(a, b))
+
+
 class Sub(_Binary):
     symbol = "-"
 
@@ -62,6 +86,11 @@ class Sub(_Binary):
     def backward(self, gy):
         # d(a-b)/da = 1, d(a-b)/db = -1
         return unbroadcast(gy, self.a_shape), unbroadcast(-gy, self.b_shape)
+
+
+def sub(a, b):
+    """Elementwise ``a - b`` with broadcasting."""
+    return Sub.apply(*_operands(a, b))
 
 
 class Mul(_Binary):
@@ -76,6 +105,11 @@ class Mul(_Binary):
         return unbroadcast(gy * self.b, self.a_shape), unbroadcast(gy * self.a, self.b_shape)
 
 
+def mul(a, b):
+    """Elementwise ``a * b`` with broadcasting."""
+    return Mul.apply(*_operands(a, b))
+
+
 class Div(_Binary):
     symbol = "/"
 
@@ -87,6 +121,12 @@ class Div(_Binary):
         # d(a/b)/da = 1/b, d(a/b)/db = -a/b^2
         ga = gy / self.b
         return unbroadcast(ga, self.a_shape), unbroadcast(-ga * self.a / self.b, self.b_shape)
+
+
+def div(a, b):
+    """Elementwise true division ``a / b`` with broadcasting (integers divide in float32)."""
+    a, b = _operands(a, b)
+    return Div.apply(_floating(a), _floating(b))
 
 
 class Pow(_Binary):
@@ -108,6 +148,11 @@ class Pow(_Binary):
         return ga, unbroadcast(gy * self.y * log_a, self.b_shape)
 
 
+def pow(a, b):
+    """Elementwise ``a ** b``; the gradient with respect to ``b`` is ``a^b log a`` (0 where ``a <= 0``)."""
+    return Pow.apply(*_operands(a, b))
+
+
 class Maximum(_Binary):
     symbol = "maximum"
 
@@ -119,6 +164,17 @@ class Maximum(_Binary):
         # the gradient flows to the larger input (to ``a`` on ties, as a subgradient)
         return (unbroadcast(gy * self.a_wins, self.a_shape),
                 unbroadcast(gy * ~self.a_wins, self.b_shape))
+
+
+def maximum(a, b):
+    """Elementwise maximum; the gradient goes to the larger input (to ``a`` on ties)."""
+    return Maximum.apply(*_operands(a, b))
+
+
+def minimum(a, b):
+    """Elementwise minimum, ``-maximum(-a, -b)``; the gradient goes to the smaller input (``a`` on ties)."""
+    a, b = _operands(a, b)
+    return -maximum(-a, -b)
 
 
 class MatMul(Function):
@@ -148,12 +204,22 @@ class MatMul(Function):
         return ga, gb
 
 
+def matmul(a, b):
+    """Matrix product ``a @ b`` with NumPy's rules: 1-D vectors, stacks of matrices broadcast."""
+    return MatMul.apply(*_operands(a, b))
+
+
 class Neg(Function):
     def forward(self, x):
         return -x
 
     def backward(self, gy):
         return -gy
+
+
+def neg(x):
+    """``-x``."""
+    return Neg.apply(as_tensor(x))
 
 
 class Exp(Function):
@@ -166,6 +232,11 @@ class Exp(Function):
         return gy * self.y
 
 
+def exp(x):
+    """Elementwise ``e^x``."""
+    return Exp.apply(_floating(x))
+
+
 class Log(Function):
     def forward(self, x):
         self.x = x
@@ -174,6 +245,11 @@ class Log(Function):
     def backward(self, gy):
         # d log(x) = 1/x
         return gy / self.x
+
+
+def log(x):
+    """Elementwise natural logarithm."""
+    return Log.apply(_floating(x))
 
 
 class Sqrt(Function):
@@ -186,6 +262,11 @@ class Sqrt(Function):
         return gy / (2 * self.y)
 
 
+def sqrt(x):
+    """Elementwise square root; its gradient ``1 / (2 sqrt(x))`` is infinite at 0."""
+    return Sqrt.apply(_floating(x))
+
+
 class Abs(Function):
     def forward(self, x):
         xp = get_array_module(x)
@@ -195,6 +276,11 @@ class Abs(Function):
     def backward(self, gy):
         # d|x| = sign(x)  (0 at 0)
         return gy * self.sign
+
+
+def abs(x):
+    """Elementwise ``|x|``; the gradient at 0 is 0."""
+    return Abs.apply(as_tensor(x))
 
 
 class Clip(Function):
@@ -210,11 +296,23 @@ class Clip(Function):
         return gy * self.inside
 
 
+def clip(x, min=None, max=None):
+    """Clamp to ``[min, max]`` (either may be None); gradient 0 where clipped."""
+    return Clip.apply(as_tensor(x), min=min, max=max)
+
+
+clamp = clip
+
+
 class Where(Function):
     """``where(cond, a, b)``: ``cond`` is a constant boolean array (saved), ``a`` and ``b`` differentiable."""
 
     def forward(self, a, b):
-        _broadcast_check("where", a, b)
+        try:
+            np.broadcast_shapes(self.cond.shape, a.shape, b.shape)
+        except ValueError:
+            raise ValueError(f"where: condition {tuple(self.cond.shape)}, a {tuple(a.shape)} and b "
+                             f"{tuple(b.shape)} cannot be broadcast together") from None
         self.a_shape, self.b_shape = a.shape, b.shape
         return get_array_module(a).where(self.cond, a, b)
 
@@ -225,6 +323,13 @@ class Where(Function):
                 unbroadcast(xp.where(self.cond, zero, gy), self.b_shape))
 
 
+def where(cond, a, b):
+    """``a`` where ``cond`` is true, else ``b``, broadcasting all three (``cond`` carries no gradient)."""
+    a, b = _operands(a, b)
+    c = cond.data if isinstance(cond, Tensor) else get_array_module(a.data).asarray(cond)
+    return Where.apply(a, b, cond=c.astype(bool))
+
+
 class AsType(Function):
     def forward(self, x):
         self.src = x.dtype
@@ -232,107 +337,6 @@ class AsType(Function):
 
     def backward(self, gy):
         return gy.astype(self.src)
-
-
-# -- functional wrappers --------------------------------------------------------------------------------
-def _operands(a, b):
-    """Both operands as tensors: Python scalars take the tensor's dtype (float32 * 2.5 stays float32);
-    an integer tensor meeting a floating one is cast to that dtype (int64 * float32 -> float32, as PyTorch)."""
-    a = as_tensor(a, like=b if isinstance(b, Tensor) else None)
-    b = as_tensor(b, like=a)
-    if a.dtype.kind in "biu" and b.dtype.kind == "f":
-        a = astype(a, b.dtype)
-    elif b.dtype.kind in "biu" and a.dtype.kind == "f":
-        b = astype(b, a.dtype)
-    return a, b
-
-
-def _floating(x):
-    """``x`` as a tensor, integers cast to float32 (for exp, log, sqrt, division, mean)."""
-    x = as_tensor(x)
-    return astype(x, np.float32) if x.dtype.kind in "biu" else x
-
-
-def add(a, b):
-    """Elementwise ``a + b`` with broadcasting."""
-    return Add.apply(*_operands(a, b))
-
-
-def sub(a, b):
-    """Elementwise ``a - b`` with broadcasting."""
-    return Sub.apply(*_operands(a, b))
-
-
-def mul(a, b):
-    """Elementwise ``a * b`` with broadcasting."""
-    return Mul.apply(*_operands(a, b))
-
-
-def div(a, b):
-    """Elementwise true division ``a / b`` with broadcasting (integers divide in float32)."""
-    a, b = _operands(a, b)
-    return Div.apply(_floating(a), _floating(b))
-
-
-def pow(a, b):
-    """Elementwise ``a ** b``; the gradient with respect to ``b`` is ``a^b log a`` (0 where ``a <= 0``)."""
-    return Pow.apply(*_operands(a, b))
-
-
-def matmul(a, b):
-    """Matrix product ``a @ b`` with NumPy's rules: 1-D vectors, stacks of matrices broadcast."""
-    return MatMul.apply(*_operands(a, b))
-
-
-def maximum(a, b):
-    """Elementwise maximum; the gradient goes to the larger input (to ``a`` on ties)."""
-    return Maximum.apply(*_operands(a, b))
-
-
-def minimum(a, b):
-    """Elementwise minimum, ``-maximum(-a, -b)``; the gradient goes to the smaller input (``a`` on ties)."""
-    a, b = _operands(a, b)
-    return -maximum(-a, -b)
-
-
-def neg(x):
-    """``-x``."""
-    return Neg.apply(as_tensor(x))
-
-
-def exp(x):
-    """Elementwise ``e^x``."""
-    return Exp.apply(_floating(x))
-
-
-def log(x):
-    """Elementwise natural logarithm."""
-    return Log.apply(_floating(x))
-
-
-def sqrt(x):
-    """Elementwise square root; its gradient ``1 / (2 sqrt(x))`` is infinite at 0."""
-    return Sqrt.apply(_floating(x))
-
-
-def abs(x):
-    """Elementwise ``|x|``; the gradient at 0 is 0."""
-    return Abs.apply(as_tensor(x))
-
-
-def clip(x, min=None, max=None):
-    """Clamp to ``[min, max]`` (either may be None); gradient 0 where clipped."""
-    return Clip.apply(as_tensor(x), min=min, max=max)
-
-
-clamp = clip
-
-
-def where(cond, a, b):
-    """``a`` where ``cond`` is true, else ``b``, broadcasting all three (``cond`` carries no gradient)."""
-    a, b = _operands(a, b)
-    c = cond.data if isinstance(cond, Tensor) else get_array_module(a.data).asarray(cond)
-    return Where.apply(a, b, cond=c.astype(bool))
 
 
 def astype(x, dtype):

@@ -127,8 +127,11 @@ class Conv2dFn(Function):
         gy_t = xp.ascontiguousarray(gy.transpose(1, 0, 2, 3)).reshape(G, K // G, P)
         # db = sum of dY over N, OH, OW
         gb = gy_t.reshape(K, P).sum(axis=1) if self.has_bias and need_b else None
-        # dW = dY @ col^T   (col^T is a transposed view: BLAS reads it as is)
-        gw = xp.matmul(gy_t, self.col.transpose(0, 2, 1)).reshape(self.w.shape) if need_w else None
+        # dW = dY @ col^T, computed as (col @ dY^T)^T: the same products, but with the long N*OH*OW axis
+        # inside, OpenBLAS is several times faster when the tall R x K/G result is the one it computes
+        gw = None
+        if need_w:
+            gw = xp.matmul(self.col, gy_t.transpose(0, 2, 1)).transpose(0, 2, 1).reshape(self.w.shape)
         gx = None
         if need_x:
             # dcol = W^T @ dY, then dx = col2im(dcol): each x element collects the gradient of all its copies

@@ -59,12 +59,17 @@ def _target_weights(name, t, weight, C, dtype, ignore_index, eps, probs):
     t = t.reshape(-1)
     keep = t != ignore_index
     bad = keep & ((t < 0) | (t >= C))
-    if bad.any():
+    if xp is np and bad.any():
         index = int(t[bad][0])
         raise IndexError(f"{name}: target index {index} is out of range for {C} classes "
                          f"(expected 0 <= target < {C}, or ignore_index={ignore_index})")
-    t = xp.where(keep, t, 0)
+    t = xp.where(keep & ~bad, t, 0)
     w_y = w[t] * keep
+    if xp is not np:
+        # On a GPU, asking ``bad.any()`` would make the host wait for the device at every step; instead an
+        # out-of-range target turns the loss into NaN, which the training loop reports (PyTorch's CUDA
+        # kernels raise an asynchronous device-side assert for it, just as late).
+        w_y = xp.where(bad, dtype.type(np.nan), w_y)
     q = xp.zeros((t.shape[0], C), dtype) if eps == 0 else (dtype.type(eps / C) * w) * keep[:, None].astype(dtype)
     q[xp.arange(t.shape[0]), t] += dtype.type(1 - eps) * w_y
     return q, w_y.sum()

@@ -29,23 +29,40 @@ from ..core import Function, Tensor
 from .basic import unbroadcast
 
 
+def _sum(a, axes, b=None):
+    """Sum of ``a`` (or of ``a * b``, without materialising the product) over ``axes``, size-1 axes kept.
+
+    ``einsum`` reads the operands once and allocates only the small result, where ``(a * b).sum()`` would
+    write and re-read a full-size temporary: these sums run over every activation of the network.
+    """
+    xp = get_array_module(a)
+    idx = "abcdefghijkl"[:a.ndim]
+    out = "".join(c for i, c in enumerate(idx) if i not in axes)
+    s = xp.einsum(f"{idx}->{out}", a) if b is None else xp.einsum(f"{idx},{idx}->{out}", a, b)
+    return s.reshape([1 if i in axes else n for i, n in enumerate(a.shape)])
+
+
 def _normalize(x, axes, eps):
-    """``(xhat, invstd)`` of ``x`` over ``axes`` (statistics kept with size-1 axes for broadcasting)."""
+    """``(xhat, invstd, mean, var)`` of ``x`` over ``axes`` (statistics with size-1 axes, to broadcast)."""
     xp = get_array_module(x)
-    mean = x.mean(axis=axes, keepdims=True)
-    d = x - mean
-    var = (d * d).mean(axis=axes, keepdims=True)
+    m = int(np.prod([x.shape[a] for a in axes]))
+    mean = _sum(x, axes) / x.dtype.type(m)
+    xhat = x - mean
+    var = _sum(xhat, axes, xhat) / x.dtype.type(m)  # two passes: exact even when |mean| >> std
     invstd = 1 / xp.sqrt(var + x.dtype.type(eps))
-    return d * invstd, invstd, mean, var
+    xhat *= invstd  # (x - mean) * invstd, in place
+    return xhat, invstd, mean, var
 
 
-def _normalize_backward(gy, gamma, xhat, invstd, axes):
-    """The compact form of the module docstring: ``(invstd/m) (m g - sum g - xhat sum(g xhat))``."""
-    g = gy if gamma is None else gy * gamma
+def _normalize_backward(g, xhat, k, axes):
+    """The compact form of the module docstring with ``k = invstd`` times any factor constant over the group:
+    ``k g - (k/m) sum g - xhat (k/m) sum(g xhat)``.  Returns ``(dx, sum g, sum g xhat)``."""
     m = int(np.prod([xhat.shape[a] for a in axes]))
-    sum_g = g.sum(axis=axes, keepdims=True)
-    sum_gx = (g * xhat).sum(axis=axes, keepdims=True)
-    return (invstd / m) * (m * g - sum_g - xhat * sum_gx)
+    sum_g, sum_gx = _sum(g, axes), _sum(g, axes, xhat)
+    gx = g * k
+    gx -= xhat * (k * sum_gx / m)
+    gx -= k * sum_g / m
+    return gx, sum_g, sum_gx
 
 
 class BatchNorm(Function):
@@ -62,25 +79,30 @@ class BatchNorm(Function):
                 self.running_var[...] = (1 - a) * self.running_var + a * var.reshape(-1) * (m / (m - 1))
         else:
             xp = get_array_module(x)
-            mean = self.running_mean.reshape(shape).astype(x.dtype, copy=False)
             self.invstd = 1 / xp.sqrt(self.running_var.reshape(shape).astype(x.dtype, copy=False)
                                       + x.dtype.type(self.eps))
-            self.xhat = (x - mean) * self.invstd
+            self.xhat = x - self.running_mean.reshape(shape).astype(x.dtype, copy=False)
+            self.xhat *= self.invstd
         self.gamma = None if gamma is None else gamma.reshape(shape)
-        y = self.xhat if gamma is None else self.xhat * self.gamma
-        return y if beta is None else y + beta.reshape(shape)
+        if gamma is None:
+            return self.xhat if beta is None else self.xhat + beta.reshape(shape)
+        y = self.xhat * self.gamma
+        if beta is not None:
+            y += beta.reshape(shape)
+        return y
 
     def backward(self, gy):
-        # dgamma = sum dy * xhat, dbeta = sum dy   (over N, H, W)
-        ggamma = None if self.gamma is None else (gy * self.xhat).sum(axis=self.axes)
-        gbeta = gy.sum(axis=self.axes)
+        # gamma is constant over each channel's group, so it joins invstd in k = gamma * invstd
+        k = self.invstd if self.gamma is None else self.invstd * self.gamma
         if self.training:
             # batch statistics depend on x: the compact form of the module docstring
-            gx = _normalize_backward(gy, self.gamma, self.xhat, self.invstd, self.axes)
+            gx, sum_gy, sum_gy_xhat = _normalize_backward(gy, self.xhat, k, self.axes)
         else:
             # running statistics are constants: an affine map, dx = dy * gamma * invstd
-            gx = (gy if self.gamma is None else gy * self.gamma) * self.invstd
-        return gx, ggamma, gbeta
+            gx, sum_gy, sum_gy_xhat = gy * k, _sum(gy, self.axes), _sum(gy, self.axes, self.xhat)
+        # dgamma = sum dy * xhat, dbeta = sum dy   (over N, H, W)
+        ggamma = None if self.gamma is None else sum_gy_xhat.reshape(-1)
+        return gx, ggamma, sum_gy.reshape(-1)
 
 
 class LayerNorm(Function):
@@ -90,16 +112,21 @@ class LayerNorm(Function):
         self.xhat, self.invstd, _, _ = _normalize(x, self.axes, self.eps)
         self.gamma = None if gamma is None else gamma.reshape(self.param_shape)
         self.gamma_shape, self.beta_shape = getattr(gamma, "shape", None), getattr(beta, "shape", None)
-        y = self.xhat if gamma is None else self.xhat * self.gamma
-        return y if beta is None else y + beta.reshape(self.param_shape)
+        if gamma is None:
+            return self.xhat if beta is None else self.xhat + beta.reshape(self.param_shape)
+        y = self.xhat * self.gamma
+        if beta is not None:
+            y += beta.reshape(self.param_shape)
+        return y
 
     def backward(self, gy):
         # dgamma = sum dy * xhat, dbeta = sum dy   (over the positions gamma is broadcast to)
         ggamma = None if self.gamma is None else \
             unbroadcast(gy * self.xhat, self.param_shape).reshape(self.gamma_shape)
         gbeta = None if self.beta_shape is None else unbroadcast(gy, self.param_shape).reshape(self.beta_shape)
-        # the statistics of each group depend on x: the compact form of the module docstring
-        gx = _normalize_backward(gy, self.gamma, self.xhat, self.invstd, self.axes)
+        # the statistics of each group depend on x: the compact form of the module docstring, g = dy * gamma
+        g = gy if self.gamma is None else gy * self.gamma
+        gx = _normalize_backward(g, self.xhat, self.invstd, self.axes)[0]
         return gx, ggamma, gbeta
 
 

@@ -23,6 +23,33 @@ class Reshape(Function):
         return gy.reshape(self.x_shape)
 
 
+def reshape(x, *shape):
+    """View ``x`` with a new shape (one dimension may be -1)."""
+    shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+    return Reshape.apply(x, shape=shape)
+
+
+def flatten(x, start_dim=0, end_dim=-1):
+    """Merge axes ``start_dim..end_dim`` into one (a 0-d tensor becomes 1-d, as PyTorch)."""
+    if x.ndim == 0:
+        return reshape(x, (1,))
+    s, e = start_dim % x.ndim, end_dim % x.ndim
+    shape = x.shape[:s] + (int(np.prod(x.shape[s:e + 1])),) + x.shape[e + 1:]
+    return reshape(x, shape)
+
+
+def squeeze(x, dim=None):
+    """Drop axes of length 1 (all of them, or only ``dim`` if it has length 1, as PyTorch)."""
+    dims = [d % x.ndim for d in ((dim,) if isinstance(dim, int) else dim)] if dim is not None else range(x.ndim)
+    return reshape(x, tuple(n for i, n in enumerate(x.shape) if not (i in dims and n == 1)))
+
+
+def unsqueeze(x, dim):
+    """Insert an axis of length 1 at position ``dim`` (negative counts from the end of the result)."""
+    d = dim % (x.ndim + 1)
+    return reshape(x, x.shape[:d] + (1,) + x.shape[d:])
+
+
 class Permute(Function):
     def forward(self, x):
         if sorted(a % max(x.ndim, 1) for a in self.axes) != list(range(x.ndim)):
@@ -33,6 +60,21 @@ class Permute(Function):
     def backward(self, gy):
         # the inverse permutation sends every axis back
         return gy.transpose(np.argsort([a % gy.ndim for a in self.axes]))
+
+
+def permute(x, *axes):
+    """Reorder the axes: output axis i is input axis ``axes[i]`` (``x.permute(0, 2, 3, 1)``: NCHW -> NHWC)."""
+    axes = tuple(axes[0]) if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
+    return Permute.apply(x, axes=tuple(axes))
+
+
+def transpose(x, dim0=None, dim1=None):
+    """Swap two axes (PyTorch), or reverse all axes when none are given (NumPy's ``.T``)."""
+    if dim0 is None:
+        return permute(x, tuple(reversed(range(x.ndim))))
+    axes = list(range(x.ndim))
+    axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
+    return permute(x, tuple(axes))
 
 
 class GetItem(Function):
@@ -55,6 +97,15 @@ def _is_fancy(index):
     return any(isinstance(p, (list, np.ndarray)) or hasattr(p, "__cuda_array_interface__") for p in parts)
 
 
+def getitem(x, index):
+    """``x[index]``: NumPy basic and advanced indexing (ints, slices, None, ..., integer or boolean arrays)."""
+    if isinstance(index, Tensor):
+        index = index.data
+    elif isinstance(index, tuple):
+        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    return GetItem.apply(x, index=index)
+
+
 class Concat(Function):
     def forward(self, *xs):
         xp = get_array_module(xs[0])
@@ -73,6 +124,31 @@ class Concat(Function):
         return tuple(xp.split(gy, np.cumsum(self.sizes)[:-1].tolist(), axis=self.axis))
 
 
+def cat(tensors, dim=0, axis=None):
+    """Concatenate along an existing axis (channel concat: ``dim=1``)."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("cat: expected a non-empty list of tensors")
+    return Concat.apply(*tensors, axis=dim if axis is None else axis)
+
+
+concatenate = cat
+
+
+def stack(tensors, dim=0, axis=None):
+    """Join along a new axis."""
+    d = dim if axis is None else axis
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("stack: expected a non-empty list of tensors")
+    shapes = {t.shape for t in tensors}
+    if len(shapes) > 1:
+        raise ValueError(f"stack: expected tensors of one shape, got {sorted(shapes)}")
+    nd = tensors[0].ndim + 1
+    d = d % nd
+    return cat([reshape(t, t.shape[:d] + (1,) + t.shape[d:]) for t in tensors], dim=d)
+
+
 class Split(Function):
     def forward(self, x):
         self.x_shape = x.shape
@@ -83,6 +159,27 @@ class Split(Function):
         return get_array_module(gys[0]).concatenate(gys, axis=self.axis)
 
 
+def split(x, split_size_or_sections, dim=0):
+    """Split into chunks of ``split_size`` (int) or of the given sizes (list), as ``torch.split``."""
+    n = x.shape[dim]
+    if isinstance(split_size_or_sections, int):
+        step = split_size_or_sections
+        sizes = [min(step, n - i) for i in range(0, n, step)]
+    else:
+        sizes = list(split_size_or_sections)
+        if sum(sizes) != n:
+            raise ValueError(f"split: sizes {sizes} do not add up to {n}, the length of axis {dim}")
+    out = Split.apply(x, sizes=sizes, axis=dim)
+    return out if isinstance(out, tuple) else (out,)
+
+
+def chunk(x, chunks, dim=0):
+    """Split into ``chunks`` pieces of ``ceil(n / chunks)`` along ``dim`` (the last may be smaller), as
+    ``torch.chunk``."""
+    n = x.shape[dim]
+    return split(x, -(-n // chunks), dim)
+
+
 class BroadcastTo(Function):
     def forward(self, x):
         self.x_shape = x.shape
@@ -90,6 +187,11 @@ class BroadcastTo(Function):
 
     def backward(self, gy):
         return unbroadcast(gy, self.x_shape)
+
+
+def broadcast_to(x, shape):
+    """Expand ``x`` to ``shape`` by NumPy broadcasting; the gradient sums over the broadcast axes."""
+    return BroadcastTo.apply(x, shape=tuple(shape))
 
 
 class Pad(Function):
@@ -118,103 +220,6 @@ class Pad(Function):
             full[self.crop] = g
             return full
         return g
-
-
-def reshape(x, *shape):
-    """View ``x`` with a new shape (one dimension may be -1)."""
-    shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-    return Reshape.apply(x, shape=shape)
-
-
-def permute(x, *axes):
-    axes = tuple(axes[0]) if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
-    return Permute.apply(x, axes=tuple(axes))
-
-
-def transpose(x, dim0=None, dim1=None):
-    """Swap two axes (PyTorch), or reverse all axes when none are given (NumPy's ``.T``)."""
-    if dim0 is None:
-        return permute(x, tuple(reversed(range(x.ndim))))
-    axes = list(range(x.ndim))
-    axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
-    return permute(x, tuple(axes))
-
-
-def flatten(x, start_dim=0, end_dim=-1):
-    """Merge axes ``start_dim..end_dim`` into one (a 0-d tensor becomes 1-d, as PyTorch)."""
-    if x.ndim == 0:
-        return reshape(x, (1,))
-    s, e = start_dim % x.ndim, end_dim % x.ndim
-    shape = x.shape[:s] + (int(np.prod(x.shape[s:e + 1])),) + x.shape[e + 1:]
-    return reshape(x, shape)
-
-
-def squeeze(x, dim=None):
-    """Drop axes of length 1 (all of them, or only ``dim`` if it has length 1, as PyTorch)."""
-    dims = [d % x.ndim for d in ((dim,) if isinstance(dim, int) else dim)] if dim is not None else range(x.ndim)
-    return reshape(x, tuple(n for i, n in enumerate(x.shape) if not (i in dims and n == 1)))
-
-
-def unsqueeze(x, dim):
-    """Insert an axis of length 1 at position ``dim`` (negative counts from the end of the result)."""
-    d = dim % (x.ndim + 1)
-    return reshape(x, x.shape[:d] + (1,) + x.shape[d:])
-
-
-def getitem(x, index):
-    if isinstance(index, Tensor):
-        index = index.data
-    elif isinstance(index, tuple):
-        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
-    return GetItem.apply(x, index=index)
-
-
-def cat(tensors, dim=0, axis=None):
-    """Concatenate along an existing axis (channel concat: ``dim=1``)."""
-    tensors = list(tensors)
-    if not tensors:
-        raise ValueError("cat: expected a non-empty list of tensors")
-    return Concat.apply(*tensors, axis=dim if axis is None else axis)
-
-
-concatenate = cat
-
-
-def stack(tensors, dim=0, axis=None):
-    """Join along a new axis."""
-    d = dim if axis is None else axis
-    tensors = list(tensors)
-    if not tensors:
-        raise ValueError("stack: expected a non-empty list of tensors")
-    shapes = {t.shape for t in tensors}
-    if len(shapes) > 1:
-        raise ValueError(f"stack: expected tensors of one shape, got {sorted(shapes)}")
-    nd = tensors[0].ndim + 1
-    d = d % nd
-    return cat([reshape(t, t.shape[:d] + (1,) + t.shape[d:]) for t in tensors], dim=d)
-
-
-def split(x, split_size_or_sections, dim=0):
-    """Split into chunks of ``split_size`` (int) or of the given sizes (list), as ``torch.split``."""
-    n = x.shape[dim]
-    if isinstance(split_size_or_sections, int):
-        step = split_size_or_sections
-        sizes = [min(step, n - i) for i in range(0, n, step)]
-    else:
-        sizes = list(split_size_or_sections)
-        if sum(sizes) != n:
-            raise ValueError(f"split: sizes {sizes} do not add up to {n}, the length of axis {dim}")
-    out = Split.apply(x, sizes=sizes, axis=dim)
-    return out if isinstance(out, tuple) else (out,)
-
-
-def chunk(x, chunks, dim=0):
-    n = x.shape[dim]
-    return split(x, -(-n // chunks), dim)
-
-
-def broadcast_to(x, shape):
-    return BroadcastTo.apply(x, shape=tuple(shape))
 
 
 def pad(x, pad, mode="constant", value=0.0):

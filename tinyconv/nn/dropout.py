@@ -51,10 +51,11 @@ class StochasticDepth(Module):
 
 
 class DropPath(StochasticDepth):
-    """Per-sample stochastic depth (timm's name): ``DropPath(p) == StochasticDepth(p, 'row')``."""
+    """Per-sample stochastic depth (timm's name): ``DropPath(p) == StochasticDepth(p, 'row')``;
+    timm's keyword ``drop_prob`` is accepted for ``p``."""
 
-    def __init__(self, p=0.0):
-        super().__init__(p, "row")
+    def __init__(self, p=0.0, drop_prob=None):
+        super().__init__(p if drop_prob is None else drop_prob, "row")
 
     drop_prob = property(lambda self: self.p)
 

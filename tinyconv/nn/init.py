@@ -4,10 +4,12 @@ For a weight of shape ``(out, in, KH, KW)`` (or ``(out, in)``), ``fan_in = in * 
 ``fan_out = out * KH * KW``.
 
 - Xavier/Glorot (Glorot & Bengio, 2010): keep the variance of activations and gradients equal across layers
-  with linear/tanh units: ``Var(W) = gain^2 * 2 / (fan_in + fan_out)``.
-  Uniform: ``U(-a, a)`` with ``a = gain * sqrt(6 / (fan_in + fan_out))``; normal: ``std = gain * sqrt(2 / (fan_in + fan_out))``.
+  with linear/tanh units: ``Var(W) = gain^2 * 2 / (fan_in + fan_out)``.  Uniform: ``U(-a, a)`` with
+  ``a = gain * sqrt(6 / (fan_in + fan_out))`` (lecture 003, "Инициализация сети": ``W ~ U[-sqrt(6)/sqrt(d_in +
+  d_out), +sqrt(6)/sqrt(d_in + d_out)]``); normal: ``std = gain * sqrt(2 / (fan_in + fan_out))``.
 - Kaiming/He (He et al., 2015): ReLU halves the variance, so ``Var(W) = gain^2 / fan`` with ``gain = sqrt(2)``
-  for ReLU: uniform bound ``gain * sqrt(3 / fan)``, normal ``std = gain / sqrt(fan)``.
+  for ReLU: normal ``std = gain / sqrt(fan)`` (the lecture's ``N(0, 2 / d_in)``), uniform bound
+  ``gain * sqrt(3 / fan)``.
 
 Values are drawn on the host from the generator seeded by ``tinyconv.manual_seed`` and then copied to the
 tensor's device, so one seed gives the same weights on CPU and GPU.  Inside ``skip_init()`` every function
@@ -110,16 +112,19 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0):
 
 
 def constant_(tensor, val):
+    """Fill with ``val``."""
     if not _skip:
         tensor.data[...] = val
     return tensor
 
 
 def zeros_(tensor):
+    """Fill with 0."""
     return constant_(tensor, 0.0)
 
 
 def ones_(tensor):
+    """Fill with 1."""
     return constant_(tensor, 1.0)
 
 

@@ -177,6 +177,7 @@ class Module:
 
     # -- running ------------------------------------------------------------------------------------
     def forward(self, *args, **kwargs):
+        """The computation; called through ``module(x)`` (which also runs the hooks)."""
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args, **kwargs):
@@ -242,6 +243,7 @@ class Module:
             stack.extend(reversed(children))
 
     def modules(self):
+        """This module and every descendant, each once."""
         for _, m in self.named_modules():
             yield m
 
@@ -254,6 +256,7 @@ class Module:
                 yield k, m
 
     def children(self):
+        """The direct child modules, each once."""
         for _, m in self.named_children():
             yield m
 
@@ -272,6 +275,7 @@ class Module:
         return self._named_members("_parameters", prefix, recurse, remove_duplicate)
 
     def parameters(self, recurse=True):
+        """Every parameter once (what an optimizer takes): ``SGD(model.parameters(), lr=0.1)``."""
         for _, p in self.named_parameters(recurse=recurse):
             yield p
 
@@ -280,6 +284,7 @@ class Module:
         return self._named_members("_buffers", prefix, recurse, remove_duplicate)
 
     def buffers(self, recurse=True):
+        """Every buffer once."""
         for _, b in self.named_buffers(recurse=recurse):
             yield b
 
@@ -327,15 +332,19 @@ class Module:
         return self
 
     def cpu(self):
+        """``to("cpu")``."""
         return self.to("cpu")
 
     def cuda(self):
+        """``to("cuda")``."""
         return self.to("cuda")
 
     def float(self):
+        """Cast floating parameters and buffers to float32."""
         return self.to(dtype=np.float32)
 
     def double(self):
+        """Cast floating parameters and buffers to float64."""
         return self.to(dtype=np.float64)
 
     # -- state dict ---------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ Constructing a scheduler takes its initial step at once (``last_epoch`` goes fro
 ``group["initial_lr"]``.  The rules are PyTorch's recursive ("chainable") forms, so several schedulers may
 act on one optimizer.  To resume, build the optimizer and scheduler as before, then load the optimizer's
 state dict and then the scheduler's (building a scheduler after loading would step the loaded lr again).
+``ReduceLROnPlateau`` is the exception: its ``step(metric)`` takes the validation loss (or accuracy).
 ``state_dict()`` is a plain dict of Python numbers and lists (``LambdaLR`` functions are not saved, as in
 PyTorch: only the attributes of callable objects are).
 """
@@ -251,6 +252,8 @@ class SequentialLR(LRScheduler):
         if len(schedulers) < 1:
             raise ValueError("SequentialLR expects at least one scheduler")
         for i, s in enumerate(schedulers):
+            if isinstance(s, ReduceLROnPlateau):
+                raise ValueError("SequentialLR cannot run ReduceLROnPlateau (its step() needs the metric)")
             if getattr(s, "optimizer", None) is not optimizer:
                 raise ValueError(f"SequentialLR: scheduler {i} ({type(s).__name__}) belongs to another optimizer")
         if len(milestones) != len(schedulers) - 1:
@@ -299,3 +302,64 @@ def _undo_initial_steps(scheduler):
             stack.extend(s._schedulers)
         else:
             s.last_epoch -= 1
+
+
+class ReduceLROnPlateau(LRScheduler):
+    """Divide the lr by ``1 / factor`` when a monitored metric has stopped improving (``step(metric)``).
+
+    AlexNet's schedule (Krizhevsky et al., 2012): "divide the learning rate by 10 when the validation error
+    rate stopped improving".  After ``patience`` epochs without an improvement better than ``threshold``
+    (relative: ``metric < best * (1 - threshold)`` in ``'min'`` mode; ``'abs'``: ``metric < best - threshold``)
+    every group's lr becomes ``max(lr * factor, min_lr)``; then ``cooldown`` epochs pass before counting
+    again.  PyTorch's rules; unlike the other schedulers, ``step`` takes the metric.
+    """
+
+    def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4, threshold_mode="rel",
+                 cooldown=0, min_lr=0, eps=1e-8):
+        if factor >= 1.0:
+            raise ValueError("ReduceLROnPlateau: factor should be < 1.0")
+        if mode not in ("min", "max"):
+            raise ValueError(f"ReduceLROnPlateau: mode {mode!r} is unknown (expected 'min' or 'max')")
+        if threshold_mode not in ("rel", "abs"):
+            raise ValueError(f"ReduceLROnPlateau: threshold mode {threshold_mode!r} is unknown "
+                             "(expected 'rel' or 'abs')")
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"ReduceLROnPlateau: {type(optimizer).__name__} is not an Optimizer")
+        if isinstance(min_lr, (list, tuple)):
+            if len(min_lr) != len(optimizer.param_groups):
+                raise ValueError(f"ReduceLROnPlateau: expected {len(optimizer.param_groups)} min_lrs, "
+                                 f"got {len(min_lr)}")
+            self.min_lrs = list(min_lr)
+        else:
+            self.min_lrs = [min_lr] * len(optimizer.param_groups)
+        self.optimizer = optimizer
+        self.factor, self.patience, self.cooldown, self.eps = factor, patience, cooldown, eps
+        self.mode, self.threshold, self.threshold_mode = mode, threshold, threshold_mode
+        self.last_epoch = 0
+        self._last_lr = self._current_lrs()
+        self.best = math.inf if mode == "min" else -math.inf
+        self.cooldown_counter = 0
+        self.num_bad_epochs = 0
+
+    def _is_better(self, a, best):
+        if self.mode == "min":
+            return a < (best * (1.0 - self.threshold) if self.threshold_mode == "rel" else best - self.threshold)
+        return a > (best * (1.0 + self.threshold) if self.threshold_mode == "rel" else best + self.threshold)
+
+    def step(self, metrics):
+        current = float(metrics.item() if hasattr(metrics, "item") else metrics)
+        self.last_epoch += 1
+        if self._is_better(current, self.best):
+            self.best, self.num_bad_epochs = current, 0
+        else:
+            self.num_bad_epochs += 1
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0  # bad epochs during cooldown do not count
+        if self.num_bad_epochs > self.patience:
+            for group, min_lr in zip(self.optimizer.param_groups, self.min_lrs):
+                new_lr = max(group["lr"] * self.factor, min_lr)
+                if group["lr"] - new_lr > self.eps:
+                    group["lr"] = new_lr
+            self.cooldown_counter, self.num_bad_epochs = self.cooldown, 0
+        self._last_lr = self._current_lrs()

@@ -5,9 +5,11 @@ from .optimizer import Optimizer
 class SGD(Optimizer):
     r"""SGD: ``p <- p - lr * d``, where ``d`` is the gradient or a momentum-averaged direction.
 
-    Lecture 003 ("SG: стохастический градиентный спуск") gives the plain step ``w := w - h * grad L_i(w)``
-    (Robbins & Monro, 1951), and its slide "Развитие SGD" lists momentum (Polyak, 1964) and Nesterov
-    momentum, which keep a running average of past gradients.  PyTorch's update, reproduced here exactly::
+    Lecture 003 gives the plain step ``w := w - h * grad L_i(w)`` ("SG: стохастический градиентный спуск",
+    Robbins & Monro, 1951) and its minibatch form ``theta <- theta - eta_k * g_hat`` with ``g_hat`` the gradient
+    of the loss averaged over the minibatch (the loss's ``reduction='mean'``); its slide "Развитие SGD" lists
+    momentum (Polyak, 1964) and Nesterov momentum, which keep a running average of past gradients.
+    PyTorch's update, reproduced here exactly::
 
         g_t = grad_t + weight_decay * p_{t-1}                           (L2 penalty folded into the gradient)
         b_1 = g_1,   b_t = momentum * b_{t-1} + (1 - dampening) * g_t   (only when momentum != 0)
@@ -15,7 +17,7 @@ class SGD(Optimizer):
         p_t = p_{t-1} - lr * d_t
 
     This is the form of Sutskever et al. (2013) with the learning rate outside the buffer: for a constant
-    ``lr`` it follows the same trajectory as the textbook ``v <- mu v - lr g; p <- p + v``; Nesterov's look-ahead
+    ``lr`` and ``dampening=0`` it follows the same trajectory as the textbook ``v <- mu v - lr g; p <- p + v``; Nesterov's look-ahead
     gradient is approximated by ``g_t + momentum * b_t``.  ``maximize=True`` ascends instead.
 
     State per parameter: ``momentum_buffer`` (when ``momentum != 0``).

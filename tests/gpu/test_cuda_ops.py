@@ -1,0 +1,244 @@
+"""The ops, a training step and the optimisers on device 'cuda', against the same computation on the CPU.
+
+Every test runs twice, through the ``gpu`` fixture:
+
+- ``fake-cupy``: always; tinyconv sees ``tests/gpu/fake_cupy.py`` as CuPy and runs its ``numba.cuda`` kernels
+  on Numba's CUDA simulator (no GPU needed).  Its arrays refuse implicit conversion to NumPy and record every
+  device-to-host transfer, so these tests also catch NumPy calls on device arrays and host syncs.
+- ``cuda``: on a real GPU with CuPy; skipped, with the reason, where there is none.
+
+Shapes stay tiny: under the simulator each CUDA thread is a Python thread.
+"""
+import os
+import sys
+
+import numpy as np
+import pytest
+
+import tinyconv as tc
+import tinyconv.functional as F
+from tinyconv import backend, nn, optim
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fake_cupy  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::numba.core.errors.NumbaPerformanceWarning")
+
+
+def _device(request, monkeypatch, kernels):
+    if request.param == "cuda":
+        if not tc.cuda.is_available():
+            pytest.skip("no CUDA GPU (or CuPy is not installed): the real-GPU run of this test is skipped")
+        monkeypatch.setattr(backend, "_cuda_rng", None)
+    else:
+        from numba import config
+        if not config.ENABLE_CUDASIM:
+            pytest.skip("a real GPU is present: the fake-CuPy run needs Numba's CUDA simulator")
+        fake_cupy.install(monkeypatch, kernels)
+    return request.param
+
+
+DEVICES = ["fake-cupy", pytest.param("cuda", marks=pytest.mark.cuda)]
+
+
+@pytest.fixture(params=DEVICES)
+def gpu(request, monkeypatch):
+    """``'fake-cupy'`` (the ``_cuda`` kernels on Numba's simulator) or ``'cuda'``: what stands behind device
+    'cuda' in this test."""
+    return _device(request, monkeypatch, "simulator")
+
+
+@pytest.fixture(params=DEVICES)
+def gpu_fast(request, monkeypatch):
+    """As ``gpu``, but the fake-CuPy run serves the kernels by their NumPy references (whole training steps)."""
+    return _device(request, monkeypatch, "reference")
+
+
+def f64_slow_on_the_simulator():
+    """float32 always; float64 too, but marked slow (the simulator takes tens of seconds per op)."""
+    return pytest.mark.parametrize("dtype", [np.float32, pytest.param(np.float64, marks=pytest.mark.slow)])
+
+
+def host(t):
+    return None if t is None else np.asarray(t.numpy() if isinstance(t, tc.Tensor) else t)
+
+
+def on_both(fn, *arrays, requires_grad=True):
+    """Run ``fn(*tensors)`` on the CPU and on 'cuda' from the same host arrays; backward of ``sum(out * g)``
+    with one fixed random ``g``.  Returns ``(cpu_out, gpu_out, cpu_grads, gpu_grads)`` as NumPy arrays."""
+    results = []
+    for device in ("cpu", "cuda"):
+        ts = [tc.tensor(a, requires_grad=requires_grad and a.dtype.kind == "f").to(device) for a in arrays]
+        leaves = [t.detach().requires_grad_(t.requires_grad) for t in ts]
+        out = fn(*leaves)
+        assert out.device == device
+        if requires_grad:
+            g = np.random.default_rng(7).standard_normal(out.shape).astype(out.dtype)
+            (out * tc.tensor(g).to(device)).sum().backward()
+        results.append((host(out), [host(t.grad) for t in leaves]))
+    (yc, gc), (yg, gg) = results
+    return yc, yg, gc, gg
+
+
+def assert_same(cpu, gpu, rtol=1e-5, atol=1e-6):
+    assert gpu.dtype == cpu.dtype and gpu.shape == cpu.shape
+    np.testing.assert_allclose(gpu, cpu, rtol=rtol, atol=atol)
+
+
+def check(fn, *arrays, rtol=1e-5, atol=1e-6, requires_grad=True):
+    yc, yg, gc, gg = on_both(fn, *arrays, requires_grad=requires_grad)
+    assert_same(yc, yg, rtol, atol)
+    for a, b in zip(gc, gg):
+        if a is not None or b is not None:
+            assert_same(a, b, rtol, atol)
+
+
+def randn(*shape, dtype=np.float32, seed=0):
+    return np.random.default_rng(seed + len(shape)).standard_normal(shape).astype(dtype)
+
+
+# -- ops ----------------------------------------------------------------------------------------------
+@f64_slow_on_the_simulator()
+@pytest.mark.parametrize("stride, padding, dilation, groups", [(1, 1, 1, 1), (2, 0, 1, 2),
+                                                               pytest.param(1, 2, 2, 1, marks=pytest.mark.slow)])
+def test_conv2d(gpu, dtype, stride, padding, dilation, groups):
+    x, w, b = randn(2, 4, 5, 5, dtype=dtype), randn(4, 4 // groups, 3, 3, dtype=dtype), randn(4, dtype=dtype)
+    check(lambda x, w, b: F.conv2d(x, w, b, stride, padding, dilation, groups), x, w, b)
+
+
+@f64_slow_on_the_simulator()
+def test_depthwise_conv2d(gpu, dtype):
+    x, w = randn(1, 3, 5, 4, dtype=dtype), randn(6, 1, 3, 3, dtype=dtype)
+    check(lambda x, w: F.conv2d(x, w, None, 1, 1, 1, groups=3), x, w)
+
+
+@f64_slow_on_the_simulator()
+def test_pooling(gpu, dtype):
+    x = randn(1, 2, 5, 6, dtype=dtype)
+    check(lambda x: F.max_pool2d(x, 3, 2, padding=1, ceil_mode=True), x)
+    check(lambda x: F.avg_pool2d(x, 2, 2, padding=1, count_include_pad=False), x)
+    check(lambda x: F.adaptive_avg_pool2d(x, (2, 3)), x)
+    check(lambda x: F.adaptive_max_pool2d(x, (2, 3)), x)
+
+
+@f64_slow_on_the_simulator()
+def test_local_response_norm(gpu, dtype):
+    check(lambda x: F.local_response_norm(x, 3, alpha=0.5, beta=0.75, k=2.0), randn(1, 5, 2, 2, dtype=dtype))
+
+
+def test_batch_norm_and_layer_norm(gpu_fast):
+    x, w, b = randn(3, 4, 2, 2), randn(4) + 1, randn(4)
+    check(lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True), x, w, b, rtol=1e-4, atol=1e-5)
+    check(lambda x: F.layer_norm(x, (2, 2)), x, rtol=1e-4, atol=1e-5)
+    stats = {}
+    for device in ("cpu", "cuda"):
+        bn = nn.BatchNorm2d(4).to(device)
+        bn(tc.tensor(x).to(device))
+        bn.eval()
+        stats[device] = host(bn(tc.tensor(x).to(device))), host(bn.running_mean), host(bn.running_var)
+    for a, b in zip(stats["cpu"], stats["cuda"]):
+        assert_same(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_activations_and_linear(gpu_fast):
+    x, w, b = randn(3, 5), randn(4, 5), randn(4)
+    check(lambda x, w, b: F.linear(x, w, b), x, w, b)
+    for f in (F.relu, F.tanh, F.sigmoid, F.gelu, F.silu, F.hardswish, F.leaky_relu,
+              lambda x: F.softmax(x, 1), lambda x: F.log_softmax(x, 1)):
+        check(f, x, rtol=1e-5, atol=1e-6)
+
+
+def test_losses(gpu_fast):
+    z, t = randn(4, 5), np.array([0, 3, 4, 1])
+    check(lambda z, t: F.cross_entropy(z, t), z, t)
+    check(lambda z, t: F.cross_entropy(z, t, label_smoothing=0.1, ignore_index=3), z, t)
+    check(lambda z, t: F.nll_loss(F.log_softmax(z, 1), t), z, t)
+    check(lambda z, y: F.mse_loss(z, y), z, randn(4, 5, seed=1))
+    check(lambda z, y: F.binary_cross_entropy_with_logits(z, y), z, (randn(4, 5, seed=2) > 0).astype(np.float32))
+
+
+def test_shape_ops_and_reductions(gpu_fast):
+    x = randn(2, 3, 4)
+    check(lambda x: F.cat([x, x * 2], 1).permute(2, 0, 1).reshape(4, -1)[1:3, ::2], x)
+    check(lambda x: x.sum(axis=(0, 2)) + x.mean() + x.var(axis=1).max() + x.amax(axis=2).sum(), x)
+    check(lambda x: F.pad(x, (1, 2)) ** 2, x)
+
+
+# -- dropout and initialisation: one seed, same numbers on every device --------------------------------
+def test_dropout_draws_masks_on_the_device_from_the_seed(gpu_fast):
+    x = tc.ones(64, 64).to("cuda")
+    tc.manual_seed(5)
+    a = host(F.dropout(x, 0.25))
+    tc.manual_seed(5)
+    b = host(F.dropout(x, 0.25))
+    np.testing.assert_array_equal(a, b)
+    assert set(np.unique(a)) == {0.0, np.float32(1 / 0.75)}
+    assert 0.15 < (a == 0).mean() < 0.35
+
+
+def test_same_seed_same_initial_weights_on_cpu_and_gpu(gpu_fast):
+    from tinyconv.models import lenet5
+    tc.manual_seed(3)
+    cpu = lenet5()
+    tc.manual_seed(3)
+    gpu_model = lenet5().to("cuda")
+    for (name, p), (_, q) in zip(cpu.named_parameters(), gpu_model.named_parameters()):
+        assert q.device == "cuda"
+        np.testing.assert_array_equal(host(q), host(p), err_msg=name)
+
+
+# -- a training step ----------------------------------------------------------------------------------
+def lenet_step(device, optimizer_cls, steps=2, **opt):
+    from tinyconv.models import lenet5
+    tc.manual_seed(0)
+    model = lenet5(num_classes=10, in_channels=1).to(device)
+    optimizer = optimizer_cls(model.parameters(), **opt)
+    rng = np.random.default_rng(1)
+    x = tc.tensor(rng.standard_normal((2, 1, 32, 32)).astype(np.float32)).to(device)
+    y = tc.tensor(np.array([3, 7])).to(device)
+    losses = []
+    for _ in range(steps):
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss)
+    return [host(l) for l in losses], {k: host(v) for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("optimizer_cls, opt", [(optim.SGD, dict(lr=0.1, momentum=0.9, weight_decay=1e-4)),
+                                                (optim.Adam, dict(lr=1e-3))])
+def test_lenet_training_steps_match_the_cpu_without_host_syncs(gpu_fast, optimizer_cls, opt):
+    cpu_losses, cpu_state = lenet_step("cpu", optimizer_cls, **opt)
+    fake_cupy.SYNCS.clear()
+    gpu_losses, gpu_state = lenet_step("cuda", optimizer_cls, **opt)
+    if gpu_fast == "fake-cupy":
+        # forward, loss, backward and the optimiser queued work only; the transfers are the test's own host()
+        mine = [s for s in fake_cupy.SYNCS if "test_cuda_ops.py" not in s[1] and "to_numpy" not in s[1]]
+        assert mine == []
+    np.testing.assert_allclose(gpu_losses, cpu_losses, rtol=1e-4)
+    for k in cpu_state:
+        np.testing.assert_allclose(gpu_state[k], cpu_state[k], rtol=1e-4, atol=1e-5, err_msg=k)
+
+
+def test_other_optimizers_step_on_the_device(gpu_fast):
+    for cls in (optim.RMSprop, optim.Adagrad, optim.Adadelta, optim.AdamW):
+        if cls is None:
+            continue
+        states = []
+        for device in ("cpu", "cuda"):
+            p = nn.Parameter(tc.tensor(randn(3, 4)).to(device))
+            opt = cls([p], lr=0.01)
+            for _ in range(2):
+                p.grad = tc.tensor(randn(3, 4, seed=4)).to(device)
+                opt.step()
+            states.append(host(p))
+        np.testing.assert_allclose(states[1], states[0], rtol=1e-5, atol=1e-6, err_msg=cls.__name__)
+
+
+def test_an_out_of_range_target_makes_the_gpu_loss_nan_instead_of_waiting_for_the_device(gpu_fast):
+    z = tc.tensor(randn(3, 4)).to("cuda")
+    loss = F.cross_entropy(z, tc.tensor(np.array([0, 9, 1])).to("cuda"))
+    assert np.isnan(host(loss))
+    with pytest.raises(IndexError, match="target index 9 is out of range for 4 classes"):
+        F.cross_entropy(z.cpu(), tc.tensor(np.array([0, 9, 1])))

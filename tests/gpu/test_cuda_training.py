@@ -1,0 +1,112 @@
+"""Training on device 'cuda': the DataLoader, ``train.fit`` (NaN checks without per-step host syncs),
+checkpoints written on the host and loaded on either device, and ``train_lenet.py --device cuda``.
+
+Runs on fake CuPy (``tests/gpu/fake_cupy.py``, kernels served by their NumPy references) and on a real GPU
+where there is one; see ``test_cuda_ops.py``.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tinyconv as tc
+from tinyconv import backend, nn, optim, train
+from tinyconv import functional as F
+from tinyconv.data import ArrayDataset, DataLoader
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fake_cupy  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(params=["fake-cupy", pytest.param("cuda", marks=pytest.mark.cuda)])
+def gpu(request, monkeypatch):
+    if request.param == "cuda":
+        if not tc.cuda.is_available():
+            pytest.skip("no CUDA GPU (or CuPy is not installed): the real-GPU run of this test is skipped")
+        monkeypatch.setattr(backend, "_cuda_rng", None)
+    else:
+        from numba import config
+        if not config.ENABLE_CUDASIM:
+            pytest.skip("a real GPU is present: the fake-CuPy run needs Numba's CUDA simulator")
+        fake_cupy.install(monkeypatch, kernels="reference")
+    return request.param
+
+
+def blobs(n, seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, size=n)
+    centres = np.eye(3, 4, dtype=np.float32) * 4
+    return centres[y] + rng.standard_normal((n, 4)).astype(np.float32), y
+
+
+def run(device, tmp_path, epochs=2, lr=0.1, check_every=None):
+    tc.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    opt = optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    train_loader = DataLoader(ArrayDataset(*blobs(64, 1)), batch_size=16, shuffle=True, seed=3, device=device)
+    test_loader = DataLoader(ArrayDataset(*blobs(32, 2)), batch_size=16, device=device)
+    history = train.fit(model, train_loader, test_loader, opt, F.cross_entropy, epochs, device=device,
+                        checkpoint_dir=tmp_path / device, progress=False, log=None, check_every=check_every)
+    return model, history
+
+
+def test_the_data_loader_serves_batches_on_the_device(gpu):
+    x, y = next(iter(DataLoader(ArrayDataset(*blobs(8, 0)), batch_size=4, device="cuda")))
+    assert x.device == y.device == "cuda" and x.dtype == np.float32 and y.dtype == np.int64
+
+
+def test_fit_on_the_gpu_matches_the_cpu_and_waits_for_the_device_only_at_checks(gpu, tmp_path):
+    cpu_model, cpu_history = run("cpu", tmp_path)
+    fake_cupy.SYNCS.clear()
+    gpu_model, gpu_history = run("cuda", tmp_path)
+    for a, b in zip(cpu_history, gpu_history):
+        for key in ("train_loss", "train_acc", "test_loss", "test_acc1", "test_acc5"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), key
+    for (k, p), (_, q) in zip(cpu_model.state_dict().items(), gpu_model.state_dict().items()):
+        np.testing.assert_allclose(q.numpy(), p.numpy(), rtol=1e-4, atol=1e-5, err_msg=k)
+    if gpu == "fake-cupy":
+        # 4 steps an epoch, default check every 50: one loss and one accuracy read per epoch in training,
+        # one of each per top-k in evaluation, plus the checkpoint's copy of the weights to the host
+        training = [s for s in fake_cupy.SYNCS if "train_one_epoch" in s[1] or "_EpochSums" in s[1]
+                    or "check" in s[1]]
+        assert len(training) <= 2 * 2 * 2, fake_cupy.SYNCS
+        assert not [s for s in fake_cupy.SYNCS if "functions" in s[1] or "optim" in s[1]]
+
+
+def test_a_nan_loss_on_the_gpu_is_reported_at_the_next_check(gpu, tmp_path):
+    with pytest.raises(train.NonFiniteLossError, match=r"epoch 1, one of steps 1-2"):
+        run("cuda", tmp_path, epochs=1, lr=1e30, check_every=2)
+
+
+def test_a_gpu_checkpoint_loads_on_the_cpu_and_back(gpu, tmp_path):
+    gpu_model, _ = run("cuda", tmp_path, epochs=1)
+    path = tmp_path / "cuda" / train.CHECKPOINT_NAME
+    with np.load(path, allow_pickle=False) as saved:   # arrays on the host, no pickled device arrays
+        assert len(saved.files) > 0
+    for device in ("cpu", "cuda"):
+        tc.manual_seed(1)
+        model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)).to(device)
+        opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        state = train.load_training_checkpoint(path, model, opt)
+        assert state["epoch"] == 1
+        for (k, p), (_, q) in zip(gpu_model.state_dict().items(), model.state_dict().items()):
+            assert q.device == device
+            np.testing.assert_array_equal(q.numpy(), p.numpy(), err_msg=k)
+        buffers = [s["momentum_buffer"] for s in opt.state.values()] if hasattr(opt, "state") else []
+        assert all(backend.device_of(b.data if hasattr(b, "data") else b) == device for b in buffers)
+
+
+def test_train_lenet_device_cuda_without_a_gpu_is_a_clear_error():
+    if tc.cuda.is_available():
+        pytest.skip("a GPU is present: --device cuda works here")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, ".dev"),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "train_lenet.py"), "--device", "cuda",
+                          "--epochs", "1", "--limit-train", "64", "--limit-test", "64", "--no-progress",
+                          "--out", os.devnull], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 2, out.stderr
+    assert "CUDA is not available" in out.stderr and "Traceback" not in out.stderr

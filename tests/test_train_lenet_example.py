@@ -1,0 +1,140 @@
+"""examples/train_lenet.py end to end, as a subprocess, on a tiny synthetic MNIST written as IDX files."""
+import gzip
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tinyconv import checkpoint
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "examples", "train_lenet.py")
+
+
+def write_idx(path, array):
+    """A gzipped IDX file of a uint8 array (magic 00 00 08 ndim, big-endian dims, then the bytes)."""
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def synthetic_digits(n, seed):
+    """Class k is a bright 8x8 square at one of ten places on a noisy background."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, size=n).astype(np.uint8)
+    images = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
+    for i, k in enumerate(labels):
+        r, c = 2 + 9 * (k // 4), 2 + 6 * (k % 4)
+        images[i, r:r + 8, c:c + 8] = 255
+    return images, labels
+
+
+@pytest.fixture(scope="module")
+def digits_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("digits")
+    for prefix, n, seed in (("train", 256, 0), ("t10k", 64, 1)):
+        images, labels = synthetic_digits(n, seed)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return folder
+
+
+def env(tmp_path):
+    e = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p), TINYCONV_OFFLINE="1",
+             TINYCONV_DATA=str(tmp_path / "nothing-here"))
+    return e
+
+
+def run_script(tmp_path, *args, timeout=120):
+    return subprocess.run([sys.executable, SCRIPT, *map(str, args)], capture_output=True, text=True,
+                          env=env(tmp_path), cwd=tmp_path, timeout=timeout)
+
+
+def assert_clean_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.startswith("error: ")
+    for fragment in fragments:
+        assert fragment in result.stderr
+
+
+def test_trains_writes_outputs_and_resumes(tmp_path, digits_dir):
+    out = tmp_path / "run"
+    common = ["--dataset", "mnist", "--data-dir", digits_dir, "--batch-size", 32, "--limit-train", 96,
+              "--limit-test", 32, "--out", out, "--no-progress"]
+    result = run_script(tmp_path, *common, "--epochs", 1)
+    assert result.returncode == 0, result.stderr
+    for name in ("checkpoint.npz", "history.json", "history.csv", "curves.png"):
+        assert (out / name).is_file(), name
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    last = result.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(rf"dataset used: MNIST \(96 train / 32 test images from {re.escape(str(digits_dir))}\), "
+                        r"limited by --limit-train/--limit-test; final test accuracy: \d+\.\d\d% "
+                        r"\(top-1, after 1 epochs\)", last), last
+    history = json.loads((out / "history.json").read_text())
+    assert len(history) == 1 and f"{history[0]['test_acc1']:.2%}" in last
+
+    result = run_script(tmp_path, *common, "--epochs", 2, "--resume")
+    assert result.returncode == 0, result.stderr
+    assert "resumed from" in result.stdout
+    history = json.loads((out / "history.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2]
+    assert checkpoint.load(out / "checkpoint.npz")["epoch"] == 2
+
+    result = run_script(tmp_path, *common, "--epochs", 2, "--resume", "--modern")
+    assert_clean_error(result, "--modern False", "checkpoint.npz")
+
+
+def test_unknown_dataset(tmp_path):
+    assert_clean_error(run_script(tmp_path, "--dataset", "cifar"), "unknown dataset 'cifar'", "fashion-mnist")
+
+
+def test_data_dir_without_files(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert_clean_error(run_script(tmp_path, "--data-dir", tmp_path / "empty"),
+                       "no MNIST train files in --data-dir", "train-images-idx3-ubyte")
+
+
+def test_corrupt_data_file(tmp_path, digits_dir):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in os.listdir(digits_dir):
+        (bad / f).write_bytes((digits_dir / f).read_bytes())
+    data = (bad / "train-images-idx3-ubyte.gz").read_bytes()
+    (bad / "train-images-idx3-ubyte.gz").write_bytes(data[: len(data) // 2])     # truncated gzip
+    assert_clean_error(run_script(tmp_path, "--data-dir", bad, "--out", tmp_path / "o"),
+                       "cannot be read", "train-images-idx3-ubyte.gz")
+
+
+def test_checkpoint_of_another_model(tmp_path, digits_dir):
+    out = tmp_path / "run"
+    checkpoint.save(out / "checkpoint.npz", {"epoch": 1, "model": {"fc.weight": np.zeros((3, 3), np.float32)},
+                                             "optimizer": {}, "rng": {}, "history": [], "extra": None})
+    result = run_script(tmp_path, "--data-dir", digits_dir, "--out", out, "--resume", "--no-progress")
+    assert_clean_error(result, f"checkpoint {out / 'checkpoint.npz'}", "does not fit the model LeNet5",
+                       "missing keys: features.0.weight", "unexpected keys: fc.weight")
+
+
+def test_kill_mid_run_leaves_a_loadable_checkpoint(tmp_path, digits_dir):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, SCRIPT, "--data-dir", str(digits_dir), "--epochs", "1000",
+                             "--batch-size", "16", "--limit-train", "64", "--limit-test", "16", "--out", str(out),
+                             "--no-progress"], env=env(tmp_path), cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline and not (out / "history.json").exists():
+            time.sleep(0.2)
+        assert (out / "history.json").exists(), "no epoch finished in time"
+        time.sleep(0.5)                                   # somewhere in a later epoch, or in a checkpoint write
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    state = checkpoint.load(out / "checkpoint.npz")
+    assert state["epoch"] >= 1 and "features.0.weight" in state["model"]
