@@ -151,7 +151,7 @@ def test_efficientnet_v2_s_fused_stages():
 
 # -- forward and training ------------------------------------------------------------------------------------
 
-FAST = ["mobilenet_v1", "mobilenet_v2", "shufflenet_v2_x1_0", "squeezenet1_0", "squeezenet1_1",
+FAST = ["mobilenet_v1", "mobilenet_v2", "shufflenet_v1_g3", "shufflenet_v2_x1_0", "squeezenet1_0", "squeezenet1_1",
         "efficientnet_b0", "convnext_tiny"]
 
 
@@ -196,3 +196,29 @@ def test_initialisation_as_torchvision():
     w = c.features[1][0].block[3].weight.numpy()                # truncated normal, std 0.02
     assert abs(w.std() / 0.02 - 1) < 0.05
     assert np.allclose(c.features[1][0].layer_scale.numpy(), 1e-6)
+
+
+# -- ShuffleNet ----------------------------------------------------------------------------------------------
+
+def test_shufflenet_v1_g3_table_1():
+    model = build("shufflenet_v1_g3")
+    units = list(model.features)
+    assert len(units) == 16 and [u.stride for u in units].count(2) == 3
+    pointwise = [m for u in units for m in u.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)]
+    assert [m.groups for m in pointwise].count(1) == 1        # only the first 1x1 (24 input channels)
+    assert all(m.groups == 3 for m in pointwise[1:])
+    s = tinyconv.summary(model, (3, 224, 224), depth=1)
+    shapes = {r["name"]: r["output_shape"] for r in s.rows}
+    assert shapes["features"] == (1, 960, 7, 7)
+    assert abs(s.total_macs / 140e6 - 1) < 0.03                 # "140 MFLOPs" (Table 1 and 2 of the paper)
+
+
+def test_shufflenet_v2_unit_splits_and_shuffles():
+    from tinyconv.models.shufflenet import InvertedResidual
+    unit = InvertedResidual(8, 8, 1)
+    unit.eval()
+    x = tinyconv.randn(1, 8, 4, 4)
+    with tinyconv.no_grad():
+        y = unit(x).numpy()
+    # the untouched half x[:, :4] lands on the even channels after the shuffle with 2 groups
+    assert np.array_equal(y[:, 0::2], x.numpy()[:, :4])

@@ -19,6 +19,6 @@ from .efficientnet import (compound_scaled, efficientnet_b0, efficientnet_b1, ef
                            efficientnet_b3, efficientnet_b4, efficientnet_b5, efficientnet_b6, efficientnet_b7,
                            efficientnet_v2_s)
 from .squeezenet import squeezenet1_0, squeezenet1_1  # noqa: F401
-from .shufflenet import shufflenet_v2_x0_5, shufflenet_v2_x1_0  # noqa: F401
+from .shufflenet import shufflenet_v1_g3, shufflenet_v2_x0_5, shufflenet_v2_x1_0  # noqa: F401
 from .convnext import convnext_tiny  # noqa: F401
 from .densenet import densenet121, densenet169, densenet201, densenet264  # noqa: F401

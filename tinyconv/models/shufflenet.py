@@ -1,4 +1,13 @@
-"""ShuffleNet v2 (Ma et al., "ShuffleNet V2: practical guidelines for efficient CNN architecture design", 2018).
+"""ShuffleNet (Zhang et al., "ShuffleNet: an extremely efficient convolutional neural network for mobile
+devices", 2017) and ShuffleNet v2 (Ma et al., "ShuffleNet V2: practical guidelines for efficient CNN
+architecture design", 2018).
+
+v1's unit is a ResNet bottleneck whose 1x1 convolutions are grouped (``g`` groups) to save computation; a
+channel shuffle after the first one lets the groups of the second see every group's output.  The 3x3 is
+depthwise, with no ReLU after it; a downsampling unit concatenates a 3x3/2 average pooling of its input instead
+of adding it.  The first 1x1 of the network (24 input channels) is not grouped.  ``shufflenet_v1_g3`` is the
+paper's 1x model with g = 3 (Table 1: 240-480-960 channels, about 140 MFLOPs; the layout of the authors'
+released code, Megvii's ShuffleNet-Series).
 
 Each unit splits its channels in two halves (channel split): one half passes unchanged, the other goes through
 1x1 -> depthwise 3x3 -> 1x1 (equal widths: the guideline "equal channel width minimises memory access");
@@ -11,7 +20,12 @@ from .. import functions as F
 from .. import nn
 from .registry import register_model
 
-# Table 5 of the paper: units per stage (stages 2-4; the first unit of each has stride 2) and output channels
+# ShuffleNet v1, Table 1 of its paper: units per stage (stages 2-4) and output channels per stage for g groups.
+V1_REPEATS = [4, 8, 4]
+V1_OUT_CHANNELS = {1: [144, 288, 576], 2: [200, 400, 800], 3: [240, 480, 960], 4: [272, 544, 1088],
+                   8: [384, 768, 1536]}
+
+# ShuffleNet v2, Table 5 of its paper: units per stage (stages 2-4; the first unit of each has stride 2) and output channels
 # (conv1, stage 2, 3, 4, conv5) for each width.
 STAGES_REPEATS = [4, 8, 4]
 STAGES_OUT_CHANNELS = {"x0_5": [24, 48, 96, 192, 1024], "x1_0": [24, 116, 232, 464, 1024],
@@ -73,6 +87,61 @@ class ShuffleNetV2(nn.Module):
         x = self.maxpool(self.conv1(x))
         x = self.conv5(self.stage4(self.stage3(self.stage2(x))))
         return self.fc(x.mean(axis=(2, 3)))
+
+
+class ShuffleV1Unit(nn.Module):
+    """``relu(x + branch(x))`` (stride 1) or ``cat(avgpool3x3/2(x), relu(branch(x)))`` (stride 2), where
+    ``branch`` = grouped 1x1 (BN, ReLU) -> shuffle -> depthwise 3x3 (BN) -> grouped 1x1 (BN)."""
+
+    def __init__(self, inp, oup, groups, stride, first_group=False):
+        super().__init__()
+        self.stride, self.groups = stride, groups
+        mid = oup // 4
+        out = oup - inp if stride == 2 else oup
+        self.branch_main_1 = nn.Sequential(
+            nn.Conv2d(inp, mid, 1, groups=1 if first_group else groups, bias=False), nn.BatchNorm2d(mid),
+            nn.ReLU(inplace=True), _depthwise(mid, stride), nn.BatchNorm2d(mid))
+        self.branch_main_2 = nn.Sequential(nn.Conv2d(mid, out, 1, groups=groups, bias=False), nn.BatchNorm2d(out))
+        if stride == 2:
+            self.branch_proj = nn.AvgPool2d(kernel_size=3, stride=2, padding=1)
+
+    def forward(self, x):
+        y = self.branch_main_1(x)
+        if self.groups > 1:
+            y = F.channel_shuffle(y, self.groups)
+        y = self.branch_main_2(y)
+        if self.stride == 1:
+            return F.relu(x + y)
+        return F.cat([self.branch_proj(x), F.relu(y)], dim=1)
+
+
+class ShuffleNetV1(nn.Module):
+    """``first_conv`` (3x3/2, 24) + 3x3/2 max pool, ``features`` (the units of stages 2-4), global average
+    pooling, ``classifier`` (linear, no bias)."""
+
+    def __init__(self, groups=3, num_classes=1000, in_channels=3):
+        super().__init__()
+        c = 24
+        self.first_conv = nn.Sequential(nn.Conv2d(in_channels, c, 3, 2, 1, bias=False), nn.BatchNorm2d(c),
+                                        nn.ReLU(inplace=True))
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        units = []
+        for stage, (repeats, out) in enumerate(zip(V1_REPEATS, V1_OUT_CHANNELS[groups])):
+            for i in range(repeats):
+                units.append(ShuffleV1Unit(c, out, groups, 2 if i == 0 else 1, first_group=stage == 0 and i == 0))
+                c = out
+        self.features = nn.Sequential(*units)
+        self.classifier = nn.Linear(c, num_classes, bias=False)
+
+    def forward(self, x):
+        x = self.features(self.maxpool(self.first_conv(x)))
+        return self.classifier(x.mean(axis=(2, 3)))
+
+
+@register_model
+def shufflenet_v1_g3(**kw):
+    """ShuffleNet v1 1x with g = 3 groups (240-480-960 channels), 1.9M parameters, about 140 MFLOPs."""
+    return ShuffleNetV1(groups=3, **kw)
 
 
 @register_model
