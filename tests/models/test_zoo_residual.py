@@ -239,3 +239,47 @@ def test_memory_efficient_dense_block_grows_linearly():
     # keeping them costs O(L^2): more than twice
     assert default[24] / default[12] > 2.3
     assert efficient[24] < 0.7 * default[24]
+
+
+# -- NASNet-A Large ------------------------------------------------------------------------------------------
+
+def test_nasnet_parameters_equal_reference_table():
+    assert count(build("nasnet_a_large")) == int(REFERENCE["nasnetalarge"]["params"])
+
+
+@pytest.mark.slow
+def test_nasnet_macs_match_reference_table():
+    model = build("nasnet_a_large")
+    s = tinyconv.summary(model, (3, 331, 331), depth=1)
+    shapes = {r["name"]: r["output_shape"] for r in s.rows}
+    # "6 @ 4032": stride 2 in conv0 and in each of the four reduction cells, 331 -> 11
+    assert [shapes[k][1:] for k in ("conv0", "cell_stem_1", "cell_5", "cell_11", "cell_17")] == \
+        [(96, 165, 165), (336, 42, 42), (1008, 42, 42), (2016, 21, 21), (4032, 11, 11)]
+    assert abs(s.total_macs / (float(REFERENCE["nasnetalarge"]["GMACs"]) * 1e9) - 1) < 0.01
+
+
+def test_nasnet_cells_follow_the_search_result():
+    from tinyconv.models import nasnet
+    rows = nasnet.nasnet_rows()
+    assert [k for _, k, *_ in rows].count("normal") == 15 and [k for _, k, *_ in rows].count("reduction") == 2
+    model = build("nasnet_a_large")
+    normal = model.cell_3
+    seps = {name: m.separable_1.depthwise_conv2d.kernel_size[0] for name, m in normal.named_children()
+            if isinstance(m, nasnet.BranchSeparables)}
+    assert seps == {"comb_iter_0_left": 5, "comb_iter_0_right": 3, "comb_iter_1_left": 5,
+                    "comb_iter_1_right": 3, "comb_iter_4_left": 3}
+    assert model.cell_6.path_1.conv.in_channels == 1008                 # the reduction cell's own p: cell_4
+
+
+def test_nasnet_same_padding_matches_tensorflow():
+    from tinyconv.models.nasnet import PoolSame, _same_pad
+    assert _same_pad(165, 5, 2) == (2, 2) and _same_pad(42, 5, 2) == (1, 2) and _same_pad(42, 3, 2) == (0, 1)
+    x = tinyconv.randn(1, 1, 4, 4)
+    y = PoolSame("max")(x).numpy()                                      # windows rows/cols {0,1,2} and {2,3}
+    xs = x.numpy()[0, 0]
+    assert y.shape == (1, 1, 2, 2) and y[0, 0, 1, 1] == xs[2:, 2:].max() and y[0, 0, 0, 0] == xs[:3, :3].max()
+
+
+@pytest.mark.slow
+def test_nasnet_forward_shape_and_finite():
+    check_forward(models.get_model("nasnet_a_large", num_classes=10), tinyconv.randn(2, 3, 32, 32))

@@ -22,3 +22,4 @@ from .squeezenet import squeezenet1_0, squeezenet1_1  # noqa: F401
 from .shufflenet import shufflenet_v1_g3, shufflenet_v2_x0_5, shufflenet_v2_x1_0  # noqa: F401
 from .convnext import convnext_tiny  # noqa: F401
 from .densenet import densenet121, densenet169, densenet201, densenet264  # noqa: F401
+from .nasnet import nasnet_a_large  # noqa: F401
