@@ -222,3 +222,11 @@ def test_shufflenet_v2_unit_splits_and_shuffles():
         y = unit(x).numpy()
     # the untouched half x[:, :4] lands on the even channels after the shuffle with 2 groups
     assert np.array_equal(y[:, 0::2], x.numpy()[:, :4])
+
+
+@pytest.mark.parametrize("name", sorted(EFFICIENT) + ["shufflenet_v1_g3"])
+def test_in_channels_and_num_classes_options(name):
+    model = build(name, num_classes=7, in_channels=1)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert convs[0].in_channels == 1
+    assert list(model.parameters())[-1].shape == (7,)         # the classifier's bias (SqueezeNet: a 1x1 conv's)

@@ -283,3 +283,10 @@ def test_nasnet_same_padding_matches_tensorflow():
 @pytest.mark.slow
 def test_nasnet_forward_shape_and_finite():
     check_forward(models.get_model("nasnet_a_large", num_classes=10), tinyconv.randn(2, 3, 32, 32))
+
+
+@pytest.mark.parametrize("name", sorted(RESIDUAL) + ["nasnet_a_large"])
+def test_in_channels_and_num_classes_options(name):
+    model = build(name, num_classes=7, in_channels=1)
+    assert next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels == 1
+    assert list(model.parameters())[-1].shape == (7,)
