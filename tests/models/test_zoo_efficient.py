@@ -229,4 +229,4 @@ def test_in_channels_and_num_classes_options(name):
     model = build(name, num_classes=7, in_channels=1)
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     assert convs[0].in_channels == 1
-    assert list(model.parameters())[-1].shape == (7,)         # the classifier's bias (SqueezeNet: a 1x1 conv's)
+    assert list(model.parameters())[-1].shape[0] == 7         # the classifier (SqueezeNet: a 1x1 convolution)
