@@ -39,7 +39,9 @@ def test_state_dict_keys_equal_torchvision(name):
     assert got == expected
 
 
-@pytest.mark.parametrize("name", sorted(EFFICIENT))
+# ConvNeXt's MACs are mostly in its per-pixel linear layers, whose products summary computes: slow at 224x224
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "convnext_tiny" else n
+                                  for n in sorted(EFFICIENT)])
 def test_macs_match_reference_table(name):
     macs, ref = reference_macs(build(name), EFFICIENT[name])
     assert abs(macs / ref - 1) < 0.01
