@@ -122,3 +122,29 @@ def test_googlenet_paper_ops_per_layer():
     macs = {r["name"]: r["macs"] for r in s.rows}
     for name, ops in GOOGLENET_OPS_M.items():
         assert abs(macs[name] / 1e6 - ops) <= 0.02 * ops + 1, name
+
+
+def test_shape_only_counts_matmul():
+    a, b = tinyconv.randn(3, 4, 5), tinyconv.randn(5, 6)
+    with tinyconv.no_grad(), backend.shape_only() as counter:
+        y = a @ b
+    assert y.shape == (3, 4, 6) and counter.total == 3 * 4 * 5 * 6
+    assert np.allclose(y.numpy(), a.numpy() @ b.numpy(), atol=1e-5)   # matrix products still compute
+
+
+def test_zoo_table_example(capsys):
+    import runpy
+    import sys
+    script = pathlib.Path(__file__).resolve().parent.parent / "examples" / "zoo_table.py"
+    argv, sys.argv = sys.argv, [str(script), "--models", "lenet5", "alexnet"]
+    try:
+        with pytest.raises(SystemExit) as done:
+            runpy.run_path(str(script), run_name="__main__")
+    finally:
+        sys.argv = argv
+    assert done.value.code == 0
+    lines = {line.split()[0] + (" groups=2" if "groups=2" in line else ""): line
+             for line in capsys.readouterr().out.splitlines() if line.startswith(("lenet5", "alexnet"))}
+    assert "61,706" in lines["lenet5"] and " = " in lines["lenet5"]
+    assert "62,378,344" in lines["alexnet"] and "1.135" in lines["alexnet"]
+    assert "60,965,224" in lines["alexnet groups=2"]

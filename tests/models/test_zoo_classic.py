@@ -147,7 +147,7 @@ def _input(name, n=2):
 # The rest (60M+ parameters in fully connected layers, whose initialisation alone draws 100M+ random numbers,
 # or the deep Inception-v3/v4 family) run in the slow set.
 FAST_FORWARD = ["lenet5", "googlenet", "inception_v2", "xception", "alexnet_torchvision"]
-SLOW_FORWARD = ["alexnet", "overfeat_fast", "overfeat_accurate", "vgg11_lrn", "vgg16_c_bn", "vgg19",
+SLOW_FORWARD = ["alexnet", "overfeat_fast", "overfeat_accurate", "vgg11_lrn", "vgg16_c_bn",
                 "inception_v3", "inception_v4", "inception_resnet_v2"]
 
 
@@ -182,11 +182,11 @@ def _loss(model, out, target):
     return F.cross_entropy(out, target)
 
 
-def _check_training(name, size=None, steps=3, lr=0.01, **kw):
+def _check_training(name, steps=3, lr=0.001, **kw):
     """A few plain SGD steps on one batch of 2 random images must lower the loss."""
     model = models.get_model(name, num_classes=10, **kw)
     model.train()
-    x = _input(name) if size is None else tinyconv.randn(2, 3, size, size)
+    x = _input(name)
     target = tinyconv.tensor(np.array([3, 7]))
     opt = tinyconv.optim.SGD(model.parameters(), lr=lr)
     losses = []
@@ -220,16 +220,16 @@ def test_googlenet_training_returns_aux():
 @pytest.mark.slow
 def test_inception_v3_training_returns_aux():
     model = models.get_model("inception_v3", num_classes=10)
-    out = model(tinyconv.randn(2, 3, 107, 107))   # the aux head's 5x5/3 pooling needs 107x107 at least
+    out = model(_input("inception_v3"))   # 75x75: the aux head pools its 3x3 input adaptively to 5x5
     assert isinstance(out, tuple) and len(out) == 2 and all(o.shape == (2, 10) for o in out)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,size", [("googlenet", None), ("inception_v2", None), ("xception", None),
-                                       ("alexnet", None), ("vgg11_bn", None), ("inception_v3", 107),
-                                       ("inception_v4", None), ("inception_resnet_v2", None)])
-def test_training_lowers_loss_large(name, size):
-    _check_training(name, size)
+@pytest.mark.parametrize("name", ["googlenet", "alexnet", "xception", "inception_v3"])
+def test_training_lowers_loss_large(name):
+    # a few representatives of the slow ones: LRN and true 5x5 (GoogLeNet), the paper's AlexNet with its
+    # init (biases 1), depthwise-separable convolutions (Xception), factorised convolutions and the aux head
+    _check_training(name)
 
 
 def test_initialisation_follows_the_papers():
@@ -249,3 +249,37 @@ def test_initialisation_follows_the_papers():
     # torchvision's truncated normal, std 0.01 in [-2, 2]
     w = tv.conv1.conv.weight.numpy()
     assert abs(w.std() / 0.01 - 1) < 0.1
+
+
+def _train_zoo():
+    import importlib.util
+    path = pathlib.Path(__file__).resolve().parent.parent.parent / "examples" / "train_zoo.py"
+    spec = importlib.util.spec_from_file_location("train_zoo", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_train_zoo_resize_matches_torch_bilinear(torch, size):
+    images = np.random.default_rng(0).random((3, 28, 28)).astype(np.float32)
+    ours = _train_zoo().Resize(size).batch(images)
+    ref = torch.nn.functional.interpolate(torch.from_numpy(images)[:, None], size=(size, size), mode="bilinear",
+                                          align_corners=False)[:, 0].numpy()
+    assert ours.shape == (3, size, size)
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
+
+
+def test_train_zoo_aux_loss():
+    tz = _train_zoo()
+    wrapper = tz.MainOutput(models.get_model("googlenet_torchvision", num_classes=10, in_channels=1))
+    loss_fn = tz.make_loss(wrapper)
+    x, y = tinyconv.randn(2, 1, 32, 32), tinyconv.tensor(np.array([1, 2]))
+    out = wrapper(x)                                   # training mode: logits, aux heads kept aside
+    assert out.shape == (2, 10) and len(wrapper.aux) == 2
+    expected = F.cross_entropy(out, y).item() + 0.3 * sum(F.cross_entropy(a, y).item() for a in wrapper.aux)
+    assert abs(loss_fn(out, y).item() - expected) < 1e-5
+    wrapper.eval()
+    with tinyconv.no_grad():
+        wrapper(x)
+    assert wrapper.aux == ()

@@ -43,6 +43,11 @@ class ReLU(Function):
         return gy * self.positive
 
 
+def relu(input, inplace=False):
+    """``max(x, 0)``.  ``inplace`` is accepted for PyTorch compatibility; the result is always a new tensor."""
+    return ReLU.apply(input)
+
+
 class ReLU6(Function):
     def forward(self, x):
         self.inside = (x > 0) & (x < 6)
@@ -51,6 +56,11 @@ class ReLU6(Function):
     def backward(self, gy):
         # relu6'(x) = 1 on the open interval (0, 6), else 0
         return gy * self.inside
+
+
+def relu6(input, inplace=False):
+    """``min(max(x, 0), 6)`` (MobileNet)."""
+    return ReLU6.apply(input)
 
 
 class LeakyReLU(Function):
@@ -63,6 +73,11 @@ class LeakyReLU(Function):
         return gy * self.slope
 
 
+def leaky_relu(input, negative_slope=0.01, inplace=False):
+    """``x`` for ``x > 0``, ``negative_slope * x`` otherwise (Maas et al., 2013)."""
+    return LeakyReLU.apply(input, negative_slope=negative_slope)
+
+
 class Sigmoid(Function):
     def forward(self, x):
         self.y = _sigmoid(x)
@@ -71,6 +86,11 @@ class Sigmoid(Function):
     def backward(self, gy):
         # sigma' = sigma (1 - sigma)
         return gy * self.y * (1 - self.y)
+
+
+def sigmoid(input):
+    """The logistic function ``1 / (1 + exp(-x))``, evaluated without overflow for any ``x``."""
+    return Sigmoid.apply(input)
 
 
 class Tanh(Function):
@@ -83,6 +103,11 @@ class Tanh(Function):
         return gy * (1 - self.y * self.y)
 
 
+def tanh(input):
+    """Hyperbolic tangent."""
+    return Tanh.apply(input)
+
+
 class SiLU(Function):
     def forward(self, x):
         self.x, self.s = x, _sigmoid(x)
@@ -91,6 +116,13 @@ class SiLU(Function):
     def backward(self, gy):
         # d(x sigma(x)) = sigma + x sigma (1 - sigma) = sigma (1 + x (1 - sigma))
         return gy * self.s * (1 + self.x * (1 - self.s))
+
+
+def silu(input, inplace=False):
+    """SiLU / swish: ``x * sigmoid(x)`` (Ramachandran et al., 2017; EfficientNet)."""
+    return SiLU.apply(input)
+
+swish = silu
 
 
 class Hardswish(Function):
@@ -106,6 +138,11 @@ class Hardswish(Function):
         return gy * slope
 
 
+def hardswish(input, inplace=False):
+    """``x * relu6(x + 3) / 6`` (MobileNetV3)."""
+    return Hardswish.apply(input)
+
+
 class Hardsigmoid(Function):
     def forward(self, x):
         self.inside = (x > -3) & (x < 3)
@@ -114,6 +151,11 @@ class Hardsigmoid(Function):
     def backward(self, gy):
         # d(relu6(x+3)/6) = 1/6 on the open interval (-3, 3), else 0
         return gy * self.inside / 6
+
+
+def hardsigmoid(input, inplace=False):
+    """``relu6(x + 3) / 6`` (MobileNetV3's squeeze-excitation gate)."""
+    return Hardsigmoid.apply(input)
 
 
 class GELU(Function):
@@ -143,6 +185,13 @@ class GELU(Function):
         return gy * (self.cdf + x * pdf)
 
 
+def gelu(input, approximate="none"):
+    """Gaussian error linear unit ``x * Phi(x)``; ``approximate='tanh'`` for the tanh approximation."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return GELU.apply(input, approximate=approximate)
+
+
 class Softplus(Function):
     def forward(self, x):
         xp = get_array_module(x)
@@ -155,81 +204,6 @@ class Softplus(Function):
     def backward(self, gy):
         # d(log(1 + e^(bx))/b) = sigma(bx); 1 where the identity is used (bx > threshold)
         return gy * get_array_module(gy).where(self.linear, gy.dtype.type(1), _sigmoid(self.bx))
-
-
-class Softmax(Function):
-    def forward(self, x):
-        xp = get_array_module(x)
-        e = xp.exp(x - x.max(axis=self.axis, keepdims=True))
-        self.y = e / e.sum(axis=self.axis, keepdims=True)
-        return self.y
-
-    def backward(self, gy):
-        # dx_i = y_i (g_i - sum_j g_j y_j)   (Jacobian diag(y) - y y^T applied to g)
-        return self.y * (gy - (gy * self.y).sum(axis=self.axis, keepdims=True))
-
-
-class LogSoftmax(Function):
-    def forward(self, x):
-        xp = get_array_module(x)
-        z = x - x.max(axis=self.axis, keepdims=True)
-        self.y = z - xp.log(xp.exp(z).sum(axis=self.axis, keepdims=True))
-        return self.y
-
-    def backward(self, gy):
-        # y = x - logsumexp(x):  dx_i = g_i - softmax(x)_i sum_j g_j
-        return gy - get_array_module(gy).exp(self.y) * gy.sum(axis=self.axis, keepdims=True)
-
-
-# -- functional wrappers --------------------------------------------------------------------------------
-def relu(input, inplace=False):
-    """``max(x, 0)``.  ``inplace`` is accepted for PyTorch compatibility; the result is always a new tensor."""
-    return ReLU.apply(input)
-
-
-def relu6(input, inplace=False):
-    """``min(max(x, 0), 6)`` (MobileNet)."""
-    return ReLU6.apply(input)
-
-
-def leaky_relu(input, negative_slope=0.01, inplace=False):
-    """``x`` for ``x > 0``, ``negative_slope * x`` otherwise (Maas et al., 2013)."""
-    return LeakyReLU.apply(input, negative_slope=negative_slope)
-
-
-def sigmoid(input):
-    """The logistic function ``1 / (1 + exp(-x))``, evaluated without overflow for any ``x``."""
-    return Sigmoid.apply(input)
-
-
-def tanh(input):
-    """Hyperbolic tangent."""
-    return Tanh.apply(input)
-
-
-def silu(input, inplace=False):
-    """SiLU / swish: ``x * sigmoid(x)`` (Ramachandran et al., 2017; EfficientNet)."""
-    return SiLU.apply(input)
-
-
-swish = silu
-
-
-def hardswish(input, inplace=False):
-    """``x * relu6(x + 3) / 6`` (MobileNetV3)."""
-    return Hardswish.apply(input)
-
-
-def hardsigmoid(input, inplace=False):
-    """``relu6(x + 3) / 6`` (MobileNetV3's squeeze-excitation gate)."""
-    return Hardsigmoid.apply(input)
-
-
-def gelu(input, approximate="none"):
-    """Gaussian error linear unit ``x * Phi(x)``; ``approximate='tanh'`` for the tanh approximation."""
-    if approximate not in ("none", "tanh"):
-        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    return GELU.apply(input, approximate=approximate)
 
 
 def softplus(input, beta=1.0, threshold=20.0):
@@ -245,11 +219,35 @@ def _softmax_dim(name, ndim, dim):
     return dim % max(ndim, 1)
 
 
+class Softmax(Function):
+    def forward(self, x):
+        xp = get_array_module(x)
+        e = xp.exp(x - x.max(axis=self.axis, keepdims=True))
+        self.y = e / e.sum(axis=self.axis, keepdims=True)
+        return self.y
+
+    def backward(self, gy):
+        # dx_i = y_i (g_i - sum_j g_j y_j)   (Jacobian diag(y) - y y^T applied to g)
+        return self.y * (gy - (gy * self.y).sum(axis=self.axis, keepdims=True))
+
+
 def softmax(input, dim=None, dtype=None):
     """``exp(x_i) / sum_j exp(x_j)`` along ``dim`` (the maximum is subtracted first, so it never overflows)."""
     if dtype is not None:
         input = input.astype(dtype)
     return Softmax.apply(input, axis=_softmax_dim("softmax", input.ndim, dim))
+
+
+class LogSoftmax(Function):
+    def forward(self, x):
+        xp = get_array_module(x)
+        z = x - x.max(axis=self.axis, keepdims=True)
+        self.y = z - xp.log(xp.exp(z).sum(axis=self.axis, keepdims=True))
+        return self.y
+
+    def backward(self, gy):
+        # y = x - logsumexp(x):  dx_i = g_i - softmax(x)_i sum_j g_j
+        return gy - get_array_module(gy).exp(self.y) * gy.sum(axis=self.axis, keepdims=True)
 
 
 def log_softmax(input, dim=None, dtype=None):

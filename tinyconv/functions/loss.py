@@ -94,6 +94,33 @@ def _reduce_grad(gy, reduction, denom, shape):
         return gy / denom if reduction == "mean" else gy
 
 
+def _check_reduction(name, reduction):
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{name}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def _check_class_target(name, input, target, allow_probs=False):
+    """Validate ``target`` against ``input`` (N, C, d...); returns True for probability targets."""
+    if not isinstance(target, Tensor):
+        target = Tensor(np.asarray(target))
+    if input.ndim < 1:
+        raise ValueError(f"{name}: expected input of shape (N, C) or (N, C, d1, ...), got a scalar")
+    if target.dtype.kind == "f" and allow_probs:
+        if target.shape != input.shape:
+            raise ValueError(f"{name}: probability targets (float dtype) must have the input's shape "
+                             f"{input.shape}, got {target.shape}")
+        return target, True
+    if target.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected target of an integer dtype (class indices) "
+                        f"{'or float probabilities shaped like the input ' if allow_probs else ''}"
+                        f"but got dtype {target.dtype}")
+    expected = () if input.ndim == 1 else (input.shape[0],) + input.shape[2:]
+    if target.shape != expected:
+        raise ValueError(f"{name}: expected target of shape {expected} for input of shape {input.shape}, "
+                         f"got {target.shape}")
+    return target, False
+
+
 class CrossEntropy(Function):
     def forward(self, x, target, weight):
         z = _classes_last(x)
@@ -113,6 +140,22 @@ class CrossEntropy(Function):
         return _classes_back(g, self.x_shape), None, None
 
 
+def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    """Softmax cross-entropy on logits, fused: ``l_i = -sum_c q_ic log softmax(x_i)_c`` (see module docstring).
+
+    ``input``: logits ``(N, C)`` / ``(N, C, d1, ...)`` / ``(C,)``.  ``target``: class indices ``(N, d1, ...)``
+    (integers; ``ignore_index`` rows contribute nothing) or class probabilities shaped like ``input``.
+    ``weight``: ``(C,)`` per-class weights.  ``label_smoothing``: ``eps`` in ``[0, 1]``.  The log-softmax
+    subtracts each row's maximum, so logits of +-1e4 give finite losses and gradients.
+    """
+    _check_reduction("cross_entropy", reduction)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    target, probs = _check_class_target("cross_entropy", input, target, allow_probs=True)
+    return CrossEntropy.apply(input, target, weight, ignore_index=ignore_index, reduction=reduction,
+                              label_smoothing=label_smoothing, probs=probs)
+
+
 class NLLLoss(Function):
     def forward(self, x, target, weight):
         log_p = _classes_last(x)
@@ -128,6 +171,14 @@ class NLLLoss(Function):
         return _classes_back(g, self.x_shape), None, None
 
 
+def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
+    """Negative log-likelihood of log-probabilities: ``l_i = -w_{y_i} input[i, y_i]`` (mean divides by
+    ``sum w_{y_i}``).  Shapes as ``cross_entropy``; ``cross_entropy(x, y) == nll_loss(log_softmax(x, 1), y)``."""
+    _check_reduction("nll_loss", reduction)
+    target, _ = _check_class_target("nll_loss", input, target)
+    return NLLLoss.apply(input, target, weight, ignore_index=ignore_index, reduction=reduction)
+
+
 class MSELoss(Function):
     def forward(self, x, t):
         self.d = x - t
@@ -138,6 +189,12 @@ class MSELoss(Function):
         # d(x - t)^2 / dx = 2 (x - t) = -d(x - t)^2 / dt
         g = 2 * self.d * _reduce_grad(gy, self.reduction, self.d.dtype.type(self.d.size), self.d.shape)
         return unbroadcast(g, self.x_shape), unbroadcast(-g, self.t_shape)
+
+
+def mse_loss(input, target, reduction="mean"):
+    """Mean squared error ``(input - target)^2``, reduced (``target`` broadcasts against ``input``)."""
+    _check_reduction("mse_loss", reduction)
+    return MSELoss.apply(input, target, reduction=reduction)
 
 
 class MultiMargin(Function):
@@ -169,6 +226,20 @@ class MultiMargin(Function):
         return g.reshape(self.x_shape), None, None
 
 
+def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, reduction="mean"):
+    """Multi-class hinge loss (Weston & Watkins): ``l_i = sum_{c != y} w_y max(0, margin - x_y + x_c)^p / C``.
+
+    ``input``: ``(N, C)`` or ``(C,)`` scores; ``target``: ``(N,)`` or ``()`` class indices; ``p`` is 1 or 2.
+    """
+    _check_reduction("multi_margin_loss", reduction)
+    if p not in (1, 2):
+        raise ValueError(f"multi_margin_loss: only p == 1 and p == 2 are supported, got {p}")
+    if input.ndim not in (1, 2):
+        raise ValueError(f"multi_margin_loss: expected input of shape (N, C) or (C,), got {input.shape}")
+    target, _ = _check_class_target("multi_margin_loss", input, target)
+    return MultiMargin.apply(input, target, weight, p=p, margin=margin, reduction=reduction)
+
+
 class BCEWithLogits(Function):
     """``l = w [(1 - t) x + (1 + (pw - 1) t) softplus(-x)]`` = ``-w [pw t log s(x) + (1 - t) log(1 - s(x))]``."""
 
@@ -189,78 +260,6 @@ class BCEWithLogits(Function):
         # dl/dt = w [-x + (pw - 1) softplus(-x)]
         gt = scale * (-self.x + self.pw1 * self.sp)
         return gx.astype(self.x.dtype, copy=False), gt.astype(self.t.dtype, copy=False), None, None
-
-
-# -- functional wrappers --------------------------------------------------------------------------------
-def _check_reduction(name, reduction):
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"{name}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-
-
-def _check_class_target(name, input, target, allow_probs=False):
-    """Validate ``target`` against ``input`` (N, C, d...); returns True for probability targets."""
-    if not isinstance(target, Tensor):
-        target = Tensor(np.asarray(target))
-    if input.ndim < 1:
-        raise ValueError(f"{name}: expected input of shape (N, C) or (N, C, d1, ...), got a scalar")
-    if target.dtype.kind == "f" and allow_probs:
-        if target.shape != input.shape:
-            raise ValueError(f"{name}: probability targets (float dtype) must have the input's shape "
-                             f"{input.shape}, got {target.shape}")
-        return target, True
-    if target.dtype.kind not in "iu":
-        raise TypeError(f"{name}: expected target of an integer dtype (class indices) "
-                        f"{'or float probabilities shaped like the input ' if allow_probs else ''}"
-                        f"but got dtype {target.dtype}")
-    expected = () if input.ndim == 1 else (input.shape[0],) + input.shape[2:]
-    if target.shape != expected:
-        raise ValueError(f"{name}: expected target of shape {expected} for input of shape {input.shape}, "
-                         f"got {target.shape}")
-    return target, False
-
-
-def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
-    """Softmax cross-entropy on logits, fused: ``l_i = -sum_c q_ic log softmax(x_i)_c`` (see module docstring).
-
-    ``input``: logits ``(N, C)`` / ``(N, C, d1, ...)`` / ``(C,)``.  ``target``: class indices ``(N, d1, ...)``
-    (integers; ``ignore_index`` rows contribute nothing) or class probabilities shaped like ``input``.
-    ``weight``: ``(C,)`` per-class weights.  ``label_smoothing``: ``eps`` in ``[0, 1]``.  The log-softmax
-    subtracts each row's maximum, so logits of +-1e4 give finite losses and gradients.
-    """
-    _check_reduction("cross_entropy", reduction)
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
-    target, probs = _check_class_target("cross_entropy", input, target, allow_probs=True)
-    return CrossEntropy.apply(input, target, weight, ignore_index=ignore_index, reduction=reduction,
-                              label_smoothing=label_smoothing, probs=probs)
-
-
-def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
-    """Negative log-likelihood of log-probabilities: ``l_i = -w_{y_i} input[i, y_i]`` (mean divides by
-    ``sum w_{y_i}``).  Shapes as ``cross_entropy``; ``cross_entropy(x, y) == nll_loss(log_softmax(x, 1), y)``."""
-    _check_reduction("nll_loss", reduction)
-    target, _ = _check_class_target("nll_loss", input, target)
-    return NLLLoss.apply(input, target, weight, ignore_index=ignore_index, reduction=reduction)
-
-
-def mse_loss(input, target, reduction="mean"):
-    """Mean squared error ``(input - target)^2``, reduced (``target`` broadcasts against ``input``)."""
-    _check_reduction("mse_loss", reduction)
-    return MSELoss.apply(input, target, reduction=reduction)
-
-
-def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, reduction="mean"):
-    """Multi-class hinge loss (Weston & Watkins): ``l_i = sum_{c != y} w_y max(0, margin - x_y + x_c)^p / C``.
-
-    ``input``: ``(N, C)`` or ``(C,)`` scores; ``target``: ``(N,)`` or ``()`` class indices; ``p`` is 1 or 2.
-    """
-    _check_reduction("multi_margin_loss", reduction)
-    if p not in (1, 2):
-        raise ValueError(f"multi_margin_loss: only p == 1 and p == 2 are supported, got {p}")
-    if input.ndim not in (1, 2):
-        raise ValueError(f"multi_margin_loss: expected input of shape (N, C) or (C,), got {input.shape}")
-    target, _ = _check_class_target("multi_margin_loss", input, target)
-    return MultiMargin.apply(input, target, weight, p=p, margin=margin, reduction=reduction)
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):

@@ -65,6 +65,11 @@ def _normalize_backward(g, xhat, k, axes):
     return gx, sum_g, sum_gx
 
 
+def _data(t):
+    """The array of a Tensor (running statistics may be given as Tensors or as arrays)."""
+    return t.data if isinstance(t, Tensor) else t
+
+
 class BatchNorm(Function):
     def forward(self, x, gamma, beta):
         shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)  # per-channel statistics broadcast over N, H, W
@@ -105,6 +110,30 @@ class BatchNorm(Function):
         return gx, ggamma, sum_gy.reshape(-1)
 
 
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    """Batch normalisation (Ioffe & Szegedy, 2015) of ``input`` ``(N, C[, L | H, W])`` per channel.
+
+    ``training``: normalise with the batch's mean and biased variance, and (if the running buffers are
+    given) update them in place: ``running = (1 - momentum) running + momentum * batch``, with the unbiased
+    batch variance.  Otherwise normalise with ``running_mean`` / ``running_var`` (``(C,)``).
+    ``weight`` = gamma, ``bias`` = beta, each ``(C,)`` or None.
+    """
+    if input.ndim < 2:
+        raise ValueError(f"batch_norm: expected input of shape (N, C, ...), got {input.shape}")
+    C = input.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
+                    ("bias", bias)):
+        if t is not None and tuple(t.shape) != (C,):
+            raise ValueError(f"batch_norm: {name} should have shape ({C},) for input {input.shape}, got {tuple(t.shape)}")
+    if training and input.size // C <= 1:
+        raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input of "
+                         f"shape {input.shape}")
+    if not training and (running_mean is None or running_var is None):
+        raise ValueError("batch_norm: running_mean and running_var are required when not training")
+    return BatchNorm.apply(input, weight, bias, running_mean=_data(running_mean), running_var=_data(running_var),
+                           training=training, momentum=momentum, eps=eps)
+
+
 class LayerNorm(Function):
     """Normalise over ``axes``; ``gamma``/``beta`` are viewed as ``param_shape`` to broadcast against ``x``."""
 
@@ -128,35 +157,6 @@ class LayerNorm(Function):
         g = gy if self.gamma is None else gy * self.gamma
         gx = _normalize_backward(g, self.xhat, self.invstd, self.axes)[0]
         return gx, ggamma, gbeta
-
-
-def _data(t):
-    """The array of a Tensor (running statistics may be given as Tensors or as arrays)."""
-    return t.data if isinstance(t, Tensor) else t
-
-
-def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
-    """Batch normalisation (Ioffe & Szegedy, 2015) of ``input`` ``(N, C[, L | H, W])`` per channel.
-
-    ``training``: normalise with the batch's mean and biased variance, and (if the running buffers are
-    given) update them in place: ``running = (1 - momentum) running + momentum * batch``, with the unbiased
-    batch variance.  Otherwise normalise with ``running_mean`` / ``running_var`` (``(C,)``).
-    ``weight`` = gamma, ``bias`` = beta, each ``(C,)`` or None.
-    """
-    if input.ndim < 2:
-        raise ValueError(f"batch_norm: expected input of shape (N, C, ...), got {input.shape}")
-    C = input.shape[1]
-    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
-                    ("bias", bias)):
-        if t is not None and tuple(t.shape) != (C,):
-            raise ValueError(f"batch_norm: {name} should have shape ({C},) for input {input.shape}, got {tuple(t.shape)}")
-    if training and input.size // C <= 1:
-        raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input of "
-                         f"shape {input.shape}")
-    if not training and (running_mean is None or running_var is None):
-        raise ValueError("batch_norm: running_mean and running_var are required when not training")
-    return BatchNorm.apply(input, weight, bias, running_mean=_data(running_mean), running_var=_data(running_var),
-                           training=training, momentum=momentum, eps=eps)
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):

@@ -16,8 +16,8 @@ Table 1 and Figures 5-7): 5x5 convolutions factorised into 3x3s and nxn into 1xn
 reduction, batch-normalised auxiliary classifier.  27,161,264 parameters with the auxiliary head, 23,834,568
 without; torchvision's state-dict keys.  In training mode with ``aux_logits=True`` it returns
 ``(logits, aux)``; the auxiliary loss is weighted 0.4 (``model.aux_weight``, torchvision's reference
-training).  Inputs of 299x299; at least 75x75 (107x107 in training with the auxiliary head, whose 5x5/3
-pooling needs a 5x5 map).
+training).  Inputs of 299x299, at least 75x75; below 299x299 the auxiliary head pools its (smaller than
+17x17) input adaptively to the 5x5 its 5x5/3 pooling gives at 299x299.
 """
 from .. import functional as F
 from .. import nn
@@ -234,7 +234,10 @@ class InceptionAux(nn.Module):
         self.fc.stddev = 0.001
 
     def forward(self, x):
-        x = self.gap(self.conv1(self.conv0(self.avgpool(x))))
+        # torchvision's 5x5/3 pooling needs the 17x17 grid of a 299x299 image (it gives 5x5 there); on the
+        # smaller grids of smaller images the map is average-pooled to that 5x5 adaptively instead
+        x = self.avgpool(x) if min(x.shape[2:]) >= 17 else F.adaptive_avg_pool2d(x, (5, 5))
+        x = self.gap(self.conv1(self.conv0(x)))
         return self.fc(x.reshape(x.shape[0], -1))
 
 
