@@ -210,6 +210,7 @@ def check_resume(args, ckpt_path):
 
 
 def run(args):
+    tc.backend.xp_for(args.device)    # fail before loading anything when 'cuda' is asked for without a GPU
     limit_threads(args.threads)
     train_ds, test_ds, described, short = load_data(args)
     print(f"data: {described}", flush=True)
