@@ -25,7 +25,7 @@ from tinyconv.nn.init import skip_init
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_REFERENCE = os.path.join(HERE, "..", "tests", "fixtures", "zoo_reference.tsv")
 
-# tinyconv name -> (reference-table name, keyword options); a name not listed maps to itself.
+# tinyconv name -> name in the reference table (None: no row); a name not listed maps to itself.
 REFERENCE_NAME = {
     "alexnet": "alexnet_paper_ungrouped",
     "alexnet_torchvision": "alexnet",
