@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import tinyconv as tc
-from tinyconv import nn
+from tinyconv import backend, nn
 
 
 @pytest.mark.parametrize("args, kwargs", [
@@ -47,8 +47,11 @@ def test_parameters_are_filled_through_nn_init(monkeypatch):
     monkeypatch.setattr(nn.init, "uniform_", lambda t, lo, hi: calls.append(("uniform", t.shape, hi)))
     nn.Conv2d(4, 6, (3, 2), groups=2)
     assert calls == [("kaiming", (6, 2, 3, 2), math.sqrt(5)), ("uniform", (6,), 1 / math.sqrt(2 * 3 * 2))]
+    monkeypatch.undo()
+    before = backend.get_rng_state()["bit_generator"]
     with nn.init.skip_init():
         m = nn.Conv2d(64, 128, 3)
+    assert backend.get_rng_state()["bit_generator"] == before  # no random numbers drawn
     assert m.weight.shape == (128, 64, 3, 3) and m.bias.shape == (128,) and m.weight.dtype == np.float32
 
 

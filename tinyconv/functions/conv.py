@@ -103,11 +103,13 @@ class Conv2dFn(Function):
         if backend.is_shape_only():  # tinyconv.summary: count the multiply-accumulates, skip the arithmetic
             backend.count_macs(N * K * OH * OW * Cg * KH * KW)
             return xp.zeros((N, K, OH, OW), x.dtype)
-        col = get_kernel("im2col", x)(xp.ascontiguousarray(x), KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
-        self.col = col.reshape(G, Cg * KH * KW, N * OH * OW)  # a view: col is contiguous
-        self.w, self.x_shape, self.has_bias = w, x.shape, b is not None
+        # backward rebuilds col from x instead of keeping it: col is KH*KW times larger than x, and x is
+        # usually kept alive by the graph anyway; one more im2col is cheap next to the two GEMMs
+        self.x, self.w, self.has_bias = xp.ascontiguousarray(x), w, b is not None
+        col = self.im2col(self.x, KH, KW)
         # Y[g] = W[g] @ col[g]: (G, K/G, C/G*KH*KW) @ (G, C/G*KH*KW, N*OH*OW) -> (K, N, OH, OW)
-        y = xp.matmul(w.reshape(G, K // G, Cg * KH * KW), self.col).reshape(K, N, OH, OW)
+        y = xp.matmul(w.reshape(G, K // G, Cg * KH * KW), col).reshape(K, N, OH, OW)
+        del col
         out = xp.empty((N, K, OH, OW), x.dtype)
         # the one copy, to NCHW, with the bias added on the way
         if b is None:
@@ -116,12 +118,18 @@ class Conv2dFn(Function):
             xp.add(y.transpose(1, 0, 2, 3), b.reshape(K, 1, 1), out=out)
         return out
 
+    def im2col(self, x, KH, KW):
+        """The windows of x as G matrices of (C/G*KH*KW) rows by N*OH*OW columns (a free reshape)."""
+        (SH, SW), (PH, PW), (DH, DW), (OH, OW) = self.stride, self.padding, self.dilation, self.out_size
+        col = get_kernel("im2col", x)(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
+        return col.reshape(self.groups, -1, x.shape[0] * OH * OW)
+
     def backward(self, gy):
         xp = get_array_module(gy)
-        N, C, H, W = self.x_shape
+        N, C, H, W = self.x.shape
         K, Cg, KH, KW = self.w.shape
-        G, R, P = self.col.shape  # R = C/G*KH*KW rows of col per group, P = N*OH*OW columns
         OH, OW = gy.shape[2:]
+        G, R, P = self.groups, Cg * KH * KW, N * OH * OW  # R rows of col per group, P columns
         need_x, need_w, need_b = self.needs_input_grad
         # dY in the GEMM's layout (K, N*OH*OW), split into groups: the one copy of the backward
         gy_t = xp.ascontiguousarray(gy.transpose(1, 0, 2, 3)).reshape(G, K // G, P)
@@ -131,7 +139,8 @@ class Conv2dFn(Function):
         # inside, OpenBLAS is several times faster when the tall R x K/G result is the one it computes
         gw = None
         if need_w:
-            gw = xp.matmul(self.col, gy_t.transpose(0, 2, 1)).transpose(0, 2, 1).reshape(self.w.shape)
+            gw = xp.matmul(self.im2col(self.x, KH, KW), gy_t.transpose(0, 2, 1)).transpose(0, 2, 1)
+            gw = gw.reshape(self.w.shape)
         gx = None
         if need_x:
             # dcol = W^T @ dY, then dx = col2im(dcol): each x element collects the gradient of all its copies
