@@ -64,14 +64,18 @@ def parse_args(argv):
                    help="lectures: Xavier (tanh) / He (ReLU); paper: the 1998 paper's U(-2.4/F_in, 2.4/F_in)")
     p.add_argument("--augment", action="store_true",
                    help="random shifts of up to 2 pixels (a random 32x32 crop of the image padded to 36x36)")
-    p.add_argument("--modern", action="store_true", help="ReLU and max pooling instead of tanh and average pooling")
+    p.add_argument("--modern", action="store_true",
+                   help="ReLU and max pooling instead of tanh and average pooling")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--threads", type=int, default=1,
-                   help="CPU threads for the Numba kernels and BLAS (LeNet's arrays are small: one is often fastest)")
+                   help="CPU threads for the Numba kernels and BLAS (LeNet's arrays are small: one is often "
+                        "fastest)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="output folder (default: runs/lenet5-DATASET[-modern])")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    p.add_argument("--limit-train", type=int, default=None, metavar="N", help="use N training images (a random subset)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint in --out (same settings; --epochs is the new total)")
+    p.add_argument("--limit-train", type=int, default=None, metavar="N",
+                   help="use N training images (a random subset)")
     p.add_argument("--limit-test", type=int, default=None, metavar="N", help="use N test images (a random subset)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
@@ -88,7 +92,7 @@ def parse_args(argv):
 
 # -- data ---------------------------------------------------------------------------------------------
 def load_split(args, train_split):
-    """The dataset of one split, and whether it is the MNIST-5k fallback subset."""
+    """The dataset of one split (``ds.is_subset`` tells the MNIST-5k fallback); bad data raises ``BadInput``."""
     cls, name, _, _ = DATASETS[args.dataset]
     split = "train" if train_split else "test"
     try:
@@ -133,7 +137,8 @@ def load_data(args):
               f"!! {len(train_ds):,} train / {len(test_ds):,} test digits from {train_ds.source.path}.\n"
               f"!! Accuracy on it is NOT an MNIST result. For full MNIST pass --data-dir with the IDX files.\n"
               f"{banner}", flush=True)
-    train_ds, test_ds = limited(train_ds, args.limit_train, args.seed), limited(test_ds, args.limit_test, args.seed)
+    train_ds = limited(train_ds, args.limit_train, args.seed)
+    test_ds = limited(test_ds, args.limit_test, args.seed)
     short = f"{name} ({len(train_ds):,} train / {len(test_ds):,} test images)"
     described = f"{short[:-1]} from {source_of(test_ds).path})"
     if args.limit_train or args.limit_test:
@@ -191,15 +196,21 @@ def check_resume(args, ckpt_path):
     """Refuse to resume a checkpoint written for another dataset or variant (same weight shapes!)."""
     if not (args.resume and os.path.exists(ckpt_path)):
         return
-    extra = checkpoint.load(ckpt_path).get("extra") or {}
+    state = checkpoint.load(ckpt_path)
+    extra = state.get("extra") if isinstance(state, dict) else None
+    extra = extra if isinstance(extra, dict) else {}        # train.fit names what else is wrong with it
     for key in ("dataset", "modern", "init", "augment", "batch_size", "limit_train"):
         if key in extra and extra[key] != getattr(args, key):
             raise BadInput(f"checkpoint {ckpt_path} was written by a run with --{key.replace('_', '-')} "
                            f"{extra[key]!r}, this run has {getattr(args, key)!r}: use another --out, or drop "
                            f"--resume to start afresh there.")
+    if extra.get("epochs", args.epochs) != args.epochs:
+        print(f"note: the checkpoint's run was planned for {extra['epochs']} epochs and its cosine learning-rate "
+              f"schedule is kept: past epoch {extra['epochs']} the learning rate rises again.", flush=True)
 
 
 def run(args):
+    tc.backend.xp_for(args.device)    # fail before loading anything when 'cuda' is asked for without a GPU
     limit_threads(args.threads)
     train_ds, test_ds, described, short = load_data(args)
     print(f"data: {described}", flush=True)

@@ -25,7 +25,7 @@ from tinyconv.nn.init import skip_init
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_REFERENCE = os.path.join(HERE, "..", "tests", "fixtures", "zoo_reference.tsv")
 
-# tinyconv name -> (reference-table name, keyword options); a name not listed maps to itself.
+# tinyconv name -> name in the reference table (None: no row); a name not listed maps to itself.
 REFERENCE_NAME = {
     "alexnet": "alexnet_paper_ungrouped",
     "alexnet_torchvision": "alexnet",
@@ -131,6 +131,9 @@ def main(argv=None):
         ours = (f"{seen[name] / 1e6:.1f}" if name in seen else "failed" if name in names
                 else "not selected" if registered else "not registered")
         print(f"{label:18s} {year:4d} {top1:6.2f} {top5:6.2f} {str(mparams or '-'):>10s} {ours:>12s}")
+    if any(n in seen for n in ("resnet50", "resnet101", "resnet152")):
+        print("\nResNet-50/101/152 count 0.2-0.3 G more than the paper's FLOPs row: torchvision's ResNet (v1.5) "
+              "puts the stride-2 of each downsampling bottleneck on its 3x3 convolution, the paper on the 1x1.")
     missing = [n for n in list(LECTURES) + list(RESNET_FLOPS) if n not in models.list_models()]
     if missing:
         print(f"\nnot registered (yet): {', '.join(sorted(set(missing)))}")

@@ -19,12 +19,14 @@ It is a test harness: it does not model CuPy's dtype rules where they equal NumP
 draws different numbers than CuPy's, and it checks nothing about performance.  ``install(monkeypatch)`` makes
 tinyconv see it as CuPy and a GPU as present.
 """
+import os
 import sys
 import types
 import traceback
 
 import numpy as np
 
+_HERE = os.path.abspath(__file__)
 SYNCS = []     # (what, where) for every device-to-host transfer or wait
 UPLOADS = []   # (shape, where) for every host-to-device copy
 
@@ -35,7 +37,7 @@ _MESSAGE = ("Implicit conversion to a NumPy array is not allowed. "
 def _where():
     """The innermost frame outside this file: where tinyconv asked for the transfer."""
     for frame in reversed(traceback.extract_stack()[:-2]):
-        if not frame.filename.endswith("fake_cupy.py"):
+        if os.path.abspath(frame.filename) != _HERE:
             return f"{frame.filename}:{frame.lineno} ({frame.name})"
     return "?"
 
@@ -165,7 +167,10 @@ class ndarray:
         self._a[_unwrap_index(key)] = _unwrap(value)
 
     def __getattr__(self, name):
-        # methods (sum, reshape, astype, transpose, copy, fill, ...) forward to NumPy's, results wrapped
+        # methods (sum, reshape, astype, transpose, copy, fill, ...) forward to NumPy's, results wrapped;
+        # never the protocols (__array_interface__, __array_struct__, ...) through which NumPy would read us
+        if name.startswith("__") or name == "ctypes":
+            raise AttributeError(f"'cupy.ndarray' object has no attribute {name!r}")
         attr = getattr(self._a, name)
         if not callable(attr):
             return _wrap(attr)
@@ -367,7 +372,8 @@ cupyx_scipy.special = cupyx_special
 # -- Numba's CUDA simulator as a consumer and producer of the CUDA array interface --------------------------
 def numba_sim_bridge(monkeypatch):
     """Give Numba's CUDA simulator what the real ``numba.cuda`` has and the simulator lacks:
-    ``cuda.as_cuda_array(obj, sync)`` (a device-array view of any CUDA-array-interface object, no copy) and a
+    ``cuda.as_cuda_array(obj, sync)`` (a device-array view of any CUDA-array-interface object, no copy),
+    ``cuda.default_stream()`` (its ``synchronize`` recorded) and a
     ``__cuda_array_interface__`` on its device arrays (so ``cupy.asarray`` can view kernel outputs)."""
     from numba import config, cuda
     if not config.ENABLE_CUDASIM:
@@ -385,7 +391,12 @@ def numba_sim_bridge(monkeypatch):
                 "data": (a.ctypes.data if a.size else 0, False),
                 "strides": None if a.flags.c_contiguous else a.strides}
 
+    class DefaultStream:
+        def synchronize(self):
+            _record_sync("numba.default_stream.synchronize")
+
     monkeypatch.setattr(cuda, "as_cuda_array", as_cuda_array, raising=False)
+    monkeypatch.setattr(cuda, "default_stream", DefaultStream, raising=False)
     monkeypatch.setattr(FakeCUDAArray, "__cuda_array_interface__", property(interface), raising=False)
 
 

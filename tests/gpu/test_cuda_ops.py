@@ -221,19 +221,22 @@ def test_lenet_training_steps_match_the_cpu_without_host_syncs(gpu_fast, optimiz
         np.testing.assert_allclose(gpu_state[k], cpu_state[k], rtol=1e-4, atol=1e-5, err_msg=k)
 
 
-def test_other_optimizers_step_on_the_device(gpu_fast):
-    for cls in (optim.RMSprop, optim.Adagrad, optim.Adadelta, optim.AdamW):
-        if cls is None:
-            continue
+def test_other_optimizers_and_gradient_clipping_on_the_device(gpu_fast):
+    for cls in (optim.RMSprop, optim.Adagrad, optim.Adadelta, optim.AdamW, optim.SGD):
         states = []
         for device in ("cpu", "cuda"):
             p = nn.Parameter(tc.tensor(randn(3, 4)).to(device))
             opt = cls([p], lr=0.01)
-            for _ in range(2):
-                p.grad = tc.tensor(randn(3, 4, seed=4)).to(device)
+            grads = [tc.tensor(randn(3, 4, seed=s) * 10).to(device) for s in (4, 5)]
+            fake_cupy.SYNCS.clear()
+            for g in grads:
+                p.grad = g
+                norm = nn.utils.clip_grad_norm_([p], max_norm=1.0)
                 opt.step()
-            states.append(host(p))
-        np.testing.assert_allclose(states[1], states[0], rtol=1e-5, atol=1e-6, err_msg=cls.__name__)
+            assert fake_cupy.SYNCS == [], (cls.__name__, fake_cupy.SYNCS)   # nothing waited for the device
+            states.append((host(p), host(norm)))
+        for a, b in zip(*states):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6, err_msg=cls.__name__)
 
 
 def test_an_out_of_range_target_makes_the_gpu_loss_nan_instead_of_waiting_for_the_device(gpu_fast):
