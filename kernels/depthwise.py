@@ -82,8 +82,10 @@ def depthwise_conv2d_grad_weight_numpy(x, gy, KH, KW, SH, SW, PH, PW, DH, DW):
 # -- Numba CPU ----------------------------------------------------------------------------------------
 # Each kernel walks rows: one output (or gradient) row meets one input row per tap, at a fixed offset.  The
 # helpers take the two rows as slices that start at index 0, so that LLVM sees plain non-negative indices
-# (no negative-index wraparound test) and, for stride 1, unit-stride loops it turns into SIMD fused
-# multiply-adds (``fastmath``: contraction, and reassociation of a row's sum).
+# (no negative-index wraparound test) and, for stride 1, unit-stride loops it turns into SIMD.  Forward and
+# input gradient add in the reference's order, term by term (no fastmath: bitwise the NumPy reference's
+# sums, which batch norm over tiny batches can amplify); the weight gradient's long dot products are
+# reassociated (fastmath) so that they vectorise too.
 @njit(cache=True, inline="always")
 def _tap_axpy(y, row, ow0, ow1, off, S, a, scatter):
     """``y[i] += a * row[(ow0 + i)*S + off]`` (or, with ``scatter``, the reverse: ``row[...] += a * y[i]``)
@@ -114,7 +116,7 @@ def _tap_dot(y, row, ow0, ow1, off, S):
     return _dot(y, row[ow0 * S + off:(ow1 - 1) * S + off + 1:S])
 
 
-@njit(cache=True, inline="always", fastmath=True)
+@njit(cache=True, inline="always")
 def _axpy(y, x, a):
     """``y += a * x`` elementwise."""
     for i in range(y.shape[0]):
@@ -130,7 +132,7 @@ def _dot(a, b):
     return total
 
 
-@njit(parallel=True, cache=True, fastmath=True)
+@njit(parallel=True, cache=True)
 def _forward_cpu(x, w, y, SH, SW, PH, PW, DH, DW):
     N, C, H, W = x.shape
     K, KH, KW = w.shape
@@ -148,7 +150,7 @@ def _forward_cpu(x, w, y, SH, SW, PH, PW, DH, DW):
                         _tap_axpy(yk[oh, ow0:ow1], xc[h], ow0, ow1, kw * DW - PW, SW, w[k, kh, kw], False)
 
 
-@njit(parallel=True, cache=True, fastmath=True)
+@njit(parallel=True, cache=True)
 def _grad_input_cpu(gy, w, gx, SH, SW, PH, PW, DH, DW):
     N, K, OH, OW = gy.shape
     _, KH, KW = w.shape
