@@ -49,7 +49,7 @@ class Config:
         elif scale == "quick":
             self.models = [(n, max(2, b // 4), s, c, t) for n, b, s, c, t in MODELS]
         else:
-            self.models = [("resnet18", 1, 32, 3, 0.8)]
+            self.models = [("resnet18", 2, 32, 3, 0.8)]
         self.memory = [("lenet5", b, 32) for b in self.lenet_batches[:1]]
         self.memory += [(n, b, s) for n, b, s, _, _ in (self.models if scale != "full" else MODELS)]
         if scale == "tiny":
@@ -115,7 +115,7 @@ def warm_up(config, impls):
         case.build(["tinyconv"])["tinyconv"]()
     for name in ("lenet5", "resnet18", "mobilenet_v2"):
         if workloads.tinyconv_model(name) is not None:
-            step, _ = workloads.training_step("tinyconv", name, 1, 32, 1 if name == "lenet5" else 3)
+            step, _ = workloads.training_step("tinyconv", name, 2, 32, 1 if name == "lenet5" else 3)
             step()
     return time.perf_counter() - start
 
