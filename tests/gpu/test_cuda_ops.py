@@ -54,11 +54,6 @@ def gpu_fast(request, monkeypatch):
     return _device(request, monkeypatch, "reference")
 
 
-def f64_slow_on_the_simulator():
-    """float32 always; float64 too, but marked slow (the simulator takes tens of seconds per op)."""
-    return pytest.mark.parametrize("dtype", [np.float32, pytest.param(np.float64, marks=pytest.mark.slow)])
-
-
 def host(t):
     return None if t is None else np.asarray(t.numpy() if isinstance(t, tc.Tensor) else t)
 
@@ -98,21 +93,20 @@ def randn(*shape, dtype=np.float32, seed=0):
 
 
 # -- ops ----------------------------------------------------------------------------------------------
-@f64_slow_on_the_simulator()
-@pytest.mark.parametrize("stride, padding, dilation, groups", [(1, 1, 1, 1), (2, 0, 1, 2),
-                                                               pytest.param(1, 2, 2, 1, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("stride, padding, dilation, groups", [(1, 1, 1, 1), (2, 0, 1, 2), (1, 2, 2, 1)])
 def test_conv2d(gpu, dtype, stride, padding, dilation, groups):
     x, w, b = randn(2, 4, 5, 5, dtype=dtype), randn(4, 4 // groups, 3, 3, dtype=dtype), randn(4, dtype=dtype)
     check(lambda x, w, b: F.conv2d(x, w, b, stride, padding, dilation, groups), x, w, b)
 
 
-@f64_slow_on_the_simulator()
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_depthwise_conv2d(gpu, dtype):
     x, w = randn(1, 3, 5, 4, dtype=dtype), randn(6, 1, 3, 3, dtype=dtype)
     check(lambda x, w: F.conv2d(x, w, None, 1, 1, 1, groups=3), x, w)
 
 
-@f64_slow_on_the_simulator()
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_pooling(gpu, dtype):
     x = randn(1, 2, 5, 6, dtype=dtype)
     check(lambda x: F.max_pool2d(x, 3, 2, padding=1, ceil_mode=True), x)
@@ -121,7 +115,7 @@ def test_pooling(gpu, dtype):
     check(lambda x: F.adaptive_max_pool2d(x, (2, 3)), x)
 
 
-@f64_slow_on_the_simulator()
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_local_response_norm(gpu, dtype):
     check(lambda x: F.local_response_norm(x, 3, alpha=0.5, beta=0.75, k=2.0), randn(1, 5, 2, 2, dtype=dtype))
 
