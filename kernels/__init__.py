@@ -20,6 +20,7 @@ FAMILIES = {
     "avg_pool2d_backward": "pooling",
     "lrn_forward": "lrn",
     "lrn_backward": "lrn",
+    "erf": "special",
 }
 
 _TARGETS = ("numpy", "cpu", "cuda")

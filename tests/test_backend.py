@@ -216,12 +216,6 @@ def test_only_the_backend_imports_cupy_numba_or_the_kernels():
     assert offenders == []
 
 
-def test_special_functions_come_from_the_backend():
-    pytest.importorskip("scipy")
-    erf = backend.special_function("erf", np.zeros(1))
-    np.testing.assert_allclose(erf(np.array([0.0, 1.0])), [0.0, 0.8427007929497149])
-
-
 # -- on a GPU (skipped without one) ------------------------------------------------------------------------------
 needs_gpu = pytest.mark.skipif(not tc.cuda.is_available(), reason="needs CuPy and a CUDA GPU")
 

@@ -95,19 +95,6 @@ def to_numpy(x):
     return x.get() if _is_cupy(x) else np.asarray(x)
 
 
-def special_function(name, x):
-    """SciPy's special function ``name`` (``erf``, ``gammaln``, ...) for the device of array ``x``:
-    ``scipy.special`` for NumPy arrays, ``cupyx.scipy.special`` for CuPy ones; None if that is missing."""
-    try:
-        if _is_cupy(x):
-            import cupyx.scipy.special as special
-        else:
-            import scipy.special as special
-    except ImportError:
-        return None
-    return getattr(special, name)
-
-
 def scatter_add(target, index, values):
     """``target[index] += values`` in place, adding (not overwriting) where ``index`` repeats an element."""
     if _is_cupy(target):
