@@ -1,13 +1,15 @@
 """Peak memory of one training step, each measured in a fresh process.
 
-Method: in a new Python process, import the framework, build the model, optimiser and batch, and run two
-training steps (the first compiles or loads the Numba kernels and creates the momentum buffers).  Then reset
-the kernel's resident-set high-water mark (``echo 5 > /proc/self/clear_refs``, Linux >= 4.0), read the
-current RSS as the baseline, run one more step and read the high-water mark (``VmHWM``).  The reported peak
-is ``VmHWM - baseline``: what one step adds on top of the model, its gradients-to-be and optimiser state
-(activations, saved buffers, the gradients themselves, temporaries).  Where ``clear_refs`` is not writable
-the high-water mark cannot be reset and ``ru_maxrss`` minus the baseline is used instead (an overestimate
-when the set-up peaked higher than the step).
+Method: in a new Python process, import the framework and warm it up on the same architecture at a tiny size
+(batch 2, 32x32: Numba compiles or loads its kernels, PyTorch starts its pools), then free that model.  Build
+the measured model, its optimiser (SGD, momentum 0.9) and batch; return the memory malloc keeps for reuse to
+the OS (``malloc_trim``, glibc), read the current RSS as the baseline and
+reset the kernel's resident-set high-water mark (``echo 5 > /proc/self/clear_refs``, Linux >= 4.0); run one
+training step and read the high-water mark (``VmHWM``).  The reported peak is ``VmHWM - baseline``: what the
+first training step of a fresh model adds on top of its weights: activations and saved buffers, gradients,
+momentum buffers, temporaries.  (Later steps reuse memory the allocator kept, so an RSS difference measured
+around them reads about zero.)  Where ``clear_refs`` is not writable the high-water mark cannot be reset and
+``ru_maxrss`` minus the baseline is used instead (an overestimate when the warm-up peaked higher).
 
 Run by ``run.py`` as ``python -m benchmarks.memory IMPL MODEL BATCH SIZE``; prints one JSON line.
 """
@@ -26,6 +28,16 @@ def _status_kib(field):
     raise KeyError(field)
 
 
+def _trim_heap():
+    """Give the memory malloc keeps for reuse back to the OS (glibc), so that the baseline counts live data
+    only and the step's new arrays show up as new resident pages."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _reset_peak():
     try:
         with open("/proc/self/clear_refs", "w") as f:
@@ -36,14 +48,21 @@ def _reset_peak():
 
 
 def measure_step(impl, model, batch, size):
-    """Run in the child: the peak RSS increase (MiB) of one training step."""
+    """Run in the child: the peak RSS increase (MiB) of a fresh model's first training step."""
+    import gc
+
     from .workloads import training_step
     channels = 1 if model == "lenet5" else 3
+    warm, _ = training_step(impl, model, 2, 32, channels)
+    warm()
+    warm()
+    del warm
+    gc.collect()
     step, _ = training_step(impl, model, batch, size, channels)
-    step()
-    step()
-    reset = _reset_peak()
+    gc.collect()
+    _trim_heap()
     base = _status_kib("VmRSS")
+    reset = _reset_peak()
     step()
     peak = _status_kib("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"impl": impl, "model": model, "batch": batch, "baseline_mib": base / 1024,

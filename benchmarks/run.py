@@ -168,7 +168,7 @@ def bench_models(config, impls, out):
 
 def bench_memory(config, impls, out):
     impls = [i for i in ("tinyconv", "torch") if i in impls]
-    table = Table("4. Peak memory of one training step (MiB above the steady state, fresh process each)",
+    table = Table("4. Peak memory of a training step (MiB above the model's weights, fresh process each)",
                   ["model", "batch"] + [f"{i} MiB" for i in impls] + ["tinyconv / PyTorch", "target met"], out)
     method = set()
     for name, batch, size in config.memory:
@@ -187,7 +187,8 @@ def bench_memory(config, impls, out):
         table.add([name, batch] + cells + [fmt(ratio, 2) + "x" if ratio else "n/a",
                                            verdict(ratio, MEMORY_TARGET, at_least=False)])
     table.note("Method: " + ", ".join(sorted(method)) + " (see `benchmarks/memory.py`): the resident-set "
-               "high-water mark during one step (after two warm-up steps) minus the RSS just before it.")
+               "high-water mark during the first step of a fresh model (after a warm-up on a tiny copy of the "
+               "architecture) minus the RSS just before it: activations, gradients, momentum buffers.")
     return table
 
 
