@@ -80,6 +80,58 @@ def depthwise_conv2d_grad_weight_numpy(x, gy, KH, KW, SH, SW, PH, PW, DH, DW):
 
 
 # -- Numba CPU ----------------------------------------------------------------------------------------
+# Each kernel walks rows: one output (or gradient) row meets one input row per tap, at a fixed offset.  The
+# helpers take the two rows as slices that start at index 0, so that LLVM sees plain non-negative indices
+# (no negative-index wraparound test) and, for stride 1, unit-stride loops it turns into SIMD.  Forward and
+# input gradient add in the reference's order, term by term (no fastmath: bitwise the NumPy reference's
+# sums, which batch norm over tiny batches can amplify); the weight gradient's long dot products are
+# reassociated (fastmath) so that they vectorise too.
+@njit(cache=True, inline="always")
+def _tap_axpy(y, row, ow0, ow1, off, S, a, scatter):
+    """``y[i] += a * row[(ow0 + i)*S + off]`` (or, with ``scatter``, the reverse: ``row[...] += a * y[i]``)
+    for i in [0, ow1 - ow0): the tap's elements of ``row`` as a view, contiguous when ``S == 1``."""
+    if ow1 <= ow0:
+        return
+    if S == 1:
+        taps = row[ow0 + off:ow1 + off]
+        if scatter:
+            _axpy(taps, y, a)
+        else:
+            _axpy(y, taps, a)
+    else:
+        taps = row[ow0 * S + off:(ow1 - 1) * S + off + 1:S]
+        if scatter:
+            _axpy(taps, y, a)
+        else:
+            _axpy(y, taps, a)
+
+
+@njit(cache=True, inline="always")
+def _tap_dot(y, row, ow0, ow1, off, S):
+    """``sum_i y[i] * row[(ow0 + i)*S + off]`` over i in [0, ow1 - ow0)."""
+    if ow1 <= ow0:
+        return 0.0
+    if S == 1:
+        return _dot(y, row[ow0 + off:ow1 + off])
+    return _dot(y, row[ow0 * S + off:(ow1 - 1) * S + off + 1:S])
+
+
+@njit(cache=True, inline="always")
+def _axpy(y, x, a):
+    """``y += a * x`` elementwise."""
+    for i in range(y.shape[0]):
+        y[i] += a * x[i]
+
+
+@njit(cache=True, inline="always", fastmath=True)
+def _dot(a, b):
+    """``sum(a * b)``, accumulated in float64."""
+    total = 0.0
+    for i in range(a.shape[0]):
+        total += a[i] * b[i]
+    return total
+
+
 @njit(parallel=True, cache=True)
 def _forward_cpu(x, w, y, SH, SW, PH, PW, DH, DW):
     N, C, H, W = x.shape
@@ -88,16 +140,14 @@ def _forward_cpu(x, w, y, SH, SW, PH, PW, DH, DW):
     M = K // C
     for job in prange(N * K):  # one output plane per job
         n, k = job // K, job % K
-        c = k // M
-        for kh in range(KH):
-            oh0, oh1 = _valid_range(PH, kh * DH, SH, H, OH)
-            for kw in range(KW):
-                ow0, ow1 = _valid_range(PW, kw * DW, SW, W, OW)
-                wv = w[k, kh, kw]
-                for oh in range(oh0, oh1):
-                    h = oh * SH - PH + kh * DH
-                    for ow in range(ow0, ow1):
-                        y[n, k, oh, ow] += wv * x[n, c, h, ow * SW - PW + kw * DW]
+        xc, yk = x[n, k // M], y[n, k]
+        for oh in range(OH):
+            for kh in range(KH):
+                h = oh * SH - PH + kh * DH
+                if 0 <= h < H:
+                    for kw in range(KW):
+                        ow0, ow1 = _valid_range(PW, kw * DW, SW, W, OW)
+                        _tap_axpy(yk[oh, ow0:ow1], xc[h], ow0, ow1, kw * DW - PW, SW, w[k, kh, kw], False)
 
 
 @njit(parallel=True, cache=True)
@@ -108,36 +158,39 @@ def _grad_input_cpu(gy, w, gx, SH, SW, PH, PW, DH, DW):
     M = K // C
     for job in prange(N * C):  # each job owns one (n, c) plane of gx: the scatter-add has no races
         n, c = job // C, job % C
+        gxc = gx[n, c]
         for k in range(c * M, c * M + M):
-            for kh in range(KH):
-                oh0, oh1 = _valid_range(PH, kh * DH, SH, H, OH)
-                for kw in range(KW):
-                    ow0, ow1 = _valid_range(PW, kw * DW, SW, W, OW)
-                    wv = w[k, kh, kw]
-                    for oh in range(oh0, oh1):
-                        h = oh * SH - PH + kh * DH
-                        for ow in range(ow0, ow1):
-                            gx[n, c, h, ow * SW - PW + kw * DW] += wv * gy[n, k, oh, ow]
+            gk = gy[n, k]
+            for oh in range(OH):
+                for kh in range(KH):
+                    h = oh * SH - PH + kh * DH
+                    if 0 <= h < H:
+                        for kw in range(KW):
+                            ow0, ow1 = _valid_range(PW, kw * DW, SW, W, OW)
+                            _tap_axpy(gk[oh, ow0:ow1], gxc[h], ow0, ow1, kw * DW - PW, SW, w[k, kh, kw], True)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath=True)
 def _grad_weight_cpu(x, gy, gw, SH, SW, PH, PW, DH, DW):
     N, C, H, W = x.shape
     K, OH, OW = gy.shape[1], gy.shape[2], gy.shape[3]
     KH, KW = gw.shape[1], gw.shape[2]
     M = K // C
-    for job in prange(K * KH * KW):  # one weight per job, a reduction over N*OH*OW
-        k, kh, kw = job // (KH * KW), (job // KW) % KH, job % KW
+    for k in prange(K):  # one filter per job: each gy row meets the KH x KW input rows of its taps
         c = k // M
-        oh0, oh1 = _valid_range(PH, kh * DH, SH, H, OH)
-        ow0, ow1 = _valid_range(PW, kw * DW, SW, W, OW)
-        total = 0.0  # float64 partial sums: the reduction is long (N*OH*OW terms)
+        acc = np.zeros((KH, KW))  # float64 partial sums: the reduction is long (N*OH*OW terms)
         for n in range(N):
-            for oh in range(oh0, oh1):
-                h = oh * SH - PH + kh * DH
-                for ow in range(ow0, ow1):
-                    total += gy[n, k, oh, ow] * x[n, c, h, ow * SW - PW + kw * DW]
-        gw[k, kh, kw] = total
+            xc, gk = x[n, c], gy[n, k]
+            for oh in range(OH):
+                for kh in range(KH):
+                    h = oh * SH - PH + kh * DH
+                    if 0 <= h < H:
+                        for kw in range(KW):
+                            ow0, ow1 = _valid_range(PW, kw * DW, SW, W, OW)
+                            acc[kh, kw] += _tap_dot(gk[oh, ow0:ow1], xc[h], ow0, ow1, kw * DW - PW, SW)
+        for kh in range(KH):
+            for kw in range(KW):
+                gw[k, kh, kw] = acc[kh, kw]
 
 
 # Results are allocated by NumPy (huge pages for large arrays; see im2col.py) and filled by the kernels.
@@ -156,7 +209,7 @@ def depthwise_conv2d_grad_input_cpu(gy, w, C, H, W, SH, SW, PH, PW, DH, DW):
 
 
 def depthwise_conv2d_grad_weight_cpu(x, gy, KH, KW, SH, SW, PH, PW, DH, DW):
-    """Numba weight gradient, parallel over the K*KH*KW weights."""
+    """Numba weight gradient, parallel over the K filters."""
     gw = np.empty((gy.shape[1], KH, KW), gy.dtype)
     _grad_weight_cpu(np.ascontiguousarray(x), np.ascontiguousarray(gy), gw, SH, SW, PH, PW, DH, DW)
     return gw

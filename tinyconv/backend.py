@@ -33,6 +33,12 @@ def cupy_or_none():
     return _cupy
 
 
+def numba_module():
+    """The ``numba`` module, imported on first use (the CPU kernels' compiler and thread pool; ``threads.py``)."""
+    import numba
+    return numba
+
+
 def _is_cupy(x):
     return type(x).__module__.startswith("cupy")
 
@@ -124,6 +130,7 @@ def use_kernels(mode):
 
 
 _cuda_wrappers = {}
+_cpu_wrappers = {}
 
 
 def get_kernel(name, x):
@@ -137,7 +144,13 @@ def get_kernel(name, x):
         if name not in _cuda_wrappers:
             _cuda_wrappers[name] = cuda_kernel(tinyconv_kernels.get(name, "cuda"))
         return _cuda_wrappers[name]
-    return tinyconv_kernels.get(name, "numpy" if _kernel_mode == "numpy" else "cpu")
+    if _kernel_mode == "numpy":
+        return tinyconv_kernels.get(name, "numpy")
+    fn = tinyconv_kernels.get(name, "cpu")
+    if fn not in _cpu_wrappers:  # the thread policy of ``threads.py``: small kernels on one thread
+        from .threads import sized
+        _cpu_wrappers[fn] = sized(fn)
+    return _cpu_wrappers[fn]
 
 
 def cuda_kernel(fn):

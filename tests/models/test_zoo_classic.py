@@ -229,7 +229,8 @@ def test_inception_v3_training_returns_aux():
 def test_training_lowers_loss_large(name):
     # a few representatives of the slow ones: LRN and true 5x5 (GoogLeNet), the paper's AlexNet with its
     # init (biases 1), depthwise-separable convolutions (Xception), factorised convolutions and the aux head
-    _check_training(name)
+    # (Inception v3 at lr 1e-3 overshoots on its third step when BLAS runs on one thread: 11.97, 9.15, 13.20)
+    _check_training(name, lr=3e-4 if name == "inception_v3" else 0.001)
 
 
 def test_initialisation_follows_the_papers():

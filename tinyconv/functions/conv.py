@@ -30,6 +30,7 @@ Depthwise convolution (``groups == C > 1``) is dispatched to a direct kernel (``
 from .. import backend
 from ..backend import get_array_module, get_kernel
 from ..core import Function
+from ..threads import gemm
 
 
 def _pair(value, name):
@@ -108,7 +109,8 @@ class Conv2dFn(Function):
         self.x, self.w, self.has_bias = xp.ascontiguousarray(x), w, b is not None
         col = self.im2col(self.x, KH, KW)
         # Y[g] = W[g] @ col[g]: (G, K/G, C/G*KH*KW) @ (G, C/G*KH*KW, N*OH*OW) -> (K, N, OH, OW)
-        y = xp.matmul(w.reshape(G, K // G, Cg * KH * KW), col).reshape(K, N, OH, OW)
+        with gemm(N * K * OH * OW * Cg * KH * KW):  # small products on one BLAS thread (threads.py)
+            y = xp.matmul(w.reshape(G, K // G, Cg * KH * KW), col).reshape(K, N, OH, OW)
         del col
         out = xp.empty((N, K, OH, OW), x.dtype)
         # the one copy, to NCHW, with the bias added on the way
@@ -137,14 +139,16 @@ class Conv2dFn(Function):
         gb = gy_t.reshape(K, P).sum(axis=1) if self.has_bias and need_b else None
         # dW = dY @ col^T, computed as (col @ dY^T)^T: the same products, but with the long N*OH*OW axis
         # inside, OpenBLAS is several times faster when the tall R x K/G result is the one it computes
-        gw = None
+        gw = gx = None
         if need_w:
-            gw = xp.matmul(self.im2col(self.x, KH, KW), gy_t.transpose(0, 2, 1)).transpose(0, 2, 1)
-            gw = gw.reshape(self.w.shape)
-        gx = None
+            col = self.im2col(self.x, KH, KW)
+            with gemm(K * R * P):  # small products on one BLAS thread (threads.py)
+                gw = xp.matmul(col, gy_t.transpose(0, 2, 1)).transpose(0, 2, 1).reshape(self.w.shape)
+            del col
         if need_x:
             # dcol = W^T @ dY, then dx = col2im(dcol): each x element collects the gradient of all its copies
-            gcol = xp.matmul(self.w.reshape(G, K // G, R).transpose(0, 2, 1), gy_t)
+            with gemm(K * R * P):
+                gcol = xp.matmul(self.w.reshape(G, K // G, R).transpose(0, 2, 1), gy_t)
             (SH, SW), (PH, PW), (DH, DW) = self.stride, self.padding, self.dilation
             gx = get_kernel("col2im", gcol)(gcol.reshape(C, KH, KW, N, OH, OW), H, W, SH, SW, PH, PW, DH, DW)
         return gx, gw, gb

@@ -10,22 +10,25 @@ gradients, which are three matrix products:
 """
 from .. import backend
 from ..core import Function
+from ..threads import gemm
 
 
 class Linear(Function):
     def forward(self, x, w, b):
         self.x, self.w = x, w
-        y = x @ w.T
+        with gemm(x.size * w.shape[0]):  # small products on one BLAS thread (threads.py)
+            y = x @ w.T
         backend.count_macs(y.size * w.shape[1])  # for tinyconv.summary (a no-op outside shape_only)
         return y if b is None else y + b
 
     def backward(self, gy):
         x2 = self.x.reshape(-1, self.x.shape[-1])
         gy2 = gy.reshape(-1, gy.shape[-1])
-        # dx = dy W
-        gx = gy @ self.w
-        # dW = dy^T x  (summed over every leading position)
-        gw = gy2.T @ x2
+        with gemm(self.x.size * self.w.shape[0]):
+            # dx = dy W
+            gx = gy @ self.w
+            # dW = dy^T x  (summed over every leading position)
+            gw = gy2.T @ x2
         # db = sum of dy over the rows
         gb = gy2.sum(axis=0)
         return gx, gw, gb

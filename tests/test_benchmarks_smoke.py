@@ -1,0 +1,58 @@
+"""The benchmark suite's code paths on minimal sizes, so it does not rot.  Nothing here measures speed."""
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from benchmarks import memory, run, workloads  # noqa: E402
+
+
+def _check_tables(tables, impls, sections):
+    by_number = {t.title.split(".")[0]: t for t in tables}
+    assert sorted(by_number) == sorted(str(list(run.SECTIONS).index(s) + 1) for s in sections)
+    if "1" in by_number:
+        assert len(by_number["1"].rows) == 1 and len(by_number["1"].rows[0]) == 1 + len(impls) + 3
+    if "2" in by_number:
+        conv = by_number["2"]
+        assert [r[0] for r in conv.rows] == [c.name for c in workloads.conv_cases("tiny")]
+        for row in conv.rows:  # every implementation produced a positive throughput
+            assert all(float(v.replace(",", "")) > 0 for v in row[2:2 + len(impls)])
+    if "5" in by_number:
+        assert len(by_number["5"].rows) == 1 + ("torch" in impls)
+
+
+def test_sections_run_and_write_the_report(tmp_path):
+    results = tmp_path / "RESULTS.md"
+    sections = ["lenet", "conv", "models", "gemm"]
+    tables = run.run(run.Config("tiny"), sections, with_torch=False, out=None, results_path=str(results))
+    _check_tables(tables, ["tinyconv", "numpy"], sections)
+    text = results.read_text()
+    assert "## Machine" in text and "Numba compilation" in text and "### 5. float32 GEMM" in text
+
+
+def test_memory_of_a_step_is_measured():
+    res = memory.measure_step("tinyconv", "lenet5", 2, 32)
+    assert res["peak_mib"] >= 0 and res["baseline_mib"] > 0 and res["method"] in ("VmHWM reset", "ru_maxrss")
+
+
+def test_conv_case_counts_flops_of_forward_and_both_gradients():
+    case = workloads.ConvCase("c", N=2, C=4, K=6, H=9, KH=3, stride=2, padding=1, groups=2)
+    assert case.OH == 5
+    assert case.flops == 3 * 2 * (2 * 6 * 5 * 5 * 2 * 3 * 3)
+
+
+def test_torch_twin_and_conv_case_run(torch):
+    from benchmarks import torch_models
+    assert workloads.num_parameters(workloads.tinyconv_model("lenet5")) == \
+        workloads.num_parameters(torch_models.get_model("lenet5"))
+    workloads.conv_cases("tiny")[0].build(["torch"])["torch"]()
+
+
+@pytest.mark.slow
+def test_whole_suite_with_torch_and_subprocesses(tmp_path, torch):
+    tables = run.run(run.Config("tiny"), out=None, results_path=str(tmp_path / "R.md"))
+    _check_tables(tables, workloads.implementations(), list(run.SECTIONS))
+    assert not any("error" in cell for row in tables[3].rows for cell in row)

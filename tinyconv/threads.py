@@ -1,0 +1,163 @@
+"""CPU threads: who runs tinyconv's work in parallel, and when.
+
+Two native thread pools do the work on the CPU: the BLAS library behind NumPy's ``matmul`` (OpenBLAS, with
+its own pthreads) and Numba's parallel kernels (``prange``; Numba's ``omp`` threading layer, i.e. an OpenMP
+pool).  Each defaults to one thread per core, and each *spin-waits* for a while after its work, hoping for
+more.  Every parallel region is a fork and a join: the caller waits for the slowest thread.  On a machine
+with more runnable threads than cores (a busy laptop, a shared server, two pools spinning at once) a thread
+may wait a whole scheduler time slice to run again, so a kernel of 50 microseconds can take milliseconds
+when it runs on two threads (measured on a loaded 2-core machine: 1.9 ms on 2 threads against 35 us on one,
+and a LeNet-5 training step 25x slower with both pools at their defaults than on one thread each).
+
+The policy, applied at the first kernel call:
+
+- **Small kernels run on the calling thread.**  A Numba kernel whose largest array has fewer than
+  ``PARALLEL_MIN_SIZE`` elements (2**20, 4 MiB of float32) runs on one thread: the fork and join would cost
+  more than they save, and nothing is left for other threads to spin on.  LeNet-5 never goes parallel;
+  ImageNet-sized layers always do.
+- **Idle kernel threads sleep** instead of spinning: Numba's OpenMP pool starts with ``OMP_WAIT_POLICY=PASSIVE``
+  (only that pool: the variable is restored once it has started; a value the user set is kept), so a
+  parallel kernel that has finished leaves both cores to BLAS and to other processes.
+- **Small matrix products run on one BLAS thread.**  OpenBLAS parallelises any product above 2**18
+  multiply-adds; the convolution and linear layers run theirs under ``gemm(macs)``, which holds BLAS to one
+  thread below ``BLAS_PARALLEL_MIN_MACS`` (2**26, about a millisecond on one core) and restores it after.
+  (OpenBLAS's idle threads spin for about 0.1 s after a parallel product; ``OPENBLAS_THREAD_TIMEOUT=4`` in
+  the environment before NumPy is imported shortens that.)
+- **One knob for both pools**: ``tinyconv.set_num_threads(n)`` (or ``TINYCONV_THREADS=n``) caps the Numba
+  kernels and BLAS at ``n`` threads; ``set_num_threads(1)`` is the right choice when several training
+  processes share the machine.
+"""
+import contextlib
+import os
+import threading
+
+from . import backend
+
+PARALLEL_MIN_SIZE = 1 << 20
+BLAS_PARALLEL_MIN_MACS = 1 << 26
+
+_started = False
+_limit = None          # the cap set by set_num_threads / TINYCONV_THREADS (None: every core)
+_blas_limiter = None   # threadpoolctl's handle: the BLAS limit holds while it is referenced
+_local = threading.local()  # Numba's thread count is per calling thread; remember what we set
+_blas = None           # threadpoolctl's controllers of the BLAS libraries loaded (found once)
+
+
+def _start():
+    """Start Numba's thread pool with passive waiting, then apply ``TINYCONV_THREADS``."""
+    global _started
+    if _started:
+        return
+    _started = True
+    numba = backend.numba_module()
+    keep = "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ
+    saved = os.environ.get("OMP_WAIT_POLICY")
+    if not keep:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # read once, when Numba's OpenMP library initialises
+    try:
+        numba.get_num_threads()  # launches the pool
+    finally:
+        if not keep:
+            if saved is None:
+                os.environ.pop("OMP_WAIT_POLICY", None)
+            else:
+                os.environ["OMP_WAIT_POLICY"] = saved
+    if os.environ.get("TINYCONV_THREADS"):
+        set_num_threads(int(os.environ["TINYCONV_THREADS"]))
+
+
+def _numba_threads(n):
+    """Set the calling thread's Numba thread count, skipping the call when it is already ``n``."""
+    if getattr(_local, "numba_threads", None) != n:
+        numba = backend.numba_module()
+        numba.set_num_threads(n)
+        _local.numba_threads = n
+
+
+def max_threads():
+    """Threads a large kernel may use: the cap of ``set_num_threads``, else Numba's pool size."""
+    numba = backend.numba_module()
+    return min(_limit or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)
+
+
+def sized(kernel):
+    """Wrap a Numba CPU kernel: on one thread when its largest array is small, else on ``max_threads()``."""
+    def run(*args, **kw):
+        _start()
+        work = max((a.size for a in args if hasattr(a, "size") and hasattr(a, "dtype")), default=0)
+        _numba_threads(1 if work < PARALLEL_MIN_SIZE else max_threads())
+        return kernel(*args, **kw)
+    run.__name__, run.__doc__, run.__wrapped__ = kernel.__name__, kernel.__doc__, kernel
+    return run
+
+
+@contextlib.contextmanager
+def gemm(macs):
+    """Run the matrix products of the block on one BLAS thread when they are small (``macs`` multiply-adds)."""
+    global _blas
+    if macs >= BLAS_PARALLEL_MIN_MACS:
+        yield
+        return
+    if _blas is None:
+        from threadpoolctl import ThreadpoolController
+        _blas = ThreadpoolController().select(user_api="blas").lib_controllers
+    before = [lib.get_num_threads() for lib in _blas]
+    for lib, n in zip(_blas, before):
+        if n != 1:
+            lib.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for lib, n in zip(_blas, before):
+            if n != 1:
+                lib.set_num_threads(n)
+
+
+def set_num_threads(n):
+    """Cap tinyconv's CPU parallelism at ``n`` threads: the Numba kernels and the BLAS library.
+
+    ``n=None`` lifts the cap (every core again).  The BLAS limit applies process-wide (threadpoolctl).
+    """
+    global _limit, _blas_limiter
+    if n is not None and (int(n) != n or n < 1):
+        raise ValueError(f"set_num_threads: expected a positive integer or None, got {n!r}")
+    _start()
+    _limit = None if n is None else int(n)
+    _local.numba_threads = None
+    if _blas_limiter is not None:
+        _blas_limiter.restore_original_limits()
+        _blas_limiter = None
+    if n is not None:
+        from threadpoolctl import threadpool_limits
+        _blas_limiter = threadpool_limits(limits=int(n), user_api="blas")
+
+
+def get_num_threads():
+    """The cap set by ``set_num_threads`` (the number of cores when none is set)."""
+    return _limit if _limit is not None else (os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def num_threads(n):
+    """``with tinyconv.threads.num_threads(1): ...``: ``set_num_threads(n)`` for the block, then the previous cap."""
+    prev = _limit
+    set_num_threads(n)
+    try:
+        yield
+    finally:
+        set_num_threads(prev)
+
+
+def thread_policy():
+    """One line describing the policy in force (printed by the benchmarks)."""
+    numba = backend.numba_module()
+    _start()
+    try:
+        layer = numba.threading_layer()
+    except ValueError:
+        layer = numba.config.THREADING_LAYER
+    wait = os.environ.get("OMP_WAIT_POLICY") or ("GOMP_SPINCOUNT" in os.environ and "GOMP_SPINCOUNT") or "PASSIVE"
+    cap = f"capped at {_limit}" if _limit else "no cap"
+    return (f"Numba kernels below {PARALLEL_MIN_SIZE:,} elements on 1 thread, larger ones on {max_threads()} "
+            f"(layer {layer}, idle wait {wait}); conv/linear GEMMs below {BLAS_PARALLEL_MIN_MACS:,} MACs on "
+            f"1 BLAS thread; {cap}")
