@@ -100,31 +100,35 @@ def lrn_backward_cpu(x, scale, gy, size, alpha, beta):
 
 # -- numba.cuda ---------------------------------------------------------------------------------------
 @cuda.jit
-def _lrn_forward_kernel(n_el, x, y, scale, size, alpha, beta, k):
+def _lrn_forward_kernel(n_el, x, y, scale, size, a, neg_beta, k, zero):
+    # scalars arrive in x's dtype (a = alpha/size, neg_beta = -beta): no float64 arithmetic on float32 input
     i = cuda.grid(1)
     if i >= n_el:
         return
     C, M = x.shape[1], x.shape[2]
     m, c, n = i % M, (i // M) % C, i // (M * C)
-    acc = 0.0
-    for j in range(max(c - size // 2, 0), min(c + (size - 1) // 2, C - 1) + 1):
+    acc = zero
+    lo, hi = c - size // 2, c + (size - 1) // 2 + 1       # no builtin min/max: they fail on CUDA (numba#10753)
+    for j in range(lo if lo > 0 else 0, hi if hi < C else C):
         acc += x[n, j, m] * x[n, j, m]
-    s = k + alpha / size * acc
+    s = k + a * acc
     scale[n, c, m] = s
-    y[n, c, m] = x[n, c, m] * s ** -beta
+    y[n, c, m] = x[n, c, m] * s ** neg_beta
 
 
 @cuda.jit
-def _lrn_backward_kernel(n_el, x, scale, gy, gx, size, alpha, beta):
+def _lrn_backward_kernel(n_el, x, scale, gy, gx, size, neg_beta, neg_beta_1, coef, zero):
+    # scalars in x's dtype: neg_beta = -beta, neg_beta_1 = -beta - 1, coef = 2 alpha beta / size
     i = cuda.grid(1)
     if i >= n_el:
         return
     C, M = x.shape[1], x.shape[2]
     m, j, n = i % M, (i // M) % C, i // (M * C)
-    acc = 0.0
-    for c in range(max(j - (size - 1) // 2, 0), min(j + size // 2, C - 1) + 1):
-        acc += gy[n, c, m] * x[n, c, m] * scale[n, c, m] ** (-beta - 1)
-    gx[n, j, m] = gy[n, j, m] * scale[n, j, m] ** -beta - 2 * alpha * beta / size * x[n, j, m] * acc
+    acc = zero
+    lo, hi = j - (size - 1) // 2, j + size // 2 + 1
+    for c in range(lo if lo > 0 else 0, hi if hi < C else C):
+        acc += gy[n, c, m] * x[n, c, m] * scale[n, c, m] ** neg_beta_1
+    gx[n, j, m] = gy[n, j, m] * scale[n, j, m] ** neg_beta - coef * x[n, j, m] * acc
 
 
 def _launch(kernel, n, *args):
@@ -136,12 +140,14 @@ def lrn_forward_cuda(x, size, alpha, beta, k):
     f = x.dtype.type
     y = cuda.device_array(x.shape, dtype=x.dtype)
     scale = cuda.device_array(x.shape, dtype=x.dtype)
-    _launch(_lrn_forward_kernel, int(np.prod(x.shape)), x, y, scale, int(size), f(alpha), f(beta), f(k))
+    _launch(_lrn_forward_kernel, int(np.prod(x.shape)), x, y, scale, int(size), f(alpha / size), f(-beta), f(k),
+            f(0))
     return y, scale
 
 
 def lrn_backward_cuda(x, scale, gy, size, alpha, beta):
     f = x.dtype.type
     gx = cuda.device_array(x.shape, dtype=x.dtype)
-    _launch(_lrn_backward_kernel, int(np.prod(x.shape)), x, scale, gy, gx, int(size), f(alpha), f(beta))
+    _launch(_lrn_backward_kernel, int(np.prod(x.shape)), x, scale, gy, gx, int(size), f(-beta), f(-beta - 1),
+            f(2 * alpha * beta / size), f(0))
     return gx

@@ -96,8 +96,9 @@ def test_a_gpu_checkpoint_loads_on_the_cpu_and_back(gpu, tmp_path):
         for (k, p), (_, q) in zip(gpu_model.state_dict().items(), model.state_dict().items()):
             assert q.device == device
             np.testing.assert_array_equal(q.numpy(), p.numpy(), err_msg=k)
-        buffers = [s["momentum_buffer"] for s in opt.state.values()] if hasattr(opt, "state") else []
-        assert all(backend.device_of(b.data if hasattr(b, "data") else b) == device for b in buffers)
+        buffers = [s["momentum_buffer"] for s in opt.state.values()]
+        assert len(buffers) == 4
+        assert all(backend.device_of(b.data if isinstance(b, tc.Tensor) else b) == device for b in buffers)
 
 
 def test_train_lenet_device_cuda_without_a_gpu_is_a_clear_error():
