@@ -16,20 +16,8 @@ Initialisation: PyTorch's defaults for the convolutions and the classifier, batc
 """
 from .. import functional as F
 from .. import nn
+from .googlenet import BasicConv2d  # bias-free conv, batch norm (eps 0.001), ReLU
 from .registry import register_model
-
-
-class BasicConv2d(nn.Module):
-    """Bias-free convolution, batch norm (eps 0.001), ReLU."""
-
-    def __init__(self, in_channels, out_channels, **conv):
-        super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, bias=False, **conv)
-        self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
-        self.relu = nn.ReLU()
-
-    def forward(self, x):
-        return self.relu(self.bn(self.conv(x)))
 
 
 def chain(*rows):
