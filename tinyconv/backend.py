@@ -243,7 +243,10 @@ def cupy_memory_manager():
         def memalloc(self, size):
             mem = cp.cuda.alloc(size)
             address = int(mem.ptr)
-            ptr = driver.binding.CUdeviceptr(address) if driver.USE_NV_BINDING else ctypes.c_uint64(address)
+            # recent numba-cuda releases always talk to the driver through NVIDIA's cuda-python bindings and have no
+            # USE_NV_BINDING switch; Numba's older built-in numba.cuda may use ctypes instead
+            ptr = (driver.binding.CUdeviceptr(address) if getattr(driver, "USE_NV_BINDING", True)
+                   else ctypes.c_uint64(address))
             self.allocations[address] = mem
             allocations = self.allocations
             return cuda.MemoryPointer(weakref.proxy(self.context), ptr, size,
