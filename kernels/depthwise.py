@@ -131,25 +131,19 @@ def _zero(dst):
 
 @njit(cache=True)
 def _to_phases(src, q, SH, SW, PH, PW, Hq, Wq):
-    """Fill q (flat) with the phase planes of the (H, W) plane ``src`` padded by (PH, PW) zeros."""
+    """Copy the (H, W) plane ``src`` into the phase planes q (flat), whose padding is already zero."""
     H, W = src.shape
     for ph in range(SH):
         for pw in range(SW):
             j0 = min(Wq, -((pw - PW) // SW))                  # first j with j*SW + pw - PW >= 0
             j1 = max(j0, min(Wq, (W - 1 + PW - pw) // SW + 1))  # past the last j inside the row
-            for i in range(Hq):
+            for i in range(max(0, -((ph - PH) // SH)), min(Hq, (H - 1 + PH - ph) // SH + 1)):
                 start = ((ph * SW + pw) * Hq + i) * Wq
                 h = i * SH + ph - PH
-                if 0 <= h < H and j1 > j0:
-                    _zero(q[start:start + j0])
-                    if SW == 1:  # a contiguous view, which LLVM copies with SIMD
-                        _copy(q[start + j0:start + j1], src[h, j0 - PW:j1 - PW])
-                    else:
-                        _copy(q[start + j0:start + j1], src[h, j0 * SW + pw - PW:(j1 - 1) * SW + pw - PW + 1:SW])
-                    _zero(q[start + j1:start + Wq])
-                else:
-                    _zero(q[start:start + Wq])
-    _zero(q[SH * SW * Hq * Wq:])
+                if SW == 1:  # a contiguous view, which LLVM copies with SIMD
+                    _copy(q[start + j0:start + j1], src[h, j0 - PW:j1 - PW])
+                elif j1 > j0:
+                    _copy(q[start + j0:start + j1], src[h, j0 * SW + pw - PW:(j1 - 1) * SW + pw - PW + 1:SW])
 
 
 @njit(cache=True)
@@ -174,11 +168,9 @@ def _from_phases(q, dst, SH, SW, PH, PW, Hq, Wq):
 
 @njit(cache=True)
 def _to_rows(src, g, Wq):
-    """Copy the (OH, OW) plane ``src`` into g (flat) with rows Wq apart, the scratch columns zero."""
-    OH, OW = src.shape
-    for oh in range(OH):
-        _copy(g[oh * Wq:oh * Wq + OW], src[oh])
-        _zero(g[oh * Wq + OW:(oh + 1) * Wq])
+    """Copy the (OH, OW) plane ``src`` into g (flat) with rows Wq apart (the scratch columns are left alone)."""
+    for oh in range(src.shape[0]):
+        _copy(g[oh * Wq:oh * Wq + src.shape[1]], src[oh])
 
 
 @njit(cache=True, inline="always")
@@ -193,6 +185,37 @@ def _axpy3(y, x0, x1, x2, a0, a1, a2):
     """``y = ((y + a0*x0) + a1*x1) + a2*x2`` elementwise: three taps, one pass, the order of three ``_axpy``."""
     for i in range(y.shape[0]):
         y[i] = ((y[i] + a0 * x0[i]) + a1 * x1[i]) + a2 * x2[i]
+
+
+@njit(cache=True, inline="always")
+def _axpy9(y, x0, x1, x2, x3, x4, x5, x6, x7, x8, a0, a1, a2, a3, a4, a5, a6, a7, a8):
+    """Nine taps in one pass, in the order of nine ``_axpy`` (a 3 x 3 kernel's whole window)."""
+    for i in range(y.shape[0]):
+        y[i] = ((((((((y[i] + a0 * x0[i]) + a1 * x1[i]) + a2 * x2[i]) + a3 * x3[i]) + a4 * x4[i]) + a5 * x5[i])
+                 + a6 * x6[i]) + a7 * x7[i]) + a8 * x8[i]
+
+
+@njit(cache=True)
+def _correlate(dst, src, offs, ws, count):
+    """``dst[i] = sum over t < count of ws[t] * src[offs[t] + i]``, from zero in the order of t, term by term
+    (the reference's sums exactly), nine or three taps per pass over dst."""
+    L = dst.shape[0]
+    _zero(dst)
+    t = 0
+    while t < count:
+        o = offs[t:t + 9]
+        if count - t >= 9:
+            _axpy9(dst, src[o[0]:o[0] + L], src[o[1]:o[1] + L], src[o[2]:o[2] + L], src[o[3]:o[3] + L],
+                   src[o[4]:o[4] + L], src[o[5]:o[5] + L], src[o[6]:o[6] + L], src[o[7]:o[7] + L],
+                   src[o[8]:o[8] + L], ws[t], ws[t + 1], ws[t + 2], ws[t + 3], ws[t + 4], ws[t + 5], ws[t + 6],
+                   ws[t + 7], ws[t + 8])
+            t += 9
+        elif count - t >= 3:
+            _axpy3(dst, src[o[0]:o[0] + L], src[o[1]:o[1] + L], src[o[2]:o[2] + L], ws[t], ws[t + 1], ws[t + 2])
+            t += 3
+        else:
+            _axpy(dst, src[o[0]:o[0] + L], ws[t])
+            t += 1
 
 
 @njit(cache=True, inline="always")
@@ -219,6 +242,24 @@ def _dot(a, b):
     return total
 
 
+@njit(cache=True, fastmath=_REASSOC)
+def _dot3(a, b0, b1, b2):
+    """``(sum(a * b0), sum(a * b1), sum(a * b2))`` in one pass over ``a``, blocked like ``_dot``."""
+    t0 = t1 = t2 = 0.0
+    for s in range(0, a.shape[0], _DOT_BLOCK):
+        e = min(a.shape[0], s + _DOT_BLOCK)
+        x, y0, y1, y2 = a[s:e], b0[s:e], b1[s:e], b2[s:e]
+        p0, p1, p2 = x[0] * y0[0], x[0] * y1[0], x[0] * y2[0]
+        for i in range(1, x.shape[0]):
+            p0 += x[i] * y0[i]
+            p1 += x[i] * y1[i]
+            p2 += x[i] * y2[i]
+        t0 += p0
+        t1 += p1
+        t2 += p2
+    return t0, t1, t2
+
+
 @njit(cache=True)
 def _finite(v):
     return np.isfinite(v)
@@ -231,29 +272,18 @@ def _forward_cpu(x, w, y, SH, SW, PH, PW, DH, DW, threads):
     OH, OW = y.shape[2], y.shape[3]
     M = K // C
     Hq, Wq, size = _phase_shape(OH, OW, KH, KW, SH, SW, DH, DW)
-    L = OH * Wq
+    offs = np.empty(KH * KW, np.int64)  # where each tap's run starts in q
+    for t in range(KH * KW):
+        offs[t] = _tap_offset(t // KW, t % KW, SH, SW, DH, DW, Hq, Wq)
     chunks = min(N * C, threads)
     for chunk in prange(chunks):  # one chunk of (n, c) planes per thread, with its own buffers
-        q = np.empty(size, x.dtype)
-        acc = np.empty(L, y.dtype)
+        q = np.zeros(size, x.dtype)  # the padding stays zero: each plane overwrites the same interior
+        acc = np.empty(OH * Wq, y.dtype)
         for job in range(chunk * N * C // chunks, (chunk + 1) * N * C // chunks):
             n, c = job // C, job % C
             _to_phases(x[n, c], q, SH, SW, PH, PW, Hq, Wq)
             for k in range(c * M, c * M + M):
-                _zero(acc)
-                for kh in range(KH):
-                    kw = 0
-                    while kw < KW:
-                        o0 = _tap_offset(kh, kw, SH, SW, DH, DW, Hq, Wq)
-                        if kw + 3 <= KW:
-                            o1 = _tap_offset(kh, kw + 1, SH, SW, DH, DW, Hq, Wq)
-                            o2 = _tap_offset(kh, kw + 2, SH, SW, DH, DW, Hq, Wq)
-                            _axpy3(acc, q[o0:o0 + L], q[o1:o1 + L], q[o2:o2 + L],
-                                   w[k, kh, kw], w[k, kh, kw + 1], w[k, kh, kw + 2])
-                            kw += 3
-                        else:
-                            _axpy(acc, q[o0:o0 + L], w[k, kh, kw])
-                            kw += 1
+                _correlate(acc, q, offs, w[k].reshape(KH * KW), KH * KW)
                 for oh in range(OH):
                     _copy(y[n, k, oh], acc[oh * Wq:oh * Wq + OW])
 
@@ -266,30 +296,45 @@ def _grad_input_cpu(gy, w, gx, SH, SW, PH, PW, DH, DW, threads):
     M = K // C
     Hq, Wq, size = _phase_shape(OH, OW, KH, KW, SH, SW, DH, DW)
     L = OH * Wq
+    lead = ((KH - 1) * DH // SH) * Wq + (KW - 1) * DW // SW  # the largest tap offset inside a phase plane
     chunks = min(N * C, threads)
     for chunk in prange(chunks):
-        g = np.empty((M, L), gy.dtype)   # the M gy planes of channel c, rows Wq apart
-        t = np.empty(L, gy.dtype)        # sum over m of w * g, for M > 1
+        g = np.zeros((M, lead + Hq * Wq), gy.dtype)  # gy planes of channel c, rows Wq apart, after lead zeros
+        t = np.empty(L, gy.dtype)         # sum over m of w * g, for M > 1
+        acc = np.empty(size, gx.dtype)    # the phase planes of the padded gx
+        offs = np.empty(KH * KW, np.int64)
+        ws = np.empty(KH * KW, w.dtype)
         one = np.ones(1, gy.dtype)[0]
-        acc = np.empty(size, gx.dtype)   # the phase planes of the padded gx
         for job in range(chunk * N * C // chunks, (chunk + 1) * N * C // chunks):
             n, c = job // C, job % C
             for m in range(M):
-                _to_rows(gy[n, c * M + m], g[m], Wq)
-            # scratch columns add w * 0 to q: exact unless a weight is inf/NaN; then only the real columns
+                _to_rows(gy[n, c * M + m], g[m, lead:], Wq)
+            # gather form: each phase plane of gx correlates g with its own taps (flipped offsets).  The zeros
+            # around g add w * 0 terms: exact unless a weight is inf/NaN, where the scatter below is used.
             exact = _finite(w[c * M:c * M + M]).all()
-            _zero(acc)
-            for kh in range(KH):
-                for kw in range(KW):  # scatter-add each tap's run, in the reference's tap order
-                    o = _tap_offset(kh, kw, SH, SW, DH, DW, Hq, Wq)
-                    if M == 1:
-                        _scatter(acc, o, g[0], w[c, kh, kw], OH, OW, Wq, exact)
-                    else:  # the reference's sum over m first: (w0*g0 + w1*g1) + ...
-                        for i in range(L):
-                            t[i] = w[c * M, kh, kw] * g[0, i]
-                        for m in range(1, M):
-                            _axpy(t, g[m], w[c * M + m, kh, kw])
-                        _scatter(acc, o, t, one, OH, OW, Wq, exact)
+            if M == 1 and exact:
+                for p in range(SH * SW):
+                    count = 0
+                    for kh in range(KH):
+                        for kw in range(KW):
+                            if ((kh * DH) % SH) * SW + (kw * DW) % SW == p:
+                                offs[count] = lead - (kh * DH // SH) * Wq - kw * DW // SW
+                                ws[count] = w[c, kh, kw]
+                                count += 1
+                    _correlate(acc[p * Hq * Wq:(p + 1) * Hq * Wq], g[0], offs, ws, count)
+            else:
+                _zero(acc)
+                for kh in range(KH):
+                    for kw in range(KW):  # scatter-add each tap's run, in the reference's tap order
+                        o = _tap_offset(kh, kw, SH, SW, DH, DW, Hq, Wq)
+                        if M == 1:
+                            _scatter(acc, o, g[0, lead:lead + L], w[c, kh, kw], OH, OW, Wq, exact)
+                        else:  # the reference's sum over m first: (w0*g0 + w1*g1) + ...
+                            for i in range(L):
+                                t[i] = w[c * M, kh, kw] * g[0, lead + i]
+                            for m in range(1, M):
+                                _axpy(t, g[m, lead:lead + L], w[c * M + m, kh, kw])
+                            _scatter(acc, o, t, one, OH, OW, Wq, exact)
             _from_phases(acc, gx[n, c], SH, SW, PH, PW, Hq, Wq)
 
 
@@ -302,24 +347,35 @@ def _grad_weight_cpu(x, gy, gw, SH, SW, PH, PW, DH, DW, threads):
     Hq, Wq, size = _phase_shape(OH, OW, KH, KW, SH, SW, DH, DW)
     L = OH * Wq
     part = np.empty((N, K, KH, KW))  # float64 partial sums of each (n, k): the reduction over n follows
+    offs = np.empty(KH * KW, np.int64)
+    for t in range(KH * KW):
+        offs[t] = _tap_offset(t // KW, t % KW, SH, SW, DH, DW, Hq, Wq)
     chunks = min(N * C, threads)
     for chunk in prange(chunks):
-        q = np.empty(size, x.dtype)
-        g = np.empty(L, gy.dtype)
+        q = np.zeros(size, x.dtype)
+        g = np.zeros(L, gy.dtype)
+        sums = np.empty(3)
         for job in range(chunk * N * C // chunks, (chunk + 1) * N * C // chunks):
             n, c = job // C, job % C
             _to_phases(x[n, c], q, SH, SW, PH, PW, Hq, Wq)
             for k in range(c * M, c * M + M):
                 _to_rows(gy[n, k], g, Wq)
-                for kh in range(KH):
-                    for kw in range(KW):
-                        o = _tap_offset(kh, kw, SH, SW, DH, DW, Hq, Wq)
-                        s = _dot(g, q[o:o + L])
-                        if not _finite(s):  # perhaps scratch zeros times an inf/NaN of x: real columns only
-                            s = 0.0
+                t = 0
+                while t < KH * KW:  # three taps per pass over g
+                    o = offs[t:t + 3]
+                    if t + 3 <= KH * KW:
+                        sums[0], sums[1], sums[2] = _dot3(g, q[o[0]:o[0] + L], q[o[1]:o[1] + L], q[o[2]:o[2] + L])
+                        n_taps = 3
+                    else:
+                        sums[0] = _dot(g, q[o[0]:o[0] + L])
+                        n_taps = 1
+                    for j in range(n_taps):
+                        if not _finite(sums[j]):  # perhaps scratch zeros times an inf/NaN of x: real columns only
+                            sums[j] = 0.0
                             for oh in range(OH):
-                                s += _dot(g[oh * Wq:oh * Wq + OW], q[o + oh * Wq:o + oh * Wq + OW])
-                        part[n, k, kh, kw] = s
+                                sums[j] += _dot(g[oh * Wq:oh * Wq + OW], q[o[j] + oh * Wq:o[j] + oh * Wq + OW])
+                        part[n, k, (t + j) // KW, (t + j) % KW] = sums[j]
+                    t += n_taps
     for k in prange(K):
         for kh in range(KH):
             for kw in range(KW):
