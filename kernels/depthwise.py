@@ -410,6 +410,11 @@ def depthwise_conv2d_grad_weight_cpu(x, gy, KH, KW, SH, SW, PH, PW, DH, DW):
     return gw
 
 
+# tinyconv's thread policy (tinyconv/threads.py) runs Numba kernels on one thread below 2**24 elements; these
+# do KH*KW multiply-adds per element, so a fork and join pays for itself from about this size on.
+for _kernel in (depthwise_conv2d_cpu, depthwise_conv2d_grad_input_cpu, depthwise_conv2d_grad_weight_cpu):
+    _kernel.parallel_min_size = 1 << 18
+
 # -- numba.cuda ---------------------------------------------------------------------------------------
 @cuda.jit
 def _forward_kernel(x, w, y, SH, SW, PH, PW, DH, DW, zero):
