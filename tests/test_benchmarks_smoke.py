@@ -26,11 +26,16 @@ def _check_tables(tables, impls, sections):
 
 def test_sections_run_and_write_the_report(tmp_path):
     results = tmp_path / "RESULTS.md"
+    gpu = "## GPU results\n\nmeasured on an H100 by python -m benchmarks.gpu\n"
+    results.write_text("# an earlier report\n\nold CPU numbers\n\n" + gpu)
     sections = ["lenet", "conv", "models", "gemm"]
     tables = run.run(run.Config("tiny"), sections, with_torch=False, out=None, results_path=str(results))
     _check_tables(tables, ["tinyconv", "numpy"], sections)
     text = results.read_text()
     assert "## Machine" in text and "Numba compilation" in text and "### 5. float32 GEMM" in text
+    # the CPU sections are replaced, the hand-pasted GPU section from another machine is kept, once
+    assert "old CPU numbers" not in text and text.endswith("\n" + gpu) and text.count("## GPU results") == 1
+    assert not (tmp_path / "RESULTS.md.tmp").exists()
 
 
 def test_memory_of_a_step_is_measured():
