@@ -170,11 +170,22 @@ def test_where_shape_error_names_all_three_shapes():
         tc.where(np.ones(3, bool), tc.ones(2, 3), tc.ones(2))
 
 
+def test_maximum_and_minimum_split_the_gradient_of_ties_like_torch(torch):
+    a, b = np.array([1.0, 2.0, 3.0, 5.0]), np.array([1.0, 1.0, 4.0, 5.0])
+    for ours, theirs in ((tc.maximum, torch.maximum), (tc.minimum, torch.minimum)):
+        x, y = leaf(a), leaf(b)
+        tx, ty = (torch.tensor(v, requires_grad=True) for v in (a, b))
+        (ours(x, y) * tc.tensor([1.0, 2.0, 3.0, 4.0])).sum().backward()
+        (theirs(tx, ty) * torch.tensor([1.0, 2.0, 3.0, 4.0])).sum().backward()
+        np.testing.assert_array_equal(x.grad.numpy(), tx.grad.numpy())
+        np.testing.assert_array_equal(y.grad.numpy(), ty.grad.numpy())
+
+
 def test_gradients_at_the_kinks_are_the_documented_subgradients():
     x = leaf([0.0, 1.0, -1.0])
     (tc.abs(x) + tc.maximum(x, 0.0)).sum().backward()
-    # |x|' = sign(x) (0 at 0); maximum(x, 0) sends the gradient to x on the tie at 0
-    np.testing.assert_array_equal(x.grad.numpy(), [0 + 1, 1 + 1, -1 + 0])
+    # |x|' = sign(x) (0 at 0); maximum(x, 0) splits the gradient half and half on the tie at 0 (PyTorch's rule)
+    np.testing.assert_array_equal(x.grad.numpy(), [0 + 0.5, 1 + 1, -1 + 0])
     c = leaf([-1.0, 0.0, 2.0])
     c.clip(-1, 1).sum().backward()
     np.testing.assert_array_equal(c.grad.numpy(), [1, 1, 0])  # the boundary itself is inside
