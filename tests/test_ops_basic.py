@@ -316,3 +316,18 @@ def test_a_second_backward_doubles_the_accumulated_gradient(shapes, seed):
     (tc.exp(a) / b).sum().backward()
     np.testing.assert_allclose(a.grad.numpy(), 2 * first[0], rtol=1e-12)
     np.testing.assert_allclose(b.grad.numpy(), 2 * first[1], rtol=1e-12)
+
+
+def test_activation_methods_match_their_functions_and_torch(torch):
+    import tinyconv.functional as F
+    a = np.random.default_rng(4).standard_normal((2, 5))
+    for name, args in (("relu", ()), ("sigmoid", ()), ("tanh", ()), ("softmax", (1,)), ("log_softmax", (0,))):
+        x, y = leaf(a), leaf(a)
+        tx = torch.tensor(a, requires_grad=True)
+        out, ref, theirs = getattr(x, name)(*args), getattr(F, name)(y, *args), getattr(tx, name)(*args)
+        np.testing.assert_allclose(out.numpy(), ref.numpy(), rtol=0, atol=0, err_msg=name)
+        np.testing.assert_allclose(out.numpy(), theirs.detach().numpy(), rtol=1e-12, atol=1e-12, err_msg=name)
+        w = np.arange(10.0).reshape(2, 5)
+        (out * tc.tensor(w)).sum().backward()
+        (theirs * torch.tensor(w)).sum().backward()
+        np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-12, atol=1e-12, err_msg=name)

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..backend import get_array_module
 from ..core import Tensor
-from . import basic, reduction, shape
+from . import activation, basic, reduction, shape
 
 
 def _rev(fn):
@@ -54,6 +54,8 @@ _METHODS = {
     "flatten": shape.flatten, "squeeze": shape.squeeze, "unsqueeze": shape.unsqueeze,
     "split": shape.split, "chunk": shape.chunk, "expand": _expand,
     "broadcast_to": shape.broadcast_to,
+    "relu": activation.relu, "sigmoid": activation.sigmoid, "tanh": activation.tanh,
+    "softmax": activation.softmax, "log_softmax": activation.log_softmax,
 }
 
 for _name, _fn in _METHODS.items():
