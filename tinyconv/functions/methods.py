@@ -53,7 +53,7 @@ _METHODS = {
     "reshape": shape.reshape, "view": _view, "permute": shape.permute, "transpose": shape.transpose,
     "flatten": shape.flatten, "squeeze": shape.squeeze, "unsqueeze": shape.unsqueeze,
     "split": shape.split, "chunk": shape.chunk, "expand": _expand,
-    "broadcast_to": shape.broadcast_to,
+    "broadcast_to": shape.broadcast_to, "clone": shape.clone,
     "relu": activation.relu, "sigmoid": activation.sigmoid, "tanh": activation.tanh,
     "softmax": activation.softmax, "log_softmax": activation.log_softmax,
 }
