@@ -292,6 +292,7 @@ def fit(model, train_loader, test_loader, optimizer, loss_fn, epochs, scheduler=
             log(f"no checkpoint at {resume_path}: starting from epoch 1")
 
     for epoch in range(start + 1, epochs + 1):
+        backend.seed_device_rng(epoch)  # GPU dropout masks from (seed, epoch): resumable (see backend)
         t0 = time.perf_counter()
         lr = current_lr(optimizer)
         try:
