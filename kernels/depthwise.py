@@ -124,6 +124,28 @@ def _copy(dst, src):
 
 
 @njit(cache=True, inline="always")
+def _gather(dst, src, S):
+    """``dst[t] = src[S*t]`` (with the common S == 2 spelled out, so that LLVM vectorises its loads)."""
+    if S == 2:
+        for t in range(dst.shape[0]):
+            dst[t] = src[2 * t]
+    else:
+        for t in range(dst.shape[0]):
+            dst[t] = src[S * t]
+
+
+@njit(cache=True, inline="always")
+def _spread(dst, src, S):
+    """``dst[S*t] = src[t]``, the inverse of ``_gather``."""
+    if S == 2:
+        for t in range(src.shape[0]):
+            dst[2 * t] = src[t]
+    else:
+        for t in range(src.shape[0]):
+            dst[S * t] = src[t]
+
+
+@njit(cache=True, inline="always")
 def _zero(dst):
     for i in range(dst.shape[0]):
         dst[i] = 0
@@ -143,7 +165,7 @@ def _to_phases(src, q, SH, SW, PH, PW, Hq, Wq):
                 if SW == 1:  # a contiguous view, which LLVM copies with SIMD
                     _copy(q[start + j0:start + j1], src[h, j0 - PW:j1 - PW])
                 elif j1 > j0:
-                    _copy(q[start + j0:start + j1], src[h, j0 * SW + pw - PW:(j1 - 1) * SW + pw - PW + 1:SW])
+                    _gather(q[start + j0:start + j1], src[h, j0 * SW + pw - PW:], SW)
 
 
 @njit(cache=True)
@@ -161,9 +183,9 @@ def _from_phases(q, dst, SH, SW, PH, PW, Hq, Wq):
                 _copy(dst[h, :inside], q[start:start + inside])
                 _zero(dst[h, inside:])
             else:
-                row = dst[h, w0::SW]
-                _copy(row[:inside], q[start:start + inside])
-                _zero(row[inside:])
+                _spread(dst[h, w0:], q[start:start + inside], SW)
+                for w in range(w0 + inside * SW, W, SW):
+                    dst[h, w] = 0
 
 
 @njit(cache=True)
