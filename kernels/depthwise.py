@@ -298,6 +298,38 @@ def _dot3(a, b0, b1, b2):
     return t0, t1, t2
 
 
+@njit(cache=True, fastmath=_REASSOC)
+def _dot9(a, b0, b1, b2, b3, b4, b5, b6, b7, b8, out):
+    """``out[t] = sum(a * bt)`` for nine runs (a 3 x 3 window) in one pass over ``a``, blocked like ``_dot``."""
+    out[:9] = 0.0
+    for s in range(0, a.shape[0], _DOT_BLOCK):
+        e = min(a.shape[0], s + _DOT_BLOCK)
+        x = a[s:e]
+        y0, y1, y2, y3, y4, y5, y6, y7, y8 = b0[s:e], b1[s:e], b2[s:e], b3[s:e], b4[s:e], b5[s:e], b6[s:e], b7[s:e], b8[s:e]
+        p0, p1, p2, p3, p4, p5, p6, p7, p8 = (x[0] * y0[0], x[0] * y1[0], x[0] * y2[0], x[0] * y3[0], x[0] * y4[0],
+                                              x[0] * y5[0], x[0] * y6[0], x[0] * y7[0], x[0] * y8[0])
+        for i in range(1, x.shape[0]):
+            v = x[i]
+            p0 += v * y0[i]
+            p1 += v * y1[i]
+            p2 += v * y2[i]
+            p3 += v * y3[i]
+            p4 += v * y4[i]
+            p5 += v * y5[i]
+            p6 += v * y6[i]
+            p7 += v * y7[i]
+            p8 += v * y8[i]
+        out[0] += p0
+        out[1] += p1
+        out[2] += p2
+        out[3] += p3
+        out[4] += p4
+        out[5] += p5
+        out[6] += p6
+        out[7] += p7
+        out[8] += p8
+
+
 @njit(cache=True)
 def _finite(v):
     return np.isfinite(v)
@@ -404,7 +436,7 @@ def _grad_weight_cpu(x, gy, gw, SH, SW, PH, PW, DH, DW, threads):
     for chunk in prange(chunks):
         q = np.zeros(size, x.dtype)
         g = np.zeros(nb * P, gy.dtype)
-        sums = np.empty(3)
+        sums = np.empty(9)
         for job in range(chunk * jobs // chunks, (chunk + 1) * jobs // chunks):
             c, blk = job // blocks, job % blocks
             n0 = blk * nb
@@ -416,9 +448,14 @@ def _grad_weight_cpu(x, gy, gw, SH, SW, PH, PW, DH, DW, threads):
                 for b in range(nn):
                     _to_rows(gy[n0 + b, k], g[b * P:], Wq)
                 t = 0
-                while t < KH * KW:  # three taps per pass over g
-                    o = offs[t:t + 3]
-                    if t + 3 <= KH * KW:
+                while t < KH * KW:  # nine or three taps per pass over g
+                    o = offs[t:t + 9]
+                    if t + 9 <= KH * KW:
+                        _dot9(g[:L], q[o[0]:o[0] + L], q[o[1]:o[1] + L], q[o[2]:o[2] + L], q[o[3]:o[3] + L],
+                              q[o[4]:o[4] + L], q[o[5]:o[5] + L], q[o[6]:o[6] + L], q[o[7]:o[7] + L],
+                              q[o[8]:o[8] + L], sums)
+                        n_taps = 9
+                    elif t + 3 <= KH * KW:
                         sums[0], sums[1], sums[2] = _dot3(g[:L], q[o[0]:o[0] + L], q[o[1]:o[1] + L], q[o[2]:o[2] + L])
                         n_taps = 3
                     else:
