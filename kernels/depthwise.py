@@ -231,13 +231,28 @@ def _axpy9(y, x0, x1, x2, x3, x4, x5, x6, x7, x8, a0, a1, a2, a3, a4, a5, a6, a7
                  + a6 * x6[i]) + a7 * x7[i]) + a8 * x8[i]
 
 
+@njit(cache=True, inline="always")
+def _set9(y, x0, x1, x2, x3, x4, x5, x6, x7, x8, a0, a1, a2, a3, a4, a5, a6, a7, a8, zero):
+    """``_axpy9`` onto zeros: the same sums without a pass zeroing ``y`` first."""
+    for i in range(y.shape[0]):
+        y[i] = ((((((((zero + a0 * x0[i]) + a1 * x1[i]) + a2 * x2[i]) + a3 * x3[i]) + a4 * x4[i]) + a5 * x5[i])
+                 + a6 * x6[i]) + a7 * x7[i]) + a8 * x8[i]
+
+
 @njit(cache=True)
-def _correlate(dst, src, offs, ws, count):
-    """``dst[i] = sum over t < count of ws[t] * src[offs[t] + i]``, from zero in the order of t, term by term
-    (the reference's sums exactly), nine or three taps per pass over dst."""
+def _correlate(dst, src, offs, ws, count, zero):
+    """``dst[i] = sum over t < count of ws[t] * src[offs[t] + i]``, from ``zero`` in the order of t, term by
+    term (the reference's sums exactly), nine or three taps per pass over dst."""
     L = dst.shape[0]
-    _zero(dst)
     t = 0
+    if count >= 9:  # the first nine taps start from zero
+        o = offs[:9]
+        _set9(dst, src[o[0]:o[0] + L], src[o[1]:o[1] + L], src[o[2]:o[2] + L], src[o[3]:o[3] + L],
+              src[o[4]:o[4] + L], src[o[5]:o[5] + L], src[o[6]:o[6] + L], src[o[7]:o[7] + L],
+              src[o[8]:o[8] + L], ws[0], ws[1], ws[2], ws[3], ws[4], ws[5], ws[6], ws[7], ws[8], zero)
+        t = 9
+    else:
+        _zero(dst)
     while t < count:
         o = offs[t:t + 9]
         if count - t >= 9:
@@ -350,13 +365,14 @@ def _forward_cpu(x, w, y, SH, SW, PH, PW, DH, DW, threads):
     for chunk in prange(chunks):  # one chunk of jobs per thread, with its own buffers
         q = np.zeros(size, x.dtype)  # the padding stays zero: each job overwrites the same interior
         acc = np.empty(nb * P, y.dtype)
+        zero = np.zeros(1, y.dtype)[0]
         for job in range(chunk * jobs // chunks, (chunk + 1) * jobs // chunks):
             c, n0 = job // blocks, job % blocks * nb
             nn = min(nb, N - n0)
             for b in range(nn):
                 _to_phases(x[n0 + b, c], q, b, nb, SH, SW, PH, PW, Hq, Wq)
             for k in range(c * M, c * M + M):
-                _correlate(acc[:(nn - 1) * P + OH * Wq], q, offs, w[k].reshape(KH * KW), KH * KW)
+                _correlate(acc[:(nn - 1) * P + OH * Wq], q, offs, w[k].reshape(KH * KW), KH * KW, zero)
                 for b in range(nn):
                     for oh in range(OH):
                         _copy(y[n0 + b, k, oh], acc[b * P + oh * Wq:b * P + oh * Wq + OW])
@@ -383,7 +399,7 @@ def _grad_input_cpu(gy, w, gx, SH, SW, PH, PW, DH, DW, threads):
         acc = np.empty(size, gx.dtype)    # the phase planes of the padded gx
         offs = np.empty(KH * KW, np.int64)
         ws = np.empty(KH * KW, w.dtype)
-        one = np.ones(1, gy.dtype)[0]
+        one, zero = np.ones(1, gy.dtype)[0], np.zeros(1, gy.dtype)[0]
         for job in range(chunk * jobs // chunks, (chunk + 1) * jobs // chunks):
             c, n0 = job // blocks, job % blocks * nb
             nn = min(nb, N - n0)
@@ -402,7 +418,7 @@ def _grad_input_cpu(gy, w, gx, SH, SW, PH, PW, DH, DW, threads):
                                 offs[count] = lead - (kh * DH // SH) * Wq - kw * DW // SW
                                 ws[count] = w[c, kh, kw]
                                 count += 1
-                    _correlate(acc[p * nb * P:p * nb * P + nn * P], g[0], offs, ws, count)
+                    _correlate(acc[p * nb * P:p * nb * P + nn * P], g[0], offs, ws, count, zero)
             else:  # scatter form, over the real positions only when a weight is inf/NaN
                 _zero(acc)
                 for kh in range(KH):
