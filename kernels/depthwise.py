@@ -320,7 +320,8 @@ def _dot9(a, b0, b1, b2, b3, b4, b5, b6, b7, b8, out):
     for s in range(0, a.shape[0], _DOT_BLOCK):
         e = min(a.shape[0], s + _DOT_BLOCK)
         x = a[s:e]
-        y0, y1, y2, y3, y4, y5, y6, y7, y8 = b0[s:e], b1[s:e], b2[s:e], b3[s:e], b4[s:e], b5[s:e], b6[s:e], b7[s:e], b8[s:e]
+        y0, y1, y2, y3, y4 = b0[s:e], b1[s:e], b2[s:e], b3[s:e], b4[s:e]
+        y5, y6, y7, y8 = b5[s:e], b6[s:e], b7[s:e], b8[s:e]
         p0, p1, p2, p3, p4, p5, p6, p7, p8 = (x[0] * y0[0], x[0] * y1[0], x[0] * y2[0], x[0] * y3[0], x[0] * y4[0],
                                               x[0] * y5[0], x[0] * y6[0], x[0] * y7[0], x[0] * y8[0])
         for i in range(1, x.shape[0]):
