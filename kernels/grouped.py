@@ -1,0 +1,379 @@
+"""Grouped 2-D convolution computed directly (no im2col), for few channels per group: forward and both gradients.
+
+G groups split the C input channels into groups of Cg = C/G and the K output channels into groups of
+Kg = K/G; output channel k (group g = k // Kg) reads input channels c = g*Cg + j, j in [0, Cg).  Shapes: x
+(N, C, H, W); w (K, Cg, KH, KW) (PyTorch's layout); y (N, K, OH, OW); stride (SH, SW), top/left zero padding
+(PH, PW), dilation (DH, DW); bottom/right padding is implied by OH, OW (taps outside x read zero).
+
+    y[n, k, oh, ow] = sum_{j,kh,kw} w[k, j, kh, kw] * x[n, g*Cg + j, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW]
+    gx[n, c, h, w]  = sum_{k in c's group, kh, kw} w[k, c - g*Cg, kh, kw] * gy[n, k, oh, ow]
+                      over the (oh, ow) whose tap (kh, kw) lands on (h, w)
+    gw[k, j, kh, kw] = sum_{n,oh,ow} gy[n, k, oh, ow] * x[n, g*Cg + j, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW]
+
+Kernels (same signature for ``_numpy``, ``_cpu`` and ``_cuda``):
+
+    grouped_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW)                 -> y  (N, K, OH, OW)
+    grouped_conv2d_grad_input(gy, w, C, H, W, SH, SW, PH, PW, DH, DW)    -> gx (N, C, H, W)
+    grouped_conv2d_grad_weight(x, gy, G, KH, KW, SH, SW, PH, PW, DH, DW) -> gw (K, Cg, KH, KW)
+
+(G = C / w.shape[1] where x or C is given; the weight gradient needs it spelled out.)
+
+Why: with ResNeXt's 32x4d blocks (Cg = Kg = 4, 3x3) each group's im2col GEMM is a (4 x 36) by
+(36 x N*OH*OW) product, memory-bound on a column matrix 9 times the input.  Here each output row of a group
+collects its Cg*KH*KW taps from rows of x that stay in cache, with the long ow loop innermost (SIMD).
+"""
+import numpy as np
+from numba import cuda, njit, prange
+
+from .im2col import _blocks, _far_padding, _THREADS, _valid_range
+
+
+# -- NumPy reference ----------------------------------------------------------------------------------
+def _padded(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW):
+    H, W = x.shape[2:]
+    return np.pad(x, ((0, 0), (0, 0), (PH, _far_padding(H, PH, KH, SH, DH, OH)),
+                      (PW, _far_padding(W, PW, KW, SW, DW, OW))))
+
+
+def _taps(xp, G, kh, kw, SH, SW, DH, DW, OH, OW):
+    """The slice of the padded input that tap (kh, kw) multiplies, split by group: (N, G, Cg, OH, OW)."""
+    t = xp[:, :, kh * DH:kh * DH + SH * (OH - 1) + 1:SH, kw * DW:kw * DW + SW * (OW - 1) + 1:SW]
+    return t.reshape(t.shape[0], G, -1, OH, OW)
+
+
+def grouped_conv2d_numpy(x, w, SH, SW, PH, PW, DH, DW, OH, OW):
+    """Reference forward: per kernel tap, a per-group (Kg x Cg) matrix times the tap's slice of x."""
+    N, C = x.shape[:2]
+    K, Cg, KH, KW = w.shape
+    G = C // Cg
+    xp = _padded(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
+    y = np.zeros((N, G, K // G, OH, OW), x.dtype)
+    wg = w.reshape(G, K // G, Cg, KH, KW)
+    for kh in range(KH):
+        for kw in range(KW):
+            y += np.einsum("gkj,ngjab->ngkab", wg[..., kh, kw], _taps(xp, G, kh, kw, SH, SW, DH, DW, OH, OW))
+    return y.reshape(N, K, OH, OW)
+
+
+def grouped_conv2d_grad_input_numpy(gy, w, C, H, W, SH, SW, PH, PW, DH, DW):
+    """Reference input gradient: scatter-add every tap's contribution into a padded buffer."""
+    N, K, OH, OW = gy.shape
+    _, Cg, KH, KW = w.shape
+    G = C // Cg
+    gxp = np.zeros((N, C, H + PH + _far_padding(H, PH, KH, SH, DH, OH),
+                    W + PW + _far_padding(W, PW, KW, SW, DW, OW)), gy.dtype)
+    wg, gyg = w.reshape(G, K // G, Cg, KH, KW), gy.reshape(N, G, K // G, OH, OW)
+    for kh in range(KH):
+        for kw in range(KW):
+            _taps(gxp, G, kh, kw, SH, SW, DH, DW, OH, OW)[...] += np.einsum("gkj,ngkab->ngjab", wg[..., kh, kw], gyg)
+    return np.ascontiguousarray(gxp[:, :, PH:PH + H, PW:PW + W])
+
+
+def grouped_conv2d_grad_weight_numpy(x, gy, G, KH, KW, SH, SW, PH, PW, DH, DW):
+    """Reference weight gradient: for each tap, per group, gy times the slice it multiplied, summed."""
+    N, K, OH, OW = gy.shape
+    Cg = x.shape[1] // G
+    xp = _padded(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
+    gyg = gy.reshape(N, G, K // G, OH, OW)
+    gw = np.empty((G, K // G, Cg, KH, KW), gy.dtype)
+    for kh in range(KH):
+        for kw in range(KW):
+            gw[..., kh, kw] = np.einsum("ngkab,ngjab->gkj", gyg, _taps(xp, G, kh, kw, SH, SW, DH, DW, OH, OW))
+    return gw.reshape(K, Cg, KH, KW)
+
+
+# -- Numba CPU ----------------------------------------------------------------------------------------
+# Each job owns one (n, g) pair: Cg input planes, copied once into a zero-padded buffer ``xpad`` of Hp rows
+# of Wp (a multiple of SW), and Kg output planes.  In the padded buffer every tap of every window is
+# inside, and tap (kh, kw) of output (oh, ow) sits at the flat index
+#
+#     (oh*SH + kh*DH)*Wp + kw*DW + ow*SW
+#
+# For SH == 1, laying the output out with a row pitch of Wq = Wp/SW columns (OW of them real, the rest junk
+# that is computed and thrown away) makes that ``base + f*SW`` for the flat output index f = oh*Wq + ow:
+# one tap over a chunk of R output rows is then a single long axpy (or dot) of R*Wq elements, unit-stride
+# at SW == 1, which LLVM turns into SIMD.  For SH > 1 a chunk is one row.  The chunk's accumulators
+# (Kg x R*Wq) stay in L1, the group's padded input in L2.  The input gradient runs the same loops with
+# the axpy reversed (a scatter into a padded gx buffer the job owns), the weight gradient with dots; there
+# the output gradient is copied into the junk-padded layout, the junk columns zero so they add nothing.
+def cpu_geometry(H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, chunk):
+    """``(Hp, Wp, Wq, R)``: padded input size, output row pitch and rows per chunk for the CPU kernels."""
+    Wp = max(PW + W, (OW - 1) * SW + (KW - 1) * DW + 1)
+    Wp = -(-Wp // SW) * SW
+    Hp = max(PH + H, (OH - 1) * SH + (KH - 1) * DH + 1) + 1  # + 1: the last row's junk columns read past it
+    Wq = Wp // SW
+    R = max(1, min(OH, chunk // Wq)) if SH == 1 else 1
+    return Hp, Wp, Wq, R
+
+
+CHUNK = 512  # output elements per chunk and output channel (float32: 2 kB per accumulator row)
+
+
+@njit(cache=True, inline="always")
+def _axpy(y, x, a):
+    """``y += a * x`` elementwise (two vectors of equal length)."""
+    for i in range(y.shape[0]):
+        y[i] += a * x[i]
+
+
+@njit(cache=True, inline="always", fastmath=True)
+def _dot(a, b, total):
+    """``total + sum(a * b)`` (reassociated, so that it vectorises)."""
+    for i in range(a.shape[0]):
+        total += a[i] * b[i]
+    return total
+
+
+@njit(cache=True, inline="always")
+def _taps_axpy(acc, flat, base, L, S, w, k0, j, kh, kw, scatter):
+    """For each k: ``acc[k, f] += w[k0 + k, j, kh, kw] * flat[base + f*S]`` for f in [0, L) (or, with
+    ``scatter``, the reverse: ``flat[base + f*S] += w[...] * acc[k, f]``).  The two strides are separate
+    branches so that at S == 1 Numba types the view as contiguous (a single view type would be strided)."""
+    if S == 1:
+        taps = flat[base:base + L]
+        for k in range(acc.shape[0]):
+            if scatter:
+                _axpy(taps, acc[k, :L], w[k0 + k, j, kh, kw])
+            else:
+                _axpy(acc[k, :L], taps, w[k0 + k, j, kh, kw])
+    else:
+        taps = flat[base:base + (L - 1) * S + 1:S]
+        for k in range(acc.shape[0]):
+            if scatter:
+                _axpy(taps, acc[k, :L], w[k0 + k, j, kh, kw])
+            else:
+                _axpy(acc[k, :L], taps, w[k0 + k, j, kh, kw])
+
+
+@njit(cache=True, inline="always")
+def _taps_dot(gyq, flat, base, L, S, gw, j, kh, kw, zero):
+    """For each k: ``gw[k, j, kh, kw] += sum_f gyq[k, f] * flat[base + f*S]`` over f in [0, L): the sum
+    in the input's precision (a chunk), the accumulation into gw in gw's (float64)."""
+    if S == 1:
+        taps = flat[base:base + L]
+        for k in range(gyq.shape[0]):
+            gw[k, j, kh, kw] += _dot(gyq[k, :L], taps, zero)
+    else:
+        taps = flat[base:base + (L - 1) * S + 1:S]
+        for k in range(gyq.shape[0]):
+            gw[k, j, kh, kw] += _dot(gyq[k, :L], taps, zero)
+
+
+@njit(cache=True, inline="always")
+def _pad_group(x, n, c0, xpad, PH, PW, Wp):
+    """Copy the planes x[n, c0:c0 + Cg] into the (zeroed) padded buffer xpad (Cg, Hp*Wp)."""
+    H, W = x.shape[2], x.shape[3]
+    for j in range(xpad.shape[0]):
+        for h in range(H):
+            start = (PH + h) * Wp + PW
+            xpad[j, start:start + W] = x[n, c0 + j, h]
+
+
+@njit(cache=True, inline="always")
+def _load_chunk(gy, n, k0, oh0, rows, Wq, buf):
+    """buf[k, r*Wq + ow] = gy[n, k0 + k, oh0 + r, ow]; the junk columns ow >= OW are zero."""
+    OW = gy.shape[3]
+    for k in range(buf.shape[0]):
+        for r in range(rows):
+            buf[k, r * Wq:r * Wq + OW] = gy[n, k0 + k, oh0 + r]
+            buf[k, r * Wq + OW:(r + 1) * Wq] = 0
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def _forward_cpu(x, w, y, SH, SW, PH, PW, DH, DW, Hp, Wp, Wq, R):
+    N, C = x.shape[0], x.shape[1]
+    K, Cg, KH, KW = w.shape
+    OH, OW = y.shape[2], y.shape[3]
+    G = C // Cg
+    Kg = K // G
+    for job in prange(N * G):
+        n, g = job // G, job % G
+        xpad = np.zeros((Cg, Hp * Wp), x.dtype)
+        _pad_group(x, n, g * Cg, xpad, PH, PW, Wp)
+        acc = np.empty((Kg, R * Wq), x.dtype)
+        for oh0 in range(0, OH, R):
+            rows = min(R, OH - oh0)
+            L = rows * Wq
+            acc[:, :L] = 0
+            for j in range(Cg):
+                for kh in range(KH):
+                    for kw in range(KW):
+                        base = (oh0 * SH + kh * DH) * Wp + kw * DW
+                        _taps_axpy(acc, xpad[j], base, L, SW, w, g * Kg, j, kh, kw, False)
+            for k in range(Kg):
+                for r in range(rows):
+                    y[n, g * Kg + k, oh0 + r] = acc[k, r * Wq:r * Wq + OW]
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def _grad_input_cpu(gy, w, gx, SH, SW, PH, PW, DH, DW, Hp, Wp, Wq, R):
+    N, K, OH, OW = gy.shape
+    _, Cg, KH, KW = w.shape
+    C, H, W = gx.shape[1], gx.shape[2], gx.shape[3]
+    G = C // Cg
+    Kg = K // G
+    for job in prange(N * G):  # each job owns the Cg planes gx[n, g*Cg:(g+1)*Cg]: no races
+        n, g = job // G, job % G
+        gxpad = np.zeros((Cg, Hp * Wp), gy.dtype)
+        gyq = np.empty((Kg, R * Wq), gy.dtype)
+        for oh0 in range(0, OH, R):
+            rows = min(R, OH - oh0)
+            L = rows * Wq
+            _load_chunk(gy, n, g * Kg, oh0, rows, Wq, gyq)
+            for j in range(Cg):
+                for kh in range(KH):
+                    for kw in range(KW):
+                        base = (oh0 * SH + kh * DH) * Wp + kw * DW
+                        _taps_axpy(gyq, gxpad[j], base, L, SW, w, g * Kg, j, kh, kw, True)
+        for j in range(Cg):
+            for h in range(H):
+                start = (PH + h) * Wp + PW
+                gx[n, g * Cg + j, h] = gxpad[j, start:start + W]
+
+
+@njit(parallel=True, cache=True, fastmath=True)  # fastmath here: inlined helpers take the caller's flags
+def _grad_weight_cpu(x, gy, partial, SH, SW, PH, PW, DH, DW, Hp, Wp, Wq, R, zero):
+    N, K, OH, OW = gy.shape
+    G, Kg, Cg, KH, KW = partial.shape[1], partial.shape[2], partial.shape[3], partial.shape[4], partial.shape[5]
+    for job in prange(N * G):  # each job sums into its own partial[n, g]; the caller adds the n's up
+        n, g = job // G, job % G
+        xpad = np.zeros((Cg, Hp * Wp), x.dtype)
+        _pad_group(x, n, g * Cg, xpad, PH, PW, Wp)
+        gyq = np.empty((Kg, R * Wq), gy.dtype)
+        acc = partial[n, g]
+        for oh0 in range(0, OH, R):
+            rows = min(R, OH - oh0)
+            L = rows * Wq
+            _load_chunk(gy, n, g * Kg, oh0, rows, Wq, gyq)
+            for j in range(Cg):
+                for kh in range(KH):
+                    for kw in range(KW):
+                        base = (oh0 * SH + kh * DH) * Wp + kw * DW
+                        _taps_dot(gyq, xpad[j], base, L, SW, acc, j, kh, kw, zero)
+
+
+# Results are allocated by NumPy and filled by the kernels.
+def grouped_conv2d_cpu(x, w, SH, SW, PH, PW, DH, DW, OH, OW):
+    """Numba forward, parallel over (n, group)."""
+    K, _, KH, KW = w.shape
+    y = np.empty((x.shape[0], K, OH, OW), x.dtype)
+    geometry = cpu_geometry(x.shape[2], x.shape[3], KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, CHUNK)
+    _forward_cpu(np.ascontiguousarray(x), np.ascontiguousarray(w), y, SH, SW, PH, PW, DH, DW, *geometry)
+    return y
+
+
+def grouped_conv2d_grad_input_cpu(gy, w, C, H, W, SH, SW, PH, PW, DH, DW):
+    """Numba input gradient, parallel over (n, group): each job scatters into its own input planes."""
+    _, _, KH, KW = w.shape
+    gx = np.empty((gy.shape[0], C, H, W), gy.dtype)
+    geometry = cpu_geometry(H, W, KH, KW, SH, SW, PH, PW, DH, DW, gy.shape[2], gy.shape[3], CHUNK)
+    _grad_input_cpu(np.ascontiguousarray(gy), np.ascontiguousarray(w), gx, SH, SW, PH, PW, DH, DW, *geometry)
+    return gx
+
+
+def grouped_conv2d_grad_weight_cpu(x, gy, G, KH, KW, SH, SW, PH, PW, DH, DW):
+    """Numba weight gradient, parallel over (n, group) into float64 partial sums, then summed over n."""
+    N, K, OH, OW = gy.shape
+    Cg = x.shape[1] // G
+    partial = np.zeros((N, G, K // G, Cg, KH, KW))
+    geometry = cpu_geometry(x.shape[2], x.shape[3], KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, CHUNK)
+    _grad_weight_cpu(np.ascontiguousarray(x), np.ascontiguousarray(gy), partial, SH, SW, PH, PW, DH, DW,
+                     *geometry, gy.dtype.type(0))
+    return partial.sum(axis=0).reshape(K, Cg, KH, KW).astype(gy.dtype)
+
+
+# -- numba.cuda ---------------------------------------------------------------------------------------
+@cuda.jit
+def _forward_kernel(x, w, y, SH, SW, PH, PW, DH, DW, zero):
+    N, C, H, W = x.shape
+    K, Cg, KH, KW = w.shape
+    OH, OW = y.shape[2], y.shape[3]
+    Kg = K // (C // Cg)
+    for i in range(cuda.grid(1), N * K * OH * OW, cuda.gridsize(1)):  # one thread per output element
+        ow = i % OW
+        oh = (i // OW) % OH
+        k = (i // (OW * OH)) % K
+        n = i // (OW * OH * K)
+        c0 = (k // Kg) * Cg
+        acc = zero
+        for j in range(Cg):
+            for kh in range(KH):
+                h = oh * SH - PH + kh * DH
+                if 0 <= h < H:
+                    for kw in range(KW):
+                        ww = ow * SW - PW + kw * DW
+                        if 0 <= ww < W:
+                            acc += w[k, j, kh, kw] * x[n, c0 + j, h, ww]
+        y[n, k, oh, ow] = acc
+
+
+@cuda.jit
+def _grad_input_kernel(gy, w, gx, SH, SW, PH, PW, DH, DW, zero):
+    N, K, OH, OW = gy.shape
+    Cg, KH, KW = w.shape[1], w.shape[2], w.shape[3]
+    C, H, W = gx.shape[1], gx.shape[2], gx.shape[3]
+    Kg = K // (C // Cg)
+    for i in range(cuda.grid(1), N * C * H * W, cuda.gridsize(1)):  # one thread per input element (gather)
+        ww = i % W
+        h = (i // W) % H
+        c = (i // (W * H)) % C
+        n = i // (W * H * C)
+        g, j = c // Cg, c % Cg
+        acc = zero
+        for kh in range(KH):
+            th = h + PH - kh * DH  # = oh * SH for the window that puts tap kh on row h
+            if th < 0 or th % SH != 0 or th // SH >= OH:
+                continue
+            for kw in range(KW):
+                tw = ww + PW - kw * DW
+                if tw < 0 or tw % SW != 0 or tw // SW >= OW:
+                    continue
+                for k in range(g * Kg, g * Kg + Kg):
+                    acc += w[k, j, kh, kw] * gy[n, k, th // SH, tw // SW]
+        gx[n, c, h, ww] = acc
+
+
+@cuda.jit
+def _grad_weight_kernel(x, gy, gw, SH, SW, PH, PW, DH, DW, zero):
+    N, C, H, W = x.shape
+    K, OH, OW = gy.shape[1], gy.shape[2], gy.shape[3]
+    Cg, KH, KW = gw.shape[1], gw.shape[2], gw.shape[3]
+    Kg = K // (C // Cg)
+    for i in range(cuda.grid(1), K * Cg * KH * KW, cuda.gridsize(1)):  # one thread per weight
+        kw = i % KW
+        kh = (i // KW) % KH
+        j = (i // (KW * KH)) % Cg
+        k = i // (KW * KH * Cg)
+        c = (k // Kg) * Cg + j
+        acc = zero
+        for n in range(N):
+            for oh in range(OH):
+                h = oh * SH - PH + kh * DH
+                if 0 <= h < H:
+                    for ow in range(OW):
+                        ww = ow * SW - PW + kw * DW
+                        if 0 <= ww < W:
+                            acc += gy[n, k, oh, ow] * x[n, c, h, ww]
+        gw[k, j, kh, kw] = acc
+
+
+def grouped_conv2d_cuda(x, w, SH, SW, PH, PW, DH, DW, OH, OW):
+    """CUDA forward: one thread per output element; returns a Numba device array."""
+    y = cuda.device_array((x.shape[0], w.shape[0], OH, OW), dtype=x.dtype)
+    _forward_kernel[_blocks(y.size), _THREADS](x, w, y, SH, SW, PH, PW, DH, DW, x.dtype.type(0))
+    return y
+
+
+def grouped_conv2d_grad_input_cuda(gy, w, C, H, W, SH, SW, PH, PW, DH, DW):
+    """CUDA input gradient: one thread per input element, gathering the taps that read it."""
+    gx = cuda.device_array((gy.shape[0], C, H, W), dtype=gy.dtype)
+    _grad_input_kernel[_blocks(gx.size), _THREADS](gy, w, gx, SH, SW, PH, PW, DH, DW, gy.dtype.type(0))
+    return gx
+
+
+def grouped_conv2d_grad_weight_cuda(x, gy, G, KH, KW, SH, SW, PH, PW, DH, DW):
+    """CUDA weight gradient: one thread per weight, looping over N*OH*OW (simple; few weights per layer)."""
+    K = gy.shape[1]
+    gw = cuda.device_array((K, x.shape[1] // G, KH, KW), dtype=gy.dtype)
+    _grad_weight_kernel[_blocks(gw.size), _THREADS](x, gy, gw, SH, SW, PH, PW, DH, DW, gy.dtype.type(0))
+    return gw
