@@ -125,24 +125,76 @@ def _dot(a, b, total):
 
 
 @njit(cache=True, inline="always")
+def _axpy4(y0, y1, y2, y3, x, a0, a1, a2, a3):
+    """``y_i += a_i * x`` for four rows at once: x is loaded once for four multiply-adds."""
+    for i in range(x.shape[0]):
+        v = x[i]
+        y0[i] += a0 * v
+        y1[i] += a1 * v
+        y2[i] += a2 * v
+        y3[i] += a3 * v
+
+
+@njit(cache=True, inline="always")
+def _gather4(y, x0, x1, x2, x3, a0, a1, a2, a3):
+    """``y += a0*x0 + a1*x1 + a2*x2 + a3*x3``: y is loaded and stored once for four multiply-adds."""
+    for i in range(y.shape[0]):
+        y[i] += a0 * x0[i] + a1 * x1[i] + a2 * x2[i] + a3 * x3[i]
+
+
+@njit(cache=True, inline="always")
+def _rows_axpy(acc, taps, w, k0, j, kh, kw, scatter):
+    """For each k: ``acc[k] += w[k0 + k, j, kh, kw] * taps`` (or, with ``scatter``, ``taps += w * acc[k]``),
+    four k at a time."""
+    Kg, L = acc.shape[0], taps.shape[0]
+    k = 0
+    while k + 4 <= Kg:
+        a0, a1 = w[k0 + k, j, kh, kw], w[k0 + k + 1, j, kh, kw]
+        a2, a3 = w[k0 + k + 2, j, kh, kw], w[k0 + k + 3, j, kh, kw]
+        if scatter:
+            _gather4(taps, acc[k, :L], acc[k + 1, :L], acc[k + 2, :L], acc[k + 3, :L], a0, a1, a2, a3)
+        else:
+            _axpy4(acc[k, :L], acc[k + 1, :L], acc[k + 2, :L], acc[k + 3, :L], taps, a0, a1, a2, a3)
+        k += 4
+    for k in range(k, Kg):
+        if scatter:
+            _axpy(taps, acc[k, :L], w[k0 + k, j, kh, kw])
+        else:
+            _axpy(acc[k, :L], taps, w[k0 + k, j, kh, kw])
+
+
+@njit(cache=True, inline="always")
 def _taps_axpy(acc, flat, base, L, S, w, k0, j, kh, kw, scatter):
     """For each k: ``acc[k, f] += w[k0 + k, j, kh, kw] * flat[base + f*S]`` for f in [0, L) (or, with
     ``scatter``, the reverse: ``flat[base + f*S] += w[...] * acc[k, f]``).  The two strides are separate
     branches so that at S == 1 Numba types the view as contiguous (a single view type would be strided)."""
     if S == 1:
-        taps = flat[base:base + L]
-        for k in range(acc.shape[0]):
-            if scatter:
-                _axpy(taps, acc[k, :L], w[k0 + k, j, kh, kw])
-            else:
-                _axpy(acc[k, :L], taps, w[k0 + k, j, kh, kw])
+        _rows_axpy(acc, flat[base:base + L], w, k0, j, kh, kw, scatter)
     else:
-        taps = flat[base:base + (L - 1) * S + 1:S]
-        for k in range(acc.shape[0]):
-            if scatter:
-                _axpy(taps, acc[k, :L], w[k0 + k, j, kh, kw])
-            else:
-                _axpy(acc[k, :L], taps, w[k0 + k, j, kh, kw])
+        _rows_axpy(acc, flat[base:base + (L - 1) * S + 1:S], w, k0, j, kh, kw, scatter)
+
+
+@njit(cache=True, inline="always")
+def _rows_dot(gyq, taps, gw, j, kh, kw, zero):
+    """For each k: ``gw[k, j, kh, kw] += sum(gyq[k] * taps)``, four k at a time (taps loaded once)."""
+    Kg, L = gyq.shape[0], taps.shape[0]
+    k = 0
+    while k + 4 <= Kg:
+        d0 = d1 = d2 = d3 = zero
+        g0, g1, g2, g3 = gyq[k, :L], gyq[k + 1, :L], gyq[k + 2, :L], gyq[k + 3, :L]
+        for i in range(L):
+            v = taps[i]
+            d0 += g0[i] * v
+            d1 += g1[i] * v
+            d2 += g2[i] * v
+            d3 += g3[i] * v
+        gw[k, j, kh, kw] += d0
+        gw[k + 1, j, kh, kw] += d1
+        gw[k + 2, j, kh, kw] += d2
+        gw[k + 3, j, kh, kw] += d3
+        k += 4
+    for k in range(k, Kg):
+        gw[k, j, kh, kw] += _dot(gyq[k, :L], taps, zero)
 
 
 @njit(cache=True, inline="always")
@@ -150,13 +202,9 @@ def _taps_dot(gyq, flat, base, L, S, gw, j, kh, kw, zero):
     """For each k: ``gw[k, j, kh, kw] += sum_f gyq[k, f] * flat[base + f*S]`` over f in [0, L): the sum
     in the input's precision (a chunk), the accumulation into gw in gw's (float64)."""
     if S == 1:
-        taps = flat[base:base + L]
-        for k in range(gyq.shape[0]):
-            gw[k, j, kh, kw] += _dot(gyq[k, :L], taps, zero)
+        _rows_dot(gyq, flat[base:base + L], gw, j, kh, kw, zero)
     else:
-        taps = flat[base:base + (L - 1) * S + 1:S]
-        for k in range(gyq.shape[0]):
-            gw[k, j, kh, kw] += _dot(gyq[k, :L], taps, zero)
+        _rows_dot(gyq, flat[base:base + (L - 1) * S + 1:S], gw, j, kh, kw, zero)
 
 
 @njit(cache=True, inline="always")
