@@ -142,41 +142,39 @@ def _gather4(y, x0, x1, x2, x3, a0, a1, a2, a3):
         y[i] += a0 * x0[i] + a1 * x1[i] + a2 * x2[i] + a3 * x3[i]
 
 
-@njit(cache=True, inline="always")
-def _rows_axpy(acc, taps, w, k0, j, kh, kw, scatter):
-    """For each k: ``acc[k] += w[k0 + k, j, kh, kw] * taps`` (or, with ``scatter``, ``taps += w * acc[k]``),
-    four k at a time."""
+# The per-tap helpers below are compiled functions of their own (not inlined): each is built once per
+# dtype and tap layout (contiguous at stride 1, strided otherwise) and shared by the kernels, which keeps
+# the first compilation short.  Their own ``fastmath`` lets LLVM fuse and reassociate inside them.
+@njit(cache=True, fastmath=True)
+def _rows_axpy(acc, taps, w, k0, j, kh, kw):
+    """For each k: ``acc[k] += w[k0 + k, j, kh, kw] * taps``, four k at a time."""
     Kg, L = acc.shape[0], taps.shape[0]
     k = 0
     while k + 4 <= Kg:
-        a0, a1 = w[k0 + k, j, kh, kw], w[k0 + k + 1, j, kh, kw]
-        a2, a3 = w[k0 + k + 2, j, kh, kw], w[k0 + k + 3, j, kh, kw]
-        if scatter:
-            _gather4(taps, acc[k, :L], acc[k + 1, :L], acc[k + 2, :L], acc[k + 3, :L], a0, a1, a2, a3)
-        else:
-            _axpy4(acc[k, :L], acc[k + 1, :L], acc[k + 2, :L], acc[k + 3, :L], taps, a0, a1, a2, a3)
+        _axpy4(acc[k, :L], acc[k + 1, :L], acc[k + 2, :L], acc[k + 3, :L], taps, w[k0 + k, j, kh, kw],
+               w[k0 + k + 1, j, kh, kw], w[k0 + k + 2, j, kh, kw], w[k0 + k + 3, j, kh, kw])
         k += 4
     for k in range(k, Kg):
-        if scatter:
-            _axpy(taps, acc[k, :L], w[k0 + k, j, kh, kw])
-        else:
-            _axpy(acc[k, :L], taps, w[k0 + k, j, kh, kw])
+        _axpy(acc[k, :L], taps, w[k0 + k, j, kh, kw])
 
 
-@njit(cache=True, inline="always")
-def _taps_axpy(acc, flat, base, L, S, w, k0, j, kh, kw, scatter):
-    """For each k: ``acc[k, f] += w[k0 + k, j, kh, kw] * flat[base + f*S]`` for f in [0, L) (or, with
-    ``scatter``, the reverse: ``flat[base + f*S] += w[...] * acc[k, f]``).  The two strides are separate
-    branches so that at S == 1 Numba types the view as contiguous (a single view type would be strided)."""
-    if S == 1:
-        _rows_axpy(acc, flat[base:base + L], w, k0, j, kh, kw, scatter)
-    else:
-        _rows_axpy(acc, flat[base:base + (L - 1) * S + 1:S], w, k0, j, kh, kw, scatter)
+@njit(cache=True, fastmath=True)
+def _rows_scatter(taps, gyq, w, k0, j, kh, kw):
+    """``taps += sum_k w[k0 + k, j, kh, kw] * gyq[k]``, four k at a time."""
+    Kg, L = gyq.shape[0], taps.shape[0]
+    k = 0
+    while k + 4 <= Kg:
+        _gather4(taps, gyq[k, :L], gyq[k + 1, :L], gyq[k + 2, :L], gyq[k + 3, :L], w[k0 + k, j, kh, kw],
+                 w[k0 + k + 1, j, kh, kw], w[k0 + k + 2, j, kh, kw], w[k0 + k + 3, j, kh, kw])
+        k += 4
+    for k in range(k, Kg):
+        _axpy(taps, gyq[k, :L], w[k0 + k, j, kh, kw])
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, fastmath=True)
 def _rows_dot(gyq, taps, gw, j, kh, kw, zero):
-    """For each k: ``gw[k, j, kh, kw] += sum(gyq[k] * taps)``, four k at a time (taps loaded once)."""
+    """For each k: ``gw[k, j, kh, kw] += sum(gyq[k] * taps)``, four k at a time (taps loaded once): the
+    sum in the input's precision (one chunk), the accumulation into gw in gw's (float64)."""
     Kg, L = gyq.shape[0], taps.shape[0]
     k = 0
     while k + 4 <= Kg:
@@ -197,107 +195,125 @@ def _rows_dot(gyq, taps, gw, j, kh, kw, zero):
         gw[k, j, kh, kw] += _dot(gyq[k, :L], taps, zero)
 
 
-@njit(cache=True, inline="always")
-def _taps_dot(gyq, flat, base, L, S, gw, j, kh, kw, zero):
-    """For each k: ``gw[k, j, kh, kw] += sum_f gyq[k, f] * flat[base + f*S]`` over f in [0, L): the sum
-    in the input's precision (a chunk), the accumulation into gw in gw's (float64)."""
-    if S == 1:
-        _rows_dot(gyq, flat[base:base + L], gw, j, kh, kw, zero)
-    else:
-        _rows_dot(gyq, flat[base:base + (L - 1) * S + 1:S], gw, j, kh, kw, zero)
-
-
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _pad_group(x, n, c0, xpad, PH, PW, Wp):
     """Copy the planes x[n, c0:c0 + Cg] into the (zeroed) padded buffer xpad (Cg, Hp*Wp)."""
     H, W = x.shape[2], x.shape[3]
     for j in range(xpad.shape[0]):
         for h in range(H):
             start = (PH + h) * Wp + PW
-            xpad[j, start:start + W] = x[n, c0 + j, h]
+            for v in range(W):
+                xpad[j, start + v] = x[n, c0 + j, h, v]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _load_chunk(gy, n, k0, oh0, rows, Wq, buf):
     """buf[k, r*Wq + ow] = gy[n, k0 + k, oh0 + r, ow]; the junk columns ow >= OW are zero."""
     OW = gy.shape[3]
     for k in range(buf.shape[0]):
         for r in range(rows):
-            buf[k, r * Wq:r * Wq + OW] = gy[n, k0 + k, oh0 + r]
-            buf[k, r * Wq + OW:(r + 1) * Wq] = 0
+            for ow in range(OW):
+                buf[k, r * Wq + ow] = gy[n, k0 + k, oh0 + r, ow]
+            for f in range(r * Wq + OW, (r + 1) * Wq):
+                buf[k, f] = 0
 
 
-@njit(parallel=True, cache=True, fastmath=True)
-def _forward_cpu(x, w, y, SH, SW, PH, PW, DH, DW, Hp, Wp, Wq, R):
-    N, C = x.shape[0], x.shape[1]
-    K, Cg, KH, KW = w.shape
-    OH, OW = y.shape[2], y.shape[3]
-    G = C // Cg
-    Kg = K // G
-    for job in prange(N * G):
-        n, g = job // G, job % G
-        xpad = np.zeros((Cg, Hp * Wp), x.dtype)
-        _pad_group(x, n, g * Cg, xpad, PH, PW, Wp)
-        acc = np.empty((Kg, R * Wq), x.dtype)
-        for oh0 in range(0, OH, R):
-            rows = min(R, OH - oh0)
-            L = rows * Wq
-            acc[:, :L] = 0
-            for j in range(Cg):
-                for kh in range(KH):
-                    for kw in range(KW):
-                        base = (oh0 * SH + kh * DH) * Wp + kw * DW
-                        _taps_axpy(acc, xpad[j], base, L, SW, w, g * Kg, j, kh, kw, False)
-            for k in range(Kg):
-                for r in range(rows):
-                    y[n, g * Kg + k, oh0 + r] = acc[k, r * Wq:r * Wq + OW]
-
-
-@njit(parallel=True, cache=True, fastmath=True)
-def _grad_input_cpu(gy, w, gx, SH, SW, PH, PW, DH, DW, Hp, Wp, Wq, R):
-    N, K, OH, OW = gy.shape
-    _, Cg, KH, KW = w.shape
-    C, H, W = gx.shape[1], gx.shape[2], gx.shape[3]
-    G = C // Cg
-    Kg = K // G
-    for job in prange(N * G):  # each job owns the Cg planes gx[n, g*Cg:(g+1)*Cg]: no races
-        n, g = job // G, job % G
-        gxpad = np.zeros((Cg, Hp * Wp), gy.dtype)
-        gyq = np.empty((Kg, R * Wq), gy.dtype)
-        for oh0 in range(0, OH, R):
-            rows = min(R, OH - oh0)
-            L = rows * Wq
-            _load_chunk(gy, n, g * Kg, oh0, rows, Wq, gyq)
-            for j in range(Cg):
-                for kh in range(KH):
-                    for kw in range(KW):
-                        base = (oh0 * SH + kh * DH) * Wp + kw * DW
-                        _taps_axpy(gyq, gxpad[j], base, L, SW, w, g * Kg, j, kh, kw, True)
+# One job each: plain compiled functions, so that the parallel kernels around them (whose compilation is
+# slow) stay one loop.
+# One job each: plain compiled functions, so that the parallel kernels around them (whose compilation is
+# slow) stay a single loop.
+@njit(cache=True)
+def _forward_job(x, w, y, n, g, SH, SW, PH, PW, DH, DW, Hp, Wp, Wq, R):
+    Cg, KH, KW = w.shape[1], w.shape[2], w.shape[3]
+    Kg, OH, OW = w.shape[0] * Cg // x.shape[1], y.shape[2], y.shape[3]
+    xpad = np.zeros((Cg, Hp * Wp), x.dtype)
+    _pad_group(x, n, g * Cg, xpad, PH, PW, Wp)
+    acc = np.empty((Kg, R * Wq), x.dtype)
+    for oh0 in range(0, OH, R):
+        rows = min(R, OH - oh0)
+        L = rows * Wq
+        acc[:, :L] = 0
         for j in range(Cg):
-            for h in range(H):
-                start = (PH + h) * Wp + PW
-                gx[n, g * Cg + j, h] = gxpad[j, start:start + W]
+            for kh in range(KH):
+                for kw in range(KW):
+                    base = (oh0 * SH + kh * DH) * Wp + kw * DW
+                    if SW == 1:  # two calls, so that the stride-1 view is typed contiguous
+                        _rows_axpy(acc, xpad[j, base:base + L], w, g * Kg, j, kh, kw)
+                    else:
+                        _rows_axpy(acc, xpad[j, base:base + (L - 1) * SW + 1:SW], w, g * Kg, j, kh, kw)
+        for k in range(Kg):
+            for r in range(rows):
+                for ow in range(OW):
+                    y[n, g * Kg + k, oh0 + r, ow] = acc[k, r * Wq + ow]
 
 
-@njit(parallel=True, cache=True, fastmath=True)  # fastmath here: inlined helpers take the caller's flags
+@njit(cache=True)
+def _grad_input_job(gy, w, gx, n, g, SH, SW, PH, PW, DH, DW, Hp, Wp, Wq, R):
+    Cg, KH, KW = w.shape[1], w.shape[2], w.shape[3]
+    Kg, OH = w.shape[0] * Cg // gx.shape[1], gy.shape[2]
+    H, W = gx.shape[2], gx.shape[3]
+    gxpad = np.zeros((Cg, Hp * Wp), gy.dtype)
+    gyq = np.empty((Kg, R * Wq), gy.dtype)
+    for oh0 in range(0, OH, R):
+        rows = min(R, OH - oh0)
+        L = rows * Wq
+        _load_chunk(gy, n, g * Kg, oh0, rows, Wq, gyq)
+        for j in range(Cg):
+            for kh in range(KH):
+                for kw in range(KW):
+                    base = (oh0 * SH + kh * DH) * Wp + kw * DW
+                    if SW == 1:
+                        _rows_scatter(gxpad[j, base:base + L], gyq, w, g * Kg, j, kh, kw)
+                    else:
+                        _rows_scatter(gxpad[j, base:base + (L - 1) * SW + 1:SW], gyq, w, g * Kg, j, kh, kw)
+    for j in range(Cg):
+        for h in range(H):
+            start = (PH + h) * Wp + PW
+            for v in range(W):
+                gx[n, g * Cg + j, h, v] = gxpad[j, start + v]
+
+
+@njit(cache=True)
+def _grad_weight_job(x, gy, acc, n, g, SH, SW, PH, PW, DH, DW, Hp, Wp, Wq, R, zero):
+    Kg, Cg, KH, KW = acc.shape
+    OH = gy.shape[2]
+    xpad = np.zeros((Cg, Hp * Wp), x.dtype)
+    _pad_group(x, n, g * Cg, xpad, PH, PW, Wp)
+    gyq = np.empty((Kg, R * Wq), gy.dtype)
+    for oh0 in range(0, OH, R):
+        rows = min(R, OH - oh0)
+        L = rows * Wq
+        _load_chunk(gy, n, g * Kg, oh0, rows, Wq, gyq)
+        for j in range(Cg):
+            for kh in range(KH):
+                for kw in range(KW):
+                    base = (oh0 * SH + kh * DH) * Wp + kw * DW
+                    if SW == 1:
+                        _rows_dot(gyq, xpad[j, base:base + L], acc, j, kh, kw, zero)
+                    else:
+                        _rows_dot(gyq, xpad[j, base:base + (L - 1) * SW + 1:SW], acc, j, kh, kw, zero)
+
+
+@njit(parallel=True, cache=True)
+def _forward_cpu(x, w, y, SH, SW, PH, PW, DH, DW, Hp, Wp, Wq, R):
+    G = x.shape[1] // w.shape[1]
+    for job in prange(x.shape[0] * G):  # one (n, g) per job: Cg input planes in, Kg output planes out
+        _forward_job(x, w, y, job // G, job % G, SH, SW, PH, PW, DH, DW, Hp, Wp, Wq, R)
+
+
+@njit(parallel=True, cache=True)
+def _grad_input_cpu(gy, w, gx, SH, SW, PH, PW, DH, DW, Hp, Wp, Wq, R):
+    G = gx.shape[1] // w.shape[1]
+    for job in prange(gy.shape[0] * G):  # each job owns the Cg planes gx[n, g*Cg:(g+1)*Cg]: no races
+        _grad_input_job(gy, w, gx, job // G, job % G, SH, SW, PH, PW, DH, DW, Hp, Wp, Wq, R)
+
+
+@njit(parallel=True, cache=True)
 def _grad_weight_cpu(x, gy, partial, SH, SW, PH, PW, DH, DW, Hp, Wp, Wq, R, zero):
-    N, K, OH, OW = gy.shape
-    G, Kg, Cg, KH, KW = partial.shape[1], partial.shape[2], partial.shape[3], partial.shape[4], partial.shape[5]
-    for job in prange(N * G):  # each job sums into its own partial[n, g]; the caller adds the n's up
-        n, g = job // G, job % G
-        xpad = np.zeros((Cg, Hp * Wp), x.dtype)
-        _pad_group(x, n, g * Cg, xpad, PH, PW, Wp)
-        gyq = np.empty((Kg, R * Wq), gy.dtype)
-        acc = partial[n, g]
-        for oh0 in range(0, OH, R):
-            rows = min(R, OH - oh0)
-            L = rows * Wq
-            _load_chunk(gy, n, g * Kg, oh0, rows, Wq, gyq)
-            for j in range(Cg):
-                for kh in range(KH):
-                    for kw in range(KW):
-                        base = (oh0 * SH + kh * DH) * Wp + kw * DW
-                        _taps_dot(gyq, xpad[j], base, L, SW, acc, j, kh, kw, zero)
+    G = partial.shape[1]
+    for job in prange(x.shape[0] * G):  # each job sums into its own partial[n, g]; the caller adds the n's up
+        _grad_weight_job(x, gy, partial[job // G, job % G], job // G, job % G, SH, SW, PH, PW, DH, DW,
+                         Hp, Wp, Wq, R, zero)
 
 
 # Results are allocated by NumPy and filled by the kernels.
