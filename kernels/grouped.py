@@ -83,27 +83,25 @@ def grouped_conv2d_grad_weight_numpy(x, gy, G, KH, KW, SH, SW, PH, PW, DH, DW):
 
 
 # -- Numba CPU ----------------------------------------------------------------------------------------
-# Each job owns one (n, g) pair: Cg input planes, copied once into a zero-padded buffer ``xpad`` of Hp rows
-# of Wp (a multiple of SW), and Kg output planes.  In the padded buffer every tap of every window is
-# inside, and tap (kh, kw) of output (oh, ow) sits at the flat index
+# Each job owns one (n, g) pair: Cg input planes in, Kg output planes out.  It first copies its input
+# planes into a zero-padded buffer split into SH*SW stride phases (the polyphase decomposition):
 #
-#     (oh*SH + kh*DH)*Wp + kw*DW + ow*SW
+#     xq[j, ph, pw, r, q] = x[n, g*Cg + j, r*SH + ph - PH, q*SW + pw - PW]      (0 outside x)
 #
-# For SH == 1, laying the output out with a row pitch of Wq = Wp/SW columns (OW of them real, the rest junk
-# that is computed and thrown away) makes that ``base + f*SW`` for the flat output index f = oh*Wq + ow:
-# one tap over a chunk of R output rows is then a single long axpy (or dot) of R*Wq elements, unit-stride
-# at SW == 1, which LLVM turns into SIMD.  For SH > 1 a chunk is one row.  The chunk's accumulators
-# (Kg x R*Wq) stay in L1, the group's padded input in L2.  The input gradient runs the same loops with
-# the axpy reversed (a scatter into a padded gx buffer the job owns), the weight gradient with dots; there
-# the output gradient is copied into the junk-padded layout, the junk columns zero so they add nothing.
+# so that tap (kh, kw) of output (oh, ow) is xq[j, (kh*DH) % SH, (kw*DW) % SW, oh + (kh*DH) // SH,
+# ow + (kw*DW) // SW]: a convolution of any stride becomes SH*SW stride-1 ones.  Each phase plane is Hq rows
+# of Wq columns, and the output is laid out with the same row pitch Wq (OW real columns, the rest junk,
+# computed and thrown away).  Then, for a chunk of R output rows, every tap is one flat, unit-stride axpy of
+# R*Wq elements, ``acc[k, f] += w[k, j, kh, kw] * xq_flat[j, base + f]``, which LLVM turns into SIMD; the
+# chunk's accumulators (Kg x R*Wq) stay in L1, the group's buffer in L2.  The input gradient runs the same
+# loops with the axpy reversed (a scatter into a phase buffer for gx that the job owns, gathered back into
+# gx at the end), the weight gradient with dots; both copy the chunk's output gradient into the junk-padded
+# layout with the junk columns zero, so that they add nothing.
 def cpu_geometry(H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, chunk):
-    """``(Hp, Wp, Wq, R)``: padded input size, output row pitch and rows per chunk for the CPU kernels."""
-    Wp = max(PW + W, (OW - 1) * SW + (KW - 1) * DW + 1)
-    Wp = -(-Wp // SW) * SW
-    Hp = max(PH + H, (OH - 1) * SH + (KH - 1) * DH + 1) + 1  # + 1: the last row's junk columns read past it
-    Wq = Wp // SW
-    R = max(1, min(OH, chunk // Wq)) if SH == 1 else 1
-    return Hp, Wp, Wq, R
+    """``(Hq, Wq, R)``: rows and columns of a phase plane (the output's row pitch), output rows per chunk."""
+    Wq = max(OW + (KW - 1) * DW // SW, -(-(PW + W) // SW))
+    Hq = max(OH + (KH - 1) * DH // SH, -(-(PH + H) // SH)) + 1  # + 1: the junk columns read past the end
+    return Hq, Wq, max(1, min(OH, chunk // Wq))
 
 
 CHUNK = 512  # output elements per chunk and output channel (float32: 2 kB per accumulator row)
@@ -116,9 +114,9 @@ def _axpy(y, x, a):
         y[i] += a * x[i]
 
 
-@njit(cache=True, inline="always", fastmath=True)
+@njit(cache=True, inline="always")
 def _dot(a, b, total):
-    """``total + sum(a * b)`` (reassociated, so that it vectorises)."""
+    """``total + sum(a * b)``."""
     for i in range(a.shape[0]):
         total += a[i] * b[i]
     return total
@@ -142,9 +140,9 @@ def _gather4(y, x0, x1, x2, x3, a0, a1, a2, a3):
         y[i] += a0 * x0[i] + a1 * x1[i] + a2 * x2[i] + a3 * x3[i]
 
 
-# The per-tap helpers below are compiled functions of their own (not inlined): each is built once per
-# dtype and tap layout (contiguous at stride 1, strided otherwise) and shared by the kernels, which keeps
-# the first compilation short.  Their own ``fastmath`` lets LLVM fuse and reassociate inside them.
+# The per-tap helpers: compiled functions of their own (not inlined), built once per dtype and shared by
+# the kernels, which keeps the first compilation short.  ``fastmath`` lets LLVM fuse the multiply-adds and
+# reassociate the dots so that they vectorise.
 @njit(cache=True, fastmath=True)
 def _rows_axpy(acc, taps, w, k0, j, kh, kw):
     """For each k: ``acc[k] += w[k0 + k, j, kh, kw] * taps``, four k at a time."""
@@ -196,14 +194,24 @@ def _rows_dot(gyq, taps, gw, j, kh, kw, zero):
 
 
 @njit(cache=True)
-def _pad_group(x, n, c0, xpad, PH, PW, Wp):
-    """Copy the planes x[n, c0:c0 + Cg] into the (zeroed) padded buffer xpad (Cg, Hp*Wp)."""
+def _phases(x, n, c0, xq, SH, SW, PH, PW, Hq, Wq, to_x):
+    """Copy the planes x[n, c0:c0 + Cg] into the zeroed phase buffer xq (Cg, SH*SW*Hq*Wq), or, with
+    ``to_x``, the buffer back into those planes (the input gradient)."""
     H, W = x.shape[2], x.shape[3]
-    for j in range(xpad.shape[0]):
-        for h in range(H):
-            start = (PH + h) * Wp + PW
-            for v in range(W):
-                xpad[j, start + v] = x[n, c0 + j, h, v]
+    for j in range(xq.shape[0]):
+        for ph in range(SH):
+            for pw in range(SW):
+                plane = (ph * SW + pw) * Hq * Wq
+                q0, q1 = _valid_range(PW, pw, SW, W, Wq)  # columns q with 0 <= q*SW + pw - PW < W
+                for r in range(Hq):
+                    h = r * SH + ph - PH
+                    if 0 <= h < H:
+                        at, v0 = plane + r * Wq, pw - PW
+                        for q in range(q0, q1):
+                            if to_x:
+                                x[n, c0 + j, h, q * SW + v0] = xq[j, at + q]
+                            else:
+                                xq[j, at + q] = x[n, c0 + j, h, q * SW + v0]
 
 
 @njit(cache=True)
@@ -218,102 +226,90 @@ def _load_chunk(gy, n, k0, oh0, rows, Wq, buf):
                 buf[k, f] = 0
 
 
-# One job each: plain compiled functions, so that the parallel kernels around them (whose compilation is
-# slow) stay one loop.
+@njit(cache=True, inline="always")
+def _tap_base(oh0, kh, kw, SH, SW, DH, DW, Hq, Wq):
+    """Flat index in a phase buffer of tap (kh, kw) of output (oh0, 0)."""
+    phase = ((kh * DH) % SH) * SW + (kw * DW) % SW
+    return (phase * Hq + oh0 + (kh * DH) // SH) * Wq + (kw * DW) // SW
+
+
 # One job each: plain compiled functions, so that the parallel kernels around them (whose compilation is
 # slow) stay a single loop.
 @njit(cache=True)
-def _forward_job(x, w, y, n, g, SH, SW, PH, PW, DH, DW, Hp, Wp, Wq, R):
+def _forward_job(x, w, y, n, g, SH, SW, PH, PW, DH, DW, Hq, Wq, R):
     Cg, KH, KW = w.shape[1], w.shape[2], w.shape[3]
     Kg, OH, OW = w.shape[0] * Cg // x.shape[1], y.shape[2], y.shape[3]
-    xpad = np.zeros((Cg, Hp * Wp), x.dtype)
-    _pad_group(x, n, g * Cg, xpad, PH, PW, Wp)
+    xq = np.zeros((Cg, SH * SW * Hq * Wq), x.dtype)
+    _phases(x, n, g * Cg, xq, SH, SW, PH, PW, Hq, Wq, False)
     acc = np.empty((Kg, R * Wq), x.dtype)
     for oh0 in range(0, OH, R):
-        rows = min(R, OH - oh0)
-        L = rows * Wq
+        L = min(R, OH - oh0) * Wq
         acc[:, :L] = 0
         for j in range(Cg):
             for kh in range(KH):
                 for kw in range(KW):
-                    base = (oh0 * SH + kh * DH) * Wp + kw * DW
-                    if SW == 1:  # two calls, so that the stride-1 view is typed contiguous
-                        _rows_axpy(acc, xpad[j, base:base + L], w, g * Kg, j, kh, kw)
-                    else:
-                        _rows_axpy(acc, xpad[j, base:base + (L - 1) * SW + 1:SW], w, g * Kg, j, kh, kw)
+                    base = _tap_base(oh0, kh, kw, SH, SW, DH, DW, Hq, Wq)
+                    _rows_axpy(acc, xq[j, base:base + L], w, g * Kg, j, kh, kw)
         for k in range(Kg):
-            for r in range(rows):
+            for r in range(min(R, OH - oh0)):
                 for ow in range(OW):
                     y[n, g * Kg + k, oh0 + r, ow] = acc[k, r * Wq + ow]
 
 
 @njit(cache=True)
-def _grad_input_job(gy, w, gx, n, g, SH, SW, PH, PW, DH, DW, Hp, Wp, Wq, R):
+def _grad_input_job(gy, w, gx, n, g, SH, SW, PH, PW, DH, DW, Hq, Wq, R):
     Cg, KH, KW = w.shape[1], w.shape[2], w.shape[3]
     Kg, OH = w.shape[0] * Cg // gx.shape[1], gy.shape[2]
-    H, W = gx.shape[2], gx.shape[3]
-    gxpad = np.zeros((Cg, Hp * Wp), gy.dtype)
+    gxq = np.zeros((Cg, SH * SW * Hq * Wq), gy.dtype)
     gyq = np.empty((Kg, R * Wq), gy.dtype)
     for oh0 in range(0, OH, R):
-        rows = min(R, OH - oh0)
-        L = rows * Wq
-        _load_chunk(gy, n, g * Kg, oh0, rows, Wq, gyq)
+        L = min(R, OH - oh0) * Wq
+        _load_chunk(gy, n, g * Kg, oh0, min(R, OH - oh0), Wq, gyq)
         for j in range(Cg):
             for kh in range(KH):
                 for kw in range(KW):
-                    base = (oh0 * SH + kh * DH) * Wp + kw * DW
-                    if SW == 1:
-                        _rows_scatter(gxpad[j, base:base + L], gyq, w, g * Kg, j, kh, kw)
-                    else:
-                        _rows_scatter(gxpad[j, base:base + (L - 1) * SW + 1:SW], gyq, w, g * Kg, j, kh, kw)
-    for j in range(Cg):
-        for h in range(H):
-            start = (PH + h) * Wp + PW
-            for v in range(W):
-                gx[n, g * Cg + j, h, v] = gxpad[j, start + v]
+                    base = _tap_base(oh0, kh, kw, SH, SW, DH, DW, Hq, Wq)
+                    _rows_scatter(gxq[j, base:base + L], gyq, w, g * Kg, j, kh, kw)
+    _phases(gx, n, g * Cg, gxq, SH, SW, PH, PW, Hq, Wq, True)
 
 
 @njit(cache=True)
-def _grad_weight_job(x, gy, acc, n, g, SH, SW, PH, PW, DH, DW, Hp, Wp, Wq, R, zero):
+def _grad_weight_job(x, gy, acc, n, g, SH, SW, PH, PW, DH, DW, Hq, Wq, R, zero):
     Kg, Cg, KH, KW = acc.shape
     OH = gy.shape[2]
-    xpad = np.zeros((Cg, Hp * Wp), x.dtype)
-    _pad_group(x, n, g * Cg, xpad, PH, PW, Wp)
+    xq = np.zeros((Cg, SH * SW * Hq * Wq), x.dtype)
+    _phases(x, n, g * Cg, xq, SH, SW, PH, PW, Hq, Wq, False)
     gyq = np.empty((Kg, R * Wq), gy.dtype)
     for oh0 in range(0, OH, R):
-        rows = min(R, OH - oh0)
-        L = rows * Wq
-        _load_chunk(gy, n, g * Kg, oh0, rows, Wq, gyq)
+        L = min(R, OH - oh0) * Wq
+        _load_chunk(gy, n, g * Kg, oh0, min(R, OH - oh0), Wq, gyq)
         for j in range(Cg):
             for kh in range(KH):
                 for kw in range(KW):
-                    base = (oh0 * SH + kh * DH) * Wp + kw * DW
-                    if SW == 1:
-                        _rows_dot(gyq, xpad[j, base:base + L], acc, j, kh, kw, zero)
-                    else:
-                        _rows_dot(gyq, xpad[j, base:base + (L - 1) * SW + 1:SW], acc, j, kh, kw, zero)
+                    base = _tap_base(oh0, kh, kw, SH, SW, DH, DW, Hq, Wq)
+                    _rows_dot(gyq, xq[j, base:base + L], acc, j, kh, kw, zero)
 
 
 @njit(parallel=True, cache=True)
-def _forward_cpu(x, w, y, SH, SW, PH, PW, DH, DW, Hp, Wp, Wq, R):
+def _forward_cpu(x, w, y, SH, SW, PH, PW, DH, DW, Hq, Wq, R):
     G = x.shape[1] // w.shape[1]
     for job in prange(x.shape[0] * G):  # one (n, g) per job: Cg input planes in, Kg output planes out
-        _forward_job(x, w, y, job // G, job % G, SH, SW, PH, PW, DH, DW, Hp, Wp, Wq, R)
+        _forward_job(x, w, y, job // G, job % G, SH, SW, PH, PW, DH, DW, Hq, Wq, R)
 
 
 @njit(parallel=True, cache=True)
-def _grad_input_cpu(gy, w, gx, SH, SW, PH, PW, DH, DW, Hp, Wp, Wq, R):
+def _grad_input_cpu(gy, w, gx, SH, SW, PH, PW, DH, DW, Hq, Wq, R):
     G = gx.shape[1] // w.shape[1]
     for job in prange(gy.shape[0] * G):  # each job owns the Cg planes gx[n, g*Cg:(g+1)*Cg]: no races
-        _grad_input_job(gy, w, gx, job // G, job % G, SH, SW, PH, PW, DH, DW, Hp, Wp, Wq, R)
+        _grad_input_job(gy, w, gx, job // G, job % G, SH, SW, PH, PW, DH, DW, Hq, Wq, R)
 
 
 @njit(parallel=True, cache=True)
-def _grad_weight_cpu(x, gy, partial, SH, SW, PH, PW, DH, DW, Hp, Wp, Wq, R, zero):
+def _grad_weight_cpu(x, gy, partial, SH, SW, PH, PW, DH, DW, Hq, Wq, R, zero):
     G = partial.shape[1]
     for job in prange(x.shape[0] * G):  # each job sums into its own partial[n, g]; the caller adds the n's up
         _grad_weight_job(x, gy, partial[job // G, job % G], job // G, job % G, SH, SW, PH, PW, DH, DW,
-                         Hp, Wp, Wq, R, zero)
+                         Hq, Wq, R, zero)
 
 
 # Results are allocated by NumPy and filled by the kernels.
