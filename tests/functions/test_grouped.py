@@ -117,6 +117,7 @@ def test_matches_torch(torch, kernels, G, Cg, Kg, kernel, hyper):
 @pytest.mark.parametrize("C, K, groups, kernel, direct", [
     (16, 16, 4, 3, True),     # Cg*KH*KW = 36: ResNeXt's 32x4d
     (8, 8, 2, 3, True),       # 36
+    (32, 32, 2, 3, True),     # 144: the largest taken
     (64, 64, 2, 3, False),    # 288: the per-group GEMM is wide enough for BLAS
     (8, 8, 1, 3, False),      # no groups
     (8, 16, 8, 3, False),     # depthwise: its own kernel

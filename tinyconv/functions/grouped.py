@@ -25,9 +25,11 @@ from ..core import Function
 from .conv import check_operands, conv_geometry
 
 # conv2d runs grouped convolutions with at most this many taps per output (Cg*KH*KW) through the direct
-# kernels on the CPU.  Measured (N=8, 3x3, one thread, forward + backward, GFLOP/s direct vs im2col + GEMM):
-# see the commit that set it; the direct kernels win while the per-group GEMM is too thin for BLAS.
-DIRECT_MAX_TAPS = 72
+# kernels on the CPU.  Measured forward + backward, float32, N=8, 3x3, one thread, on a busy 2-core
+# machine (GFLOP/s, direct vs im2col + GEMM): Cg=4 at 56x56 9.0 vs 2.8 (and 5.9 vs 4.0 at stride 2,
+# Cg=8); Cg=8 at 28x28 11.3 vs 4.2; Cg=16 at 14x14 12.4 vs 6.9, at 28x28 13.3 vs 11.1; Cg=32 (288 taps)
+# 6.0 vs 6.6 at 7x7 and 11.3-11.9 vs 17.3-17.4 at 28x28.  The per-group GEMM wins once it is wide.
+DIRECT_MAX_TAPS = 144
 
 
 def direct_pays(x, w_shape, groups):
