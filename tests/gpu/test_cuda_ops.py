@@ -233,6 +233,20 @@ def test_other_optimizers_and_gradient_clipping_on_the_device(gpu_fast):
             np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6, err_msg=cls.__name__)
 
 
+def test_setitem_and_its_version_check_on_the_device(gpu_fast):
+    def write(x, v):
+        y = x * 2.0
+        y[:, 1] = v * 3.0
+        y[y > 1.0] = 0.5
+        return y
+    check(write, randn(3, 4), randn(3))
+    y = tc.tensor(randn(3)).to("cuda").requires_grad_() * 1.0
+    z = y * y
+    y[0] = 0.0
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        z.sum().backward()
+
+
 def test_an_out_of_range_target_makes_the_gpu_loss_nan_instead_of_waiting_for_the_device(gpu_fast):
     z = tc.tensor(randn(3, 4)).to("cuda")
     loss = F.cross_entropy(z, tc.tensor(np.array([0, 9, 1])).to("cuda"))
