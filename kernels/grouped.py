@@ -235,6 +235,35 @@ def _tap_base(oh0, kh, kw, SH, SW, DH, DW, Hq, Wq):
 
 # One job each: plain compiled functions, so that the parallel kernels around them (whose compilation is
 # slow) stay a single loop.
+@njit(cache=True, inline="always")
+def _axpy4x3(y0, y1, y2, y3, x0, x1, x2, a00, a01, a02, a10, a11, a12, a20, a21, a22, a30, a31, a32):
+    """``y_k += a_k0*x0 + a_k1*x1 + a_k2*x2`` for four rows: each y loaded and stored once for three taps."""
+    for i in range(y0.shape[0]):
+        v0, v1, v2 = x0[i], x1[i], x2[i]
+        y0[i] += a00 * v0 + a01 * v1 + a02 * v2
+        y1[i] += a10 * v0 + a11 * v1 + a12 * v2
+        y2[i] += a20 * v0 + a21 * v1 + a22 * v2
+        y3[i] += a30 * v0 + a31 * v1 + a32 * v2
+
+
+@njit(cache=True, fastmath=True)
+def _rows_axpy3(acc, x0, x1, x2, w, k0, j, kh, kw):
+    """For each k: ``acc[k] += sum over the three taps kw, kw+1, kw+2 of w[k0 + k, j, kh, .] * x.``"""
+    Kg, L = acc.shape[0], x0.shape[0]
+    k = 0
+    while k + 4 <= Kg:
+        a, b, c, d = w[k0 + k, j, kh], w[k0 + k + 1, j, kh], w[k0 + k + 2, j, kh], w[k0 + k + 3, j, kh]
+        _axpy4x3(acc[k, :L], acc[k + 1, :L], acc[k + 2, :L], acc[k + 3, :L], x0, x1, x2,
+                 a[kw], a[kw + 1], a[kw + 2], b[kw], b[kw + 1], b[kw + 2],
+                 c[kw], c[kw + 1], c[kw + 2], d[kw], d[kw + 1], d[kw + 2])
+        k += 4
+    for k in range(k, Kg):
+        a0, a1, a2 = w[k0 + k, j, kh, kw], w[k0 + k, j, kh, kw + 1], w[k0 + k, j, kh, kw + 2]
+        y = acc[k, :L]
+        for i in range(L):
+            y[i] += a0 * x0[i] + a1 * x1[i] + a2 * x2[i]
+
+
 @njit(cache=True)
 def _forward_job(x, w, y, n, g, SH, SW, PH, PW, DH, DW, Hq, Wq, R):
     Cg, KH, KW = w.shape[1], w.shape[2], w.shape[3]
@@ -247,7 +276,14 @@ def _forward_job(x, w, y, n, g, SH, SW, PH, PW, DH, DW, Hq, Wq, R):
         acc[:, :L] = 0
         for j in range(Cg):
             for kh in range(KH):
-                for kw in range(KW):
+                kw = 0
+                while kw + 3 <= KW:  # three taps at a time: the accumulators are read and written once
+                    b0 = _tap_base(oh0, kh, kw, SH, SW, DH, DW, Hq, Wq)
+                    b1 = _tap_base(oh0, kh, kw + 1, SH, SW, DH, DW, Hq, Wq)
+                    b2 = _tap_base(oh0, kh, kw + 2, SH, SW, DH, DW, Hq, Wq)
+                    _rows_axpy3(acc, xq[j, b0:b0 + L], xq[j, b1:b1 + L], xq[j, b2:b2 + L], w, g * Kg, j, kh, kw)
+                    kw += 3
+                for kw in range(kw, KW):
                     base = _tap_base(oh0, kh, kw, SH, SW, DH, DW, Hq, Wq)
                     _rows_axpy(acc, xq[j, base:base + L], w, g * Kg, j, kh, kw)
         for k in range(Kg):
