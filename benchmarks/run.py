@@ -223,9 +223,23 @@ def run(config, sections=tuple(SECTIONS), with_numpy=True, with_torch=True, out=
     tables = [SECTIONS[s](config, impls, out) for s in SECTIONS if s in sections]
     elapsed = time.perf_counter() - start
     if results_path:
-        with open(results_path, "w") as f:
-            f.write(report(config, impls, tables, compile_line, elapsed, torch, command))
+        text = report(config, impls, tables, compile_line, elapsed, torch, command)
+        kept = gpu_section(open(results_path).read()) if os.path.exists(results_path) else ""
+        tmp = results_path + ".tmp"
+        with open(tmp, "w") as f:  # written beside, then renamed: a killed run leaves the old report whole
+            f.write(text.rstrip("\n") + "\n" + ("\n" + kept if kept else ""))
+        os.replace(tmp, results_path)
     return tables
+
+
+GPU_HEADING = "## GPU results"
+
+
+def gpu_section(text):
+    """The part of an earlier report from its ``## GPU results`` heading on: measured on another machine
+    (``python -m benchmarks.gpu``, pasted by hand), it is kept when the CPU sections are rewritten."""
+    start = text.find("\n" + GPU_HEADING)
+    return "" if start < 0 else text[start + 1:].rstrip("\n") + "\n"
 
 
 def report(config, impls, tables, compile_line, elapsed, torch, command):

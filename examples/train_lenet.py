@@ -221,7 +221,7 @@ def run(args):
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: LeNet-5{' (modern: ReLU, max pooling)' if args.modern else ''}, {n_params:,} parameters, "
           f"{args.init} init{', random 2-pixel shifts' if args.augment else ''}; "
-          f"SGD lr {args.lr} momentum {args.momentum}, batch {args.batch_size}, {args.epochs} epochs, "
+          f"SGD lr {args.lr} momentum {args.momentum}, batch {args.batch_size}, {args.epochs} epoch{'s' if args.epochs != 1 else ''}, "
           f"cosine schedule, device {args.device}", flush=True)
     model.to(args.device)
     train_loader, test_loader = make_loaders(args, train_ds, test_ds)
@@ -243,7 +243,7 @@ def run(args):
             print("note: matplotlib is not installed, so no curves.png (pip install matplotlib)")
     print(f"outputs: {os.path.join(args.out, '')}{{checkpoint.npz, history.json, history.csv, curves.png}}")
     acc = f"{history[-1]['test_acc1']:.2%}" if history else "n/a (no epochs run)"
-    print(f"dataset used: {described}; final test accuracy: {acc} (top-1, after {len(history)} epochs)")
+    print(f"dataset used: {described}; final test accuracy: {acc} (top-1, after {len(history)} epoch{'s' if len(history) != 1 else ''})")
 
 
 def main(argv=None):

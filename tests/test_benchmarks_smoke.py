@@ -26,11 +26,16 @@ def _check_tables(tables, impls, sections):
 
 def test_sections_run_and_write_the_report(tmp_path):
     results = tmp_path / "RESULTS.md"
+    gpu = "## GPU results\n\nmeasured on an H100 by python -m benchmarks.gpu\n"
+    results.write_text("# an earlier report\n\nold CPU numbers\n\n" + gpu)
     sections = ["lenet", "conv", "models", "gemm"]
     tables = run.run(run.Config("tiny"), sections, with_torch=False, out=None, results_path=str(results))
     _check_tables(tables, ["tinyconv", "numpy"], sections)
     text = results.read_text()
     assert "## Machine" in text and "Numba compilation" in text and "### 5. float32 GEMM" in text
+    # the CPU sections are replaced, the hand-pasted GPU section from another machine is kept, once
+    assert "old CPU numbers" not in text and text.endswith("\n" + gpu) and text.count("## GPU results") == 1
+    assert not (tmp_path / "RESULTS.md.tmp").exists()
 
 
 def test_memory_of_a_step_is_measured():
@@ -56,3 +61,27 @@ def test_whole_suite_with_torch_and_subprocesses(tmp_path, torch):
     tables = run.run(run.Config("tiny"), out=None, results_path=str(tmp_path / "R.md"))
     _check_tables(tables, workloads.implementations(), list(run.SECTIONS))
     assert not any("error" in cell for row in tables[3].rows for cell in row)
+
+
+def test_profile_attributes_a_step_to_ops_and_kernels_and_restores_them():
+    from benchmarks import profile
+    from tinyconv import backend
+    from tinyconv.functions import conv
+    from tinyconv.functions.conv import Conv2dFn
+    before = (Conv2dFn.forward, Conv2dFn.backward, conv.get_kernel)
+    lines = profile.profile_row("lenet5", batch=2, steps=1, with_torch=False)
+    text = "\n".join(lines)
+    assert lines[0] == "### lenet5 training step (batch 2, 1x32x32)"
+    row = next(line for line in lines if line.startswith("| Conv2dFn |"))
+    assert row.split("|")[2].strip() == "3"          # three convolutions a step
+    assert "| im2col |" in text and "| col2im |" in text and "engine and Python" in text
+    assert (Conv2dFn.forward, Conv2dFn.backward, conv.get_kernel) == before and conv.get_kernel is backend.get_kernel
+    lines = profile.profile_row("conv:LeNet C1 5x5", steps=1, scale="tiny", with_torch=False)
+    assert lines[0].startswith("### conv fwd+bwd LeNet C1 5x5") and any("| Conv2dFn | 1 |" in ln for ln in lines)
+
+
+def test_profile_of_torch_runs(torch):
+    from benchmarks import profile
+    lines = profile.profile_row("conv:LeNet C1 5x5", steps=1, scale="tiny")
+    assert any(line.startswith("PyTorch") for line in lines)
+    assert any("convolution" in line for line in lines)

@@ -170,11 +170,22 @@ def test_where_shape_error_names_all_three_shapes():
         tc.where(np.ones(3, bool), tc.ones(2, 3), tc.ones(2))
 
 
+def test_maximum_and_minimum_split_the_gradient_of_ties_like_torch(torch):
+    a, b = np.array([1.0, 2.0, 3.0, 5.0]), np.array([1.0, 1.0, 4.0, 5.0])
+    for ours, theirs in ((tc.maximum, torch.maximum), (tc.minimum, torch.minimum)):
+        x, y = leaf(a), leaf(b)
+        tx, ty = (torch.tensor(v, requires_grad=True) for v in (a, b))
+        (ours(x, y) * tc.tensor([1.0, 2.0, 3.0, 4.0])).sum().backward()
+        (theirs(tx, ty) * torch.tensor([1.0, 2.0, 3.0, 4.0])).sum().backward()
+        np.testing.assert_array_equal(x.grad.numpy(), tx.grad.numpy())
+        np.testing.assert_array_equal(y.grad.numpy(), ty.grad.numpy())
+
+
 def test_gradients_at_the_kinks_are_the_documented_subgradients():
     x = leaf([0.0, 1.0, -1.0])
     (tc.abs(x) + tc.maximum(x, 0.0)).sum().backward()
-    # |x|' = sign(x) (0 at 0); maximum(x, 0) sends the gradient to x on the tie at 0
-    np.testing.assert_array_equal(x.grad.numpy(), [0 + 1, 1 + 1, -1 + 0])
+    # |x|' = sign(x) (0 at 0); maximum(x, 0) splits the gradient half and half on the tie at 0 (PyTorch's rule)
+    np.testing.assert_array_equal(x.grad.numpy(), [0 + 0.5, 1 + 1, -1 + 0])
     c = leaf([-1.0, 0.0, 2.0])
     c.clip(-1, 1).sum().backward()
     np.testing.assert_array_equal(c.grad.numpy(), [1, 1, 0])  # the boundary itself is inside
@@ -305,3 +316,18 @@ def test_a_second_backward_doubles_the_accumulated_gradient(shapes, seed):
     (tc.exp(a) / b).sum().backward()
     np.testing.assert_allclose(a.grad.numpy(), 2 * first[0], rtol=1e-12)
     np.testing.assert_allclose(b.grad.numpy(), 2 * first[1], rtol=1e-12)
+
+
+def test_activation_methods_match_their_functions_and_torch(torch):
+    import tinyconv.functional as F
+    a = np.random.default_rng(4).standard_normal((2, 5))
+    for name, args in (("relu", ()), ("sigmoid", ()), ("tanh", ()), ("softmax", (1,)), ("log_softmax", (0,))):
+        x, y = leaf(a), leaf(a)
+        tx = torch.tensor(a, requires_grad=True)
+        out, ref, theirs = getattr(x, name)(*args), getattr(F, name)(y, *args), getattr(tx, name)(*args)
+        np.testing.assert_allclose(out.numpy(), ref.numpy(), rtol=0, atol=0, err_msg=name)
+        np.testing.assert_allclose(out.numpy(), theirs.detach().numpy(), rtol=1e-12, atol=1e-12, err_msg=name)
+        w = np.arange(10.0).reshape(2, 5)
+        (out * tc.tensor(w)).sum().backward()
+        (theirs * torch.tensor(w)).sum().backward()
+        np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-12, atol=1e-12, err_msg=name)

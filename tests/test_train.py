@@ -188,3 +188,19 @@ def test_plot_history_writes_a_png(tmp_path):
     T.plot_history(history, tmp_path / "curves.png", title="tiny")
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert os.listdir(tmp_path) == ["curves.png"]
+
+
+@pytest.mark.parametrize("mode", ["min", "max"])
+def test_fit_steps_reduce_lr_on_plateau_with_the_test_metric(mode):
+    model, opt, _, train_loader, test_loader = make_run(lr=0.1)
+    # patience 0 and a huge absolute threshold: no epoch after the first (which sets the best value) counts
+    # as an improvement, so the lr halves after every later epoch; the metric handed over is checked by a spy
+    sched = optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=0.5, patience=0, threshold=1e9,
+                                                 threshold_mode="abs")
+    seen, step = [], sched.step
+    sched.step = lambda metric: (seen.append(metric), step(metric))
+    history = T.fit(model, train_loader, test_loader, opt, cross_entropy, epochs=3, scheduler=sched,
+                    progress=False, log=None)
+    assert [r["lr"] for r in history] == [0.1, 0.1, 0.05]
+    assert opt.param_groups[0]["lr"] == 0.025
+    assert seen == [r["test_loss" if mode == "min" else "test_acc1"] for r in history]

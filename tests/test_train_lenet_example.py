@@ -75,7 +75,7 @@ def test_trains_writes_outputs_and_resumes(tmp_path, digits_dir):
     last = result.stdout.strip().splitlines()[-1]
     assert re.fullmatch(rf"dataset used: MNIST \(96 train / 32 test images from {re.escape(str(digits_dir))}\), "
                         r"limited by --limit-train/--limit-test; final test accuracy: \d+\.\d\d% "
-                        r"\(top-1, after 1 epochs\)", last), last
+                        r"\(top-1, after 1 epoch\)", last), last
     history = json.loads((out / "history.json").read_text())
     assert len(history) == 1 and f"{history[0]['test_acc1']:.2%}" in last
 

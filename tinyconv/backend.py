@@ -303,6 +303,8 @@ def count_macs(n):
 _seed = None
 _host_rng = np.random.default_rng()
 _cuda_rng = None
+_device_root = None    # the root of the GPU streams: the seed, or one number drawn from the host
+_device_stream = None  # set by seed_device_rng: the GPU generator restarts from (root, stream)
 
 
 def manual_seed(seed):
@@ -311,10 +313,10 @@ def manual_seed(seed):
     Initial weights are drawn on the host and then moved, so one seed gives the same weights on CPU and
     GPU; dropout masks on a GPU come from CuPy's generator seeded from the same number.
     """
-    global _seed, _host_rng, _cuda_rng
+    global _seed, _host_rng, _cuda_rng, _device_root, _device_stream
     _seed = int(seed)
     _host_rng = np.random.default_rng(_seed)
-    _cuda_rng = None
+    _cuda_rng, _device_root, _device_stream = None, None, None
 
 
 def host_rng():
@@ -324,22 +326,38 @@ def host_rng():
 
 def rng_for(xp):
     """A random generator producing arrays of module ``xp`` (NumPy or CuPy)."""
-    global _cuda_rng
+    global _cuda_rng, _device_root
     if xp is np:
         return _host_rng
     if _cuda_rng is None:
-        seed = _seed if _seed is not None else int(_host_rng.integers(2**63))
+        if _device_root is None:
+            _device_root = _seed if _seed is not None else int(_host_rng.integers(2**63))
+        seed = _device_root if _device_stream is None else \
+            int(np.random.SeedSequence([_device_root, _device_stream]).generate_state(1, np.uint64)[0])
         _cuda_rng = xp.random.default_rng(seed)
     return _cuda_rng
 
 
+def seed_device_rng(stream):
+    """Restart the GPU generator from (the root seed, ``stream``), without touching the host's.
+
+    CuPy's generator state cannot be saved, so ``train.fit`` calls this at the start of every epoch with
+    the epoch number: an epoch's dropout masks on a GPU then depend only on the seed and the epoch, and a
+    run resumed from a checkpoint draws the same masks as the uninterrupted run.
+    """
+    global _cuda_rng, _device_stream
+    _cuda_rng, _device_stream = None, int(stream)
+
+
 def get_rng_state():
-    """A picklable snapshot of the host generator (for checkpoints)."""
-    return {"seed": _seed, "bit_generator": _host_rng.bit_generator.state}
+    """A picklable snapshot of the random state (for checkpoints): the host generator, and the root of the
+    GPU streams."""
+    return {"seed": _seed, "bit_generator": _host_rng.bit_generator.state, "device_root": _device_root}
 
 
 def set_rng_state(state):
-    """Restore the host generator from ``get_rng_state()``."""
-    global _seed
+    """Restore the random state from ``get_rng_state()``."""
+    global _seed, _device_root, _cuda_rng
     _seed = state.get("seed")
+    _device_root, _cuda_rng = state.get("device_root", _seed), None
     _host_rng.bit_generator.state = state["bit_generator"]

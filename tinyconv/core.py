@@ -76,7 +76,8 @@ class Function:
     """
 
     _freed = False
-    inputs = ()
+    inputs = edges = versions = ()
+    overwritten = None  # set when an output this function saved was written in place
 
     def __init__(self, **hyper):
         self.__dict__.update(hyper)
@@ -100,6 +101,10 @@ class Function:
         results = tuple(Tensor(y, requires_grad=requires) for y in outputs)
         if requires:
             self.inputs = tensors
+            # the graph's edges as they are now: an input later written in place (``x[i] = v``) gets a new
+            # history, but this function consumed the old one; versions detect a saved input written since
+            self.edges = [None if t is None else (t._ctx, t._out_index) for t in tensors]
+            self.versions = [None if t is None else t._version for t in tensors]
             self.needs_input_grad = [t is not None and t.requires_grad for t in tensors]
             self.out_meta = [(y.shape, y.dtype, backend.get_array_module(y.data)) for y in results]
             for i, r in enumerate(results):
@@ -200,6 +205,7 @@ class Tensor:
         self._ctx = None
         self._out_index = 0
         self._retain_grad = False
+        self._version = 0  # bumped by every in-place write (``x[i] = v``, ``zero_``)
 
     # -- array facts --------------------------------------------------------------------------------
     shape = property(lambda self: tuple(self.data.shape))
@@ -295,7 +301,13 @@ class Tensor:
     def zero_(self):
         """Fill the data with zeros in place (not recorded by autograd); returns self."""
         self.data[...] = 0
+        self._version += 1
         return self
+
+    def __setitem__(self, index, value):
+        """``x[index] = value`` in place, recorded by autograd (``functions.shape.setitem``)."""
+        from .functions.shape import setitem  # functions/ builds on this module
+        setitem(self, index, value)
 
     # -- backward -----------------------------------------------------------------------------------
     def backward(self, grad=None, retain_graph=False):
@@ -328,12 +340,13 @@ class Tensor:
             # an output that no consumer used gets a zero gradient (on its own device)
             gys = [gy if gy is not None else out_xp.zeros(shape, dtype)
                    for gy, (shape, dtype, out_xp) in zip(grads.pop(f), f.out_meta)]
+            _check_versions(f)
             gxs = f.backward(*gys)
             gxs = gxs if isinstance(gxs, tuple) else (gxs,)
             if len(gxs) != len(f.inputs):
                 raise RuntimeError(f"{type(f).__name__}.backward returned {len(gxs)} gradients for "
                                    f"{len(f.inputs)} inputs (return None for an input without gradient)")
-            for x, need, gx in zip(f.inputs, f.needs_input_grad, gxs):
+            for x, edge, need, gx in zip(f.inputs, f.edges, f.needs_input_grad, gxs):
                 if not need or gx is None:
                     continue
                 if gx.shape != x.data.shape:
@@ -341,15 +354,45 @@ class Tensor:
                                        f"{tuple(gx.shape)} for an input of shape {x.shape}")
                 if gx.dtype != x.dtype:  # e.g. float32 + float64 inputs: each gradient in its input's dtype
                     gx = gx.astype(x.dtype)
-                if x._ctx is None or x._retain_grad:
+                ctx, i = edge
+                if ctx is None or (x._retain_grad and x._ctx is ctx):
                     _accumulate(x, gx)
-                if x._ctx is not None:
-                    slot = grads.setdefault(x._ctx, [None] * len(x._ctx.out_meta))
-                    i = x._out_index
+                if ctx is not None:
+                    slot = grads.setdefault(ctx, [None] * len(ctx.out_meta))
                     slot[i] = gx if slot[i] is None else slot[i] + gx
             if not retain_graph:
                 f.release()
-                f.inputs = ()  # cut the graph, so the freed part can be collected
+                f.inputs = f.edges = ()  # cut the graph, so the freed part can be collected
+
+
+def saved_arrays(f):
+    """The arrays ``f.forward`` saved (attributes, and arrays inside saved tuples and lists)."""
+    for k in getattr(f, "_saved", ()):
+        v = f.__dict__.get(k)
+        for a in (v if isinstance(v, (tuple, list)) else (v,)):
+            if backend.is_array(a):
+                yield a
+
+
+def saves_memory_of(f, arr):
+    """Whether a buffer saved by ``f`` shares memory with ``arr`` (so writing ``arr`` corrupts it)."""
+    xp = backend.get_array_module(arr)
+    may_share = getattr(xp, "may_share_memory", None)
+    return any(a is arr or (may_share is not None and type(a) is type(arr) and may_share(a, arr))
+               for a in saved_arrays(f))
+
+
+def _check_versions(f):
+    """Refuse to back-propagate through ``f`` when a tensor it saved was written in place since."""
+    if f.overwritten is not None:
+        raise RuntimeError(f"backward(): {f.overwritten}")
+    for i, (x, v) in enumerate(zip(f.inputs, f.versions)):
+        if x is not None and x._version != v and saves_memory_of(f, x.data):
+            raise RuntimeError(
+                f"backward(): one of the tensors needed for gradient computation has been modified by an "
+                f"in-place operation: input {i} of {type(f).__name__}, of shape {x.shape}, is at version "
+                f"{x._version}; expected version {v}. Write into a copy (x = x.clone()) before the "
+                f"in-place operation, or do it before using x.")
 
 
 def _accumulate(t, g):
@@ -373,8 +416,8 @@ def _topological_order(root):
             raise RuntimeError(f"backward(): trying to backward through {type(f).__name__} a second time, "
                                "but its saved buffers were freed; call backward(retain_graph=True) "
                                "the first time")
-        for x in f.inputs:
-            g = None if x is None else x._ctx
+        for edge in f.edges:
+            g = None if edge is None else edge[0]
             if g is not None:
                 if g not in pending:
                     pending[g] = 0
@@ -384,8 +427,8 @@ def _topological_order(root):
     while ready:
         f = ready.pop()
         order.append(f)
-        for x in f.inputs:
-            g = None if x is None else x._ctx
+        for edge in f.edges:
+            g = None if edge is None else edge[0]
             if g is not None:
                 pending[g] -= 1
                 if pending[g] == 0:

@@ -17,7 +17,9 @@ The policy, applied at the first kernel call:
   after a BLAS product, whose idle threads spin for about 0.1 s; a parallel kernel then shares a core with a
   spinning thread and waits for it at its join.  Measured on an idle 2-core machine, forward + backward of a
   ResNet 3x3 layer (N=8, 64 channels, 56x56) ran at 54 GFLOP/s with im2col/col2im on two threads and at
-  74 GFLOP/s on one (a 1x1 layer: 55 and 75).
+  74 GFLOP/s on one (a 1x1 layer: 55 and 75).  A kernel may lower the threshold for itself
+  (``parallel_min_size``, see ``sized``): the depthwise convolution kernels do, having no BLAS product to
+  share the cores with and KH*KW multiply-adds per element to split.
 - **Idle kernel threads sleep** instead of spinning: Numba's OpenMP pool starts with ``OMP_WAIT_POLICY=PASSIVE``
   (only that pool: the variable is restored once it has started; a value the user set is kept), so a
   parallel kernel that has finished leaves both cores to BLAS and to other processes.
@@ -113,11 +115,18 @@ def max_threads():
 
 
 def sized(kernel):
-    """Wrap a Numba CPU kernel: on one thread when its largest array is small, else on ``max_threads()``."""
+    """Wrap a Numba CPU kernel: on one thread when its largest array is small, else on ``max_threads()``.
+
+    "Small" is below ``PARALLEL_MIN_SIZE`` elements, or below the kernel's own ``parallel_min_size``
+    attribute where it sets one (a kernel doing many operations per element, such as depthwise convolution's
+    KH*KW multiply-adds, pays for a fork and join at a smaller size than a copy like im2col).
+    """
+    limit = getattr(kernel, "parallel_min_size", PARALLEL_MIN_SIZE)
+
     def run(*args, **kw):
         _start()
         work = max((a.size for a in args if hasattr(a, "size") and hasattr(a, "dtype")), default=0)
-        _numba_threads(1 if work < PARALLEL_MIN_SIZE else max_threads())
+        _numba_threads(1 if work < limit else max_threads())
         return kernel(*args, **kw)
     run.__name__, run.__doc__, run.__wrapped__ = kernel.__name__, kernel.__doc__, kernel
     return run

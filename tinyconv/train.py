@@ -28,6 +28,7 @@ import time
 from . import backend, checkpoint
 from .core import Tensor, no_grad
 from .metrics import true_class_rank
+from .optim.lr_scheduler import ReduceLROnPlateau
 
 CHECKPOINT_NAME = "checkpoint.npz"
 
@@ -267,6 +268,8 @@ def fit(model, train_loader, test_loader, optimizer, loss_fn, epochs, scheduler=
     - ``progress``: tqdm progress bars (only when stderr is a terminal); ``log``: called with one summary
       line per epoch (``None`` for silence); ``on_step_end(epoch, step, loss)``: called after each step.
     - ``extra``: any JSON-like data (e.g. the command-line arguments) stored in the checkpoint.
+    - ``scheduler``: stepped once per epoch, after the evaluation; a ``ReduceLROnPlateau`` is given the
+      test loss in its ``'min'`` mode and the test top-1 accuracy in ``'max'`` mode.
     - ``check_every``: steps between NaN checks (default: every step on the CPU, every 50 on a GPU, where each
       check waits for the device; see ``train_one_epoch``).
 
@@ -289,6 +292,7 @@ def fit(model, train_loader, test_loader, optimizer, loss_fn, epochs, scheduler=
             log(f"no checkpoint at {resume_path}: starting from epoch 1")
 
     for epoch in range(start + 1, epochs + 1):
+        backend.seed_device_rng(epoch)  # GPU dropout masks from (seed, epoch): resumable (see backend)
         t0 = time.perf_counter()
         lr = current_lr(optimizer)
         try:
@@ -302,7 +306,9 @@ def fit(model, train_loader, test_loader, optimizer, loss_fn, epochs, scheduler=
         test = evaluate(model, test_loader, loss_fn, device=device, progress=progress)
         record.update(test_loss=test["loss"], test_acc1=test["acc1"], test_acc5=test["acc5"],
                       epoch_time_s=time.perf_counter() - t0)
-        if scheduler is not None:
+        if isinstance(scheduler, ReduceLROnPlateau):
+            scheduler.step(test["loss"] if scheduler.mode == "min" else test["acc1"])
+        elif scheduler is not None:
             scheduler.step()
         history.append(record)
         if ckpt_path is not None:

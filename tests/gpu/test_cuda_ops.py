@@ -233,6 +233,20 @@ def test_other_optimizers_and_gradient_clipping_on_the_device(gpu_fast):
             np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6, err_msg=cls.__name__)
 
 
+def test_setitem_and_its_version_check_on_the_device(gpu_fast):
+    def write(x, v):
+        y = x * 2.0
+        y[:, 1] = v * 3.0
+        y[y > 1.0] = 0.5
+        return y
+    check(write, randn(3, 4), randn(3))
+    y = tc.tensor(randn(3)).to("cuda").requires_grad_() * 1.0
+    z = y * y
+    y[0] = 0.0
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        z.sum().backward()
+
+
 def test_an_out_of_range_target_makes_the_gpu_loss_nan_instead_of_waiting_for_the_device(gpu_fast):
     z = tc.tensor(randn(3, 4)).to("cuda")
     loss = F.cross_entropy(z, tc.tensor(np.array([0, 9, 1])).to("cuda"))
@@ -244,9 +258,14 @@ def test_an_out_of_range_target_makes_the_gpu_loss_nan_instead_of_waiting_for_th
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "densenet121", "alexnet"])
 def test_zoo_training_step_on_the_device_waits_for_nothing(gpu_fast, name):
     """One Adam step of a zoo model (batch norm, residual sums, depthwise convolutions, concatenation,
-    dropout, adaptive pooling) on 'cuda': no host syncs, and the same loss as on the CPU."""
+    dropout, adaptive pooling) on 'cuda': no host syncs, and the same loss as on the CPU.
+
+    64x64, not 32x32: at 32x32 the last stages are 1x1 maps whose batch norm over 2 samples is so
+    ill-conditioned that a 1e-6 relative change of the input moves mobilenet_v2's loss by 10% (float32 and
+    float64 on the CPU alone differ by 9%), and cuBLAS's summation order differs from OpenBLAS's (seen on an
+    H100); at 64x64 that sensitivity is 5e-6."""
     from tinyconv import models
-    size = 64 if name == "alexnet" else 32
+    size = 64
     x, y = randn(2, 3, size, size), np.array([1, 4])
     losses = []
     for device in ("cpu", "cuda"):

@@ -102,6 +102,38 @@ def test_a_gpu_checkpoint_loads_on_the_cpu_and_back(gpu, tmp_path):
         assert all(backend.device_of(b.data if isinstance(b, tc.Tensor) else b) == device for b in buffers)
 
 
+def test_a_run_with_gpu_dropout_resumes_bitwise(gpu, tmp_path):
+    """Dropout masks on the GPU come from (seed, epoch): resuming from a checkpoint redraws the same ones."""
+    def make():
+        tc.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3))
+        opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        loaders = [DataLoader(ArrayDataset(*blobs(64, 1)), batch_size=16, shuffle=True, seed=3, device="cuda"),
+                   DataLoader(ArrayDataset(*blobs(32, 2)), batch_size=16, device="cuda")]
+        return model, opt, loaders
+
+    def fit(model, opt, loaders, epochs, **kw):
+        return train.fit(model, *loaders, opt, F.cross_entropy, epochs, device="cuda", progress=False,
+                         log=None, **kw)
+
+    model, opt, loaders = make()
+    fit(model, opt, loaders, 3)
+    expected = {k: v.numpy() for k, v in model.state_dict().items()}
+    model, opt, loaders = make()
+    fit(model, opt, loaders, 2, checkpoint_dir=tmp_path)
+    tc.manual_seed(123)   # "a new process": the random state must come from the checkpoint
+    torn = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3))
+    torn_opt = optim.SGD(torn.parameters(), lr=0.1, momentum=0.9)
+    fit(torn, torn_opt, loaders, 3, checkpoint_dir=tmp_path, resume=True)
+    for k, v in torn.state_dict().items():
+        np.testing.assert_array_equal(v.numpy(), expected[k], err_msg=k)
+    draws = []   # each epoch has its own stream, the same one each time it is asked for
+    for epoch in (1, 2, 1):
+        backend.seed_device_rng(epoch)
+        draws.append(backend.to_numpy(backend.rng_for(backend.cupy_or_none()).random(8)))
+    assert np.array_equal(draws[0], draws[2]) and not np.array_equal(draws[0], draws[1])
+
+
 def test_train_lenet_device_cuda_without_a_gpu_is_a_clear_error():
     if tc.cuda.is_available():
         pytest.skip("a GPU is present: --device cuda works here")

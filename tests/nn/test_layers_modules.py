@@ -1,11 +1,22 @@
 """The layer modules against PyTorch's: repr, state-dict keys, forward and backward, BatchNorm's running
 statistics over several training steps, initialisation, error messages."""
+import re
+
 import numpy as np
 import pytest
 
 import tinyconv as tc
 import tinyconv.nn as nn
 import tinyconv.nn.functional as F
+
+
+def _same_repr(ours, theirs):
+    """Our repr is PyTorch 2.13's (the version CI installs), which lists the norms' ``bias=``; older
+    PyTorch releases leave it out of BatchNorm's and LayerNorm's repr, so compare without it there."""
+    mine, other = repr(ours), repr(theirs)
+    if "bias=" not in other and type(ours).__name__.startswith(("BatchNorm", "LayerNorm")):
+        mine = re.sub(r", bias=(True|False)", "", mine)
+    return mine == other
 
 
 def _load_from_torch(ours, theirs):
@@ -39,7 +50,7 @@ ACTIVATIONS = [("ReLU", (), {}), ("ReLU", (), {"inplace": True}), ("ReLU6", (), 
 @pytest.mark.parametrize("name,args,kw", ACTIVATIONS)
 def test_activation_modules_match_torch(torch, name, args, kw):
     ours, theirs = getattr(nn, name)(*args, **kw), getattr(torch.nn, name)(*args, **kw)
-    assert repr(ours) == repr(theirs)
+    assert _same_repr(ours, theirs)
     if kw.get("inplace"):  # PyTorch refuses in-place on a leaf that requires grad; tinyconv stays out-of-place
         theirs = getattr(torch.nn, name)(*args)
     x = np.random.default_rng(0).uniform(-6, 6, (4, 5, 3)).astype(np.float32)
@@ -97,7 +108,7 @@ def test_linear_error_names_the_layer():
 @pytest.mark.parametrize("momentum", [0.1, None])
 def test_batchnorm_trains_and_evaluates_like_torch(torch, cls, shape, momentum):
     ours, theirs = getattr(nn, cls)(3, momentum=momentum), getattr(torch.nn, cls)(3, momentum=momentum)
-    assert repr(ours) == repr(theirs)
+    assert _same_repr(ours, theirs)
     assert list(ours.state_dict()) == list(theirs.state_dict())
     rng = np.random.default_rng(2)
     with torch.no_grad():  # non-trivial gamma and beta
@@ -119,7 +130,7 @@ def test_batchnorm_trains_and_evaluates_like_torch(torch, cls, shape, momentum):
 def test_batchnorm_variants_match_torch(torch):
     for kw in ({"affine": False}, {"track_running_stats": False}, {"bias": False}, {"eps": 1e-3, "momentum": 0.5}):
         ours, theirs = nn.BatchNorm2d(4, **kw), torch.nn.BatchNorm2d(4, **kw)
-        assert repr(ours) == repr(theirs)
+        assert _same_repr(ours, theirs)
         assert list(ours.state_dict()) == list(theirs.state_dict())
         x = np.random.default_rng(3).standard_normal((2, 4, 3, 3)).astype(np.float32)
         _check_step(torch, ours, theirs, x)
@@ -138,7 +149,7 @@ def test_batchnorm_errors_name_the_layer():
 
 def test_layer_norms_match_torch(torch):
     ours, theirs = nn.LayerNorm((4, 5)), torch.nn.LayerNorm((4, 5))
-    assert repr(ours) == repr(theirs) and list(ours.state_dict()) == list(theirs.state_dict())
+    assert _same_repr(ours, theirs) and list(ours.state_dict()) == list(theirs.state_dict())
     with torch.no_grad():
         theirs.weight.uniform_(0.5, 2.0)
         theirs.bias.normal_()
@@ -198,7 +209,7 @@ def test_loss_modules_match_torch(torch, name, kw):
     extra = dict(kw, **({"weight": w} if weighted else {}))
     ours = getattr(nn, name)(**{k: (tc.tensor(v) if k == "weight" else v) for k, v in extra.items()})
     theirs = getattr(torch.nn, name)(**{k: (torch.tensor(v) if k == "weight" else v) for k, v in extra.items()})
-    assert repr(ours) == repr(theirs)
+    assert _same_repr(ours, theirs)
     assert list(ours.state_dict()) == list(theirs.state_dict())
     a, b = tc.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
     la, lb = ours(a, tc.tensor(t)), theirs(b, torch.tensor(t))
@@ -216,7 +227,7 @@ def test_shape_modules_match_torch(torch):
              (nn.ZeroPad2d(1), torch.nn.ZeroPad2d(1)), (nn.ZeroPad2d((1, 0, 2, 3)), torch.nn.ZeroPad2d((1, 0, 2, 3))),
              (nn.ChannelShuffle(3), torch.nn.ChannelShuffle(3))]
     for ours, theirs in pairs:
-        assert repr(ours) == repr(theirs)
+        assert _same_repr(ours, theirs)
         a = tc.tensor(x, requires_grad=True)
         ya, yb = ours(a), theirs(torch.tensor(x))
         np.testing.assert_array_equal(ya.numpy(), yb.numpy())

@@ -157,22 +157,27 @@ class Maximum(_Binary):
     symbol = "maximum"
 
     def compute(self, a, b):
-        self.a_wins = a >= b
-        return get_array_module(a).maximum(a, b)
+        xp = get_array_module(a)
+        dtype = xp.result_type(a, b)
+        # a's share of the gradient: 1 where a > b, 1/2 on ties, 0 where b is larger
+        self.a_share = (a > b).astype(dtype) + (a == b).astype(dtype) * 0.5
+        return xp.maximum(a, b)
 
     def backward(self, gy):
-        # the gradient flows to the larger input (to ``a`` on ties, as a subgradient)
-        return (unbroadcast(gy * self.a_wins, self.a_shape),
-                unbroadcast(gy * ~self.a_wins, self.b_shape))
+        # d max(a, b) = da where a > b, db where b > a; on ties PyTorch's convention, half to each
+        return (unbroadcast(gy * self.a_share, self.a_shape),
+                unbroadcast(gy * (1 - self.a_share), self.b_shape))
 
 
 def maximum(a, b):
-    """Elementwise maximum; the gradient goes to the larger input (to ``a`` on ties)."""
+    """Elementwise maximum; the gradient goes to the larger input, split half and half on ties (as in
+    PyTorch)."""
     return Maximum.apply(*_operands(a, b))
 
 
 def minimum(a, b):
-    """Elementwise minimum, ``-maximum(-a, -b)``; the gradient goes to the smaller input (``a`` on ties)."""
+    """Elementwise minimum, ``-maximum(-a, -b)``; the gradient goes to the smaller input, half and half on
+    ties."""
     a, b = _operands(a, b)
     return -maximum(-a, -b)
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..backend import get_array_module
 from ..core import Tensor
-from . import basic, reduction, shape
+from . import activation, basic, reduction, shape
 
 
 def _rev(fn):
@@ -53,7 +53,9 @@ _METHODS = {
     "reshape": shape.reshape, "view": _view, "permute": shape.permute, "transpose": shape.transpose,
     "flatten": shape.flatten, "squeeze": shape.squeeze, "unsqueeze": shape.unsqueeze,
     "split": shape.split, "chunk": shape.chunk, "expand": _expand,
-    "broadcast_to": shape.broadcast_to,
+    "broadcast_to": shape.broadcast_to, "clone": shape.clone,
+    "relu": activation.relu, "sigmoid": activation.sigmoid, "tanh": activation.tanh,
+    "softmax": activation.softmax, "log_softmax": activation.log_softmax,
 }
 
 for _name, _fn in _METHODS.items():

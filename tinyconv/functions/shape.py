@@ -6,7 +6,7 @@ permutation, a scatter-add for indexing (an index may repeat), a split for a con
 import numpy as np
 
 from ..backend import get_array_module, scatter_add
-from ..core import Function, Tensor
+from ..core import Function, Tensor, as_tensor, is_grad_enabled, saves_memory_of
 from .basic import unbroadcast
 
 
@@ -104,6 +104,83 @@ def getitem(x, index):
     elif isinstance(index, tuple):
         index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
     return GetItem.apply(x, index=index)
+
+
+class SetItem(Function):
+    """``x[index] = v`` written into x's own array; the output is that array."""
+
+    def forward(self, x, v):
+        self.v_shape = v.shape
+        try:
+            x[self.index] = v
+        except ValueError as e:
+            raise ValueError(f"x[...] = value: a value of shape {tuple(v.shape)} cannot be written into x of "
+                             f"shape {tuple(x.shape)} at that index ({e})") from None
+        return x
+
+    def backward(self, gy):
+        # y = x with the indexed positions replaced by v: those positions no longer depend on x (dx = 0
+        # there, gy elsewhere), and dv = gy[index], summed over the axes along which v was broadcast
+        gx = gy.copy()
+        gx[self.index] = 0
+        return gx, unbroadcast(gy[self.index], self.v_shape)
+
+
+def setitem(x, index, value):
+    """``x[index] = value`` in place (``Tensor.__setitem__``), recorded by autograd as in PyTorch.
+
+    ``value``: a tensor or constant broadcastable to ``x[index]`` (cast to x's dtype).  When x or value
+    requires grad, x gets a new history (its old one stays with the functions that used it before) and its
+    version is bumped: a backward through a function that saved x's earlier data raises instead of
+    returning a wrong gradient.  With a repeated integer index, which write lands is unspecified (as in
+    PyTorch), and each value aimed at that position receives its gradient.
+    Refused: a leaf that requires grad (outside ``no_grad``), and a tensor that is a recorded view of
+    another (a slice or reshape of it) whose history would miss the write.
+    """
+    if isinstance(index, Tensor):
+        index = index.data
+    elif isinstance(index, tuple):
+        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    value = as_tensor(value, like=x)
+    recorded = is_grad_enabled() and (x.requires_grad or value.requires_grad)
+    if recorded and x.requires_grad and x.is_leaf:
+        raise RuntimeError(f"x[...] = value: x (shape {x.shape}) is a leaf tensor that requires grad; writing "
+                           f"into it in place would lose its gradient. Do it under tinyconv.no_grad(), or write "
+                           f"into a copy (x.clone())")
+    ctx = x._ctx
+    if ctx is not None:
+        if any(t is not None and t.data is not x.data and _shares(t.data, x.data) for t in ctx.inputs):
+            raise RuntimeError(f"x[...] = value: x (shape {x.shape}) is a view of the input of "
+                               f"{type(ctx).__name__} (a slice, reshape or transpose); writing into it would "
+                               f"change that tensor behind autograd's back. Write into x.clone() instead")
+        if saves_memory_of(ctx, x.data):
+            ctx.overwritten = (f"the output of {type(ctx).__name__} (shape {x.shape}), which it saved for its "
+                               f"backward, was modified by an in-place operation (x[...] = value)")
+    out = SetItem.apply(x, value, index=index)
+    x._version += 1
+    if out.requires_grad:  # x now stands for the written tensor
+        x._ctx, x._out_index, x.requires_grad = out._ctx, 0, True
+    return x
+
+
+def _shares(a, b):
+    xp = get_array_module(a)
+    may_share = getattr(xp, "may_share_memory", None)
+    return type(a) is type(b) and may_share is not None and bool(may_share(a, b))
+
+
+class Clone(Function):
+    def forward(self, x):
+        return x.copy()
+
+    def backward(self, gy):
+        # y = x: dx = dy
+        return gy
+
+
+def clone(x):
+    """A copy of x with its own array (differentiable: the gradient passes through unchanged)."""
+    return Clone.apply(x)
 
 
 class Concat(Function):
