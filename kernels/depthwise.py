@@ -22,9 +22,9 @@ for BLAS to be worth the col buffer.
 import functools
 
 import numpy as np
-from numba import cuda, from_dtype, njit, prange
+from numba import cuda, from_dtype, get_num_threads, njit, prange
 
-from .im2col import _blocks, _far_padding, _THREADS, _valid_range
+from .im2col import _blocks, _far_padding, _THREADS
 
 
 # -- NumPy reference ----------------------------------------------------------------------------------
@@ -80,40 +80,97 @@ def depthwise_conv2d_grad_weight_numpy(x, gy, KH, KW, SH, SW, PH, PW, DH, DW):
 
 
 # -- Numba CPU ----------------------------------------------------------------------------------------
-# Each kernel walks rows: one output (or gradient) row meets one input row per tap, at a fixed offset.  The
-# helpers take the two rows as slices that start at index 0, so that LLVM sees plain non-negative indices
-# (no negative-index wraparound test) and, for stride 1, unit-stride loops it turns into SIMD.  Forward and
-# input gradient add in the reference's order, term by term (no fastmath: bitwise the NumPy reference's
-# sums, which batch norm over tiny batches can amplify); the weight gradient's long dot products are
-# reassociated (fastmath) so that they vectorise too.
-@njit(cache=True, inline="always")
-def _tap_axpy(y, row, ow0, ow1, off, S, a, scatter):
-    """``y[i] += a * row[(ow0 + i)*S + off]`` (or, with ``scatter``, the reverse: ``row[...] += a * y[i]``)
-    for i in [0, ow1 - ow0): the tap's elements of ``row`` as a view, contiguous when ``S == 1``."""
-    if ow1 <= ow0:
-        return
-    if S == 1:
-        taps = row[ow0 + off:ow1 + off]
-        if scatter:
-            _axpy(taps, y, a)
-        else:
-            _axpy(y, taps, a)
-    else:
-        taps = row[ow0 * S + off:(ow1 - 1) * S + off + 1:S]
-        if scatter:
-            _axpy(taps, y, a)
-        else:
-            _axpy(y, taps, a)
+# Every kernel works on one (n, c) plane at a time, copied into a zero-padded buffer split by stride phase:
+#
+#     q[ph, pw, i, j] = x[n, c, i*SH + ph - PH, j*SW + pw - PW]     (zero outside x),  q of (SH, SW, Hq, Wq)
+#
+# so that tap (kh, kw) of output (oh, ow) reads q[(kh*DH) % SH, (kw*DW) % SW, oh + kh*DH // SH, ow + kw*DW // SW]:
+# whatever the stride, one tap over one output row is a contiguous run of a phase row.  Laying the output rows
+# out Wq apart as well (Wq - OW scratch columns per row), a tap over the whole output plane is one flat run,
+#
+#     out[i] += w[k, kh, kw] * q_flat[off(kh, kw) + i]        for i in [0, OH*Wq),
+#
+# a long unit-stride loop that LLVM turns into SIMD, with no bounds tests: padding is in q.  The scratch
+# columns read and write neighbouring elements of q; the forward drops them, the input gradient adds zeros
+# there, the weight gradient multiplies zeros (``_finite`` guards the one case where that is not exact).
+# Forward and input gradient add the taps in the reference's order, term by term (no fastmath: bitwise the
+# NumPy reference's sums, which batch norm over tiny batches can amplify); the weight gradient's long dot
+# products are reassociated so that they vectorise too.
+_REASSOC = {"reassoc", "nsz", "contract"}  # no "nnan"/"ninf": the weight gradient tests its sums for inf/NaN
+_DOT_BLOCK = 1024  # float32 partial dot products of at most this length, summed in float64
+
+
+@njit(cache=True)
+def _phase_shape(OH, OW, KH, KW, SH, SW, DH, DW):
+    """(Hq, Wq, length of q): the phase planes hold the (OH-1)*SH + (KH-1)*DH + 1 padded rows the taps read
+    (likewise columns), plus a tail for the flat runs' scratch reads past the last plane."""
+    Hq = ((OH - 1) * SH + (KH - 1) * DH) // SH + 1
+    Wq = ((OW - 1) * SW + (KW - 1) * DW) // SW + 1
+    return Hq, Wq, SH * SW * Hq * Wq + (KW - 1) * DW // SW
 
 
 @njit(cache=True, inline="always")
-def _tap_dot(y, row, ow0, ow1, off, S):
-    """``sum_i y[i] * row[(ow0 + i)*S + off]`` over i in [0, ow1 - ow0)."""
-    if ow1 <= ow0:
-        return 0.0
-    if S == 1:
-        return _dot(y, row[ow0 + off:ow1 + off])
-    return _dot(y, row[ow0 * S + off:(ow1 - 1) * S + off + 1:S])
+def _tap_offset(kh, kw, SH, SW, DH, DW, Hq, Wq):
+    """Where the flat run of tap (kh, kw) starts in q."""
+    plane = ((kh * DH) % SH) * SW + (kw * DW) % SW
+    return plane * Hq * Wq + (kh * DH // SH) * Wq + kw * DW // SW
+
+
+@njit(cache=True, inline="always")
+def _copy(dst, src):
+    """``dst[:] = src`` as a plain loop (Numba's slice assignment checks overlap and broadcasts: slow on rows)."""
+    for i in range(dst.shape[0]):
+        dst[i] = src[i]
+
+
+@njit(cache=True, inline="always")
+def _zero(dst):
+    for i in range(dst.shape[0]):
+        dst[i] = 0
+
+
+@njit(cache=True)
+def _to_phases(src, q, SH, SW, PH, PW, Hq, Wq):
+    """Copy the (H, W) plane ``src`` into the phase planes q (flat), whose padding is already zero."""
+    H, W = src.shape
+    for ph in range(SH):
+        for pw in range(SW):
+            j0 = min(Wq, -((pw - PW) // SW))                  # first j with j*SW + pw - PW >= 0
+            j1 = max(j0, min(Wq, (W - 1 + PW - pw) // SW + 1))  # past the last j inside the row
+            for i in range(max(0, -((ph - PH) // SH)), min(Hq, (H - 1 + PH - ph) // SH + 1)):
+                start = ((ph * SW + pw) * Hq + i) * Wq
+                h = i * SH + ph - PH
+                if SW == 1:  # a contiguous view, which LLVM copies with SIMD
+                    _copy(q[start + j0:start + j1], src[h, j0 - PW:j1 - PW])
+                elif j1 > j0:
+                    _copy(q[start + j0:start + j1], src[h, j0 * SW + pw - PW:(j1 - 1) * SW + pw - PW + 1:SW])
+
+
+@njit(cache=True)
+def _from_phases(q, dst, SH, SW, PH, PW, Hq, Wq):
+    """The inverse of ``_to_phases``: dst[h, w] = the padded position (h + PH, w + PW) of q (zero past q)."""
+    H, W = dst.shape
+    for h in range(H):
+        i, ph = (h + PH) // SH, (h + PH) % SH
+        for w0 in range(min(SW, W)):  # the columns w0, w0 + SW, ... share phase (w0 + PW) % SW
+            pw, j = (w0 + PW) % SW, (w0 + PW) // SW
+            start = ((ph * SW + pw) * Hq + i) * Wq + j
+            n = (W - w0 + SW - 1) // SW
+            inside = max(0, min(n, Wq - j)) if i < Hq else 0
+            if SW == 1:  # a contiguous view, which LLVM copies with SIMD
+                _copy(dst[h, :inside], q[start:start + inside])
+                _zero(dst[h, inside:])
+            else:
+                row = dst[h, w0::SW]
+                _copy(row[:inside], q[start:start + inside])
+                _zero(row[inside:])
+
+
+@njit(cache=True)
+def _to_rows(src, g, Wq):
+    """Copy the (OH, OW) plane ``src`` into g (flat) with rows Wq apart (the scratch columns are left alone)."""
+    for oh in range(src.shape[0]):
+        _copy(g[oh * Wq:oh * Wq + src.shape[1]], src[oh])
 
 
 @njit(cache=True, inline="always")
@@ -123,97 +180,240 @@ def _axpy(y, x, a):
         y[i] += a * x[i]
 
 
-@njit(cache=True, inline="always", fastmath=True)
+@njit(cache=True, inline="always")
+def _axpy3(y, x0, x1, x2, a0, a1, a2):
+    """``y = ((y + a0*x0) + a1*x1) + a2*x2`` elementwise: three taps, one pass, the order of three ``_axpy``."""
+    for i in range(y.shape[0]):
+        y[i] = ((y[i] + a0 * x0[i]) + a1 * x1[i]) + a2 * x2[i]
+
+
+@njit(cache=True, inline="always")
+def _axpy9(y, x0, x1, x2, x3, x4, x5, x6, x7, x8, a0, a1, a2, a3, a4, a5, a6, a7, a8):
+    """Nine taps in one pass, in the order of nine ``_axpy`` (a 3 x 3 kernel's whole window)."""
+    for i in range(y.shape[0]):
+        y[i] = ((((((((y[i] + a0 * x0[i]) + a1 * x1[i]) + a2 * x2[i]) + a3 * x3[i]) + a4 * x4[i]) + a5 * x5[i])
+                 + a6 * x6[i]) + a7 * x7[i]) + a8 * x8[i]
+
+
+@njit(cache=True)
+def _correlate(dst, src, offs, ws, count):
+    """``dst[i] = sum over t < count of ws[t] * src[offs[t] + i]``, from zero in the order of t, term by term
+    (the reference's sums exactly), nine or three taps per pass over dst."""
+    L = dst.shape[0]
+    _zero(dst)
+    t = 0
+    while t < count:
+        o = offs[t:t + 9]
+        if count - t >= 9:
+            _axpy9(dst, src[o[0]:o[0] + L], src[o[1]:o[1] + L], src[o[2]:o[2] + L], src[o[3]:o[3] + L],
+                   src[o[4]:o[4] + L], src[o[5]:o[5] + L], src[o[6]:o[6] + L], src[o[7]:o[7] + L],
+                   src[o[8]:o[8] + L], ws[t], ws[t + 1], ws[t + 2], ws[t + 3], ws[t + 4], ws[t + 5], ws[t + 6],
+                   ws[t + 7], ws[t + 8])
+            t += 9
+        elif count - t >= 3:
+            _axpy3(dst, src[o[0]:o[0] + L], src[o[1]:o[1] + L], src[o[2]:o[2] + L], ws[t], ws[t + 1], ws[t + 2])
+            t += 3
+        else:
+            _axpy(dst, src[o[0]:o[0] + L], ws[t])
+            t += 1
+
+
+@njit(cache=True, inline="always")
+def _scatter(acc, o, src, a, OH, OW, Wq, exact):
+    """``acc[o:] += a * src`` over the flat run (``exact``) or over its real columns only."""
+    if exact:
+        _axpy(acc[o:o + OH * Wq], src, a)
+    else:
+        for oh in range(OH):
+            _axpy(acc[o + oh * Wq:o + oh * Wq + OW], src[oh * Wq:oh * Wq + OW], a)
+
+
+@njit(cache=True, fastmath=_REASSOC)
 def _dot(a, b):
-    """``sum(a * b)``, accumulated in float64."""
+    """``sum(a * b)``: vectorised partial sums in the arrays' dtype over blocks, added up in float64."""
     total = 0.0
-    for i in range(a.shape[0]):
-        total += a[i] * b[i]
+    for s in range(0, a.shape[0], _DOT_BLOCK):
+        e = min(a.shape[0], s + _DOT_BLOCK)
+        x, y = a[s:e], b[s:e]
+        part = x[0] * y[0]
+        for i in range(1, x.shape[0]):
+            part += x[i] * y[i]
+        total += part
     return total
 
 
+@njit(cache=True, fastmath=_REASSOC)
+def _dot3(a, b0, b1, b2):
+    """``(sum(a * b0), sum(a * b1), sum(a * b2))`` in one pass over ``a``, blocked like ``_dot``."""
+    t0 = t1 = t2 = 0.0
+    for s in range(0, a.shape[0], _DOT_BLOCK):
+        e = min(a.shape[0], s + _DOT_BLOCK)
+        x, y0, y1, y2 = a[s:e], b0[s:e], b1[s:e], b2[s:e]
+        p0, p1, p2 = x[0] * y0[0], x[0] * y1[0], x[0] * y2[0]
+        for i in range(1, x.shape[0]):
+            p0 += x[i] * y0[i]
+            p1 += x[i] * y1[i]
+            p2 += x[i] * y2[i]
+        t0 += p0
+        t1 += p1
+        t2 += p2
+    return t0, t1, t2
+
+
+@njit(cache=True)
+def _finite(v):
+    return np.isfinite(v)
+
+
 @njit(parallel=True, cache=True)
-def _forward_cpu(x, w, y, SH, SW, PH, PW, DH, DW):
+def _forward_cpu(x, w, y, SH, SW, PH, PW, DH, DW, threads):
     N, C, H, W = x.shape
     K, KH, KW = w.shape
     OH, OW = y.shape[2], y.shape[3]
     M = K // C
-    for job in prange(N * K):  # one output plane per job
-        n, k = job // K, job % K
-        xc, yk = x[n, k // M], y[n, k]
-        for oh in range(OH):
-            for kh in range(KH):
-                h = oh * SH - PH + kh * DH
-                if 0 <= h < H:
-                    for kw in range(KW):
-                        ow0, ow1 = _valid_range(PW, kw * DW, SW, W, OW)
-                        _tap_axpy(yk[oh, ow0:ow1], xc[h], ow0, ow1, kw * DW - PW, SW, w[k, kh, kw], False)
+    Hq, Wq, size = _phase_shape(OH, OW, KH, KW, SH, SW, DH, DW)
+    offs = np.empty(KH * KW, np.int64)  # where each tap's run starts in q
+    for t in range(KH * KW):
+        offs[t] = _tap_offset(t // KW, t % KW, SH, SW, DH, DW, Hq, Wq)
+    chunks = min(N * C, threads)
+    for chunk in prange(chunks):  # one chunk of (n, c) planes per thread, with its own buffers
+        q = np.zeros(size, x.dtype)  # the padding stays zero: each plane overwrites the same interior
+        acc = np.empty(OH * Wq, y.dtype)
+        for job in range(chunk * N * C // chunks, (chunk + 1) * N * C // chunks):
+            n, c = job // C, job % C
+            _to_phases(x[n, c], q, SH, SW, PH, PW, Hq, Wq)
+            for k in range(c * M, c * M + M):
+                _correlate(acc, q, offs, w[k].reshape(KH * KW), KH * KW)
+                for oh in range(OH):
+                    _copy(y[n, k, oh], acc[oh * Wq:oh * Wq + OW])
 
 
 @njit(parallel=True, cache=True)
-def _grad_input_cpu(gy, w, gx, SH, SW, PH, PW, DH, DW):
+def _grad_input_cpu(gy, w, gx, SH, SW, PH, PW, DH, DW, threads):
     N, K, OH, OW = gy.shape
     _, KH, KW = w.shape
     C, H, W = gx.shape[1], gx.shape[2], gx.shape[3]
     M = K // C
-    for job in prange(N * C):  # each job owns one (n, c) plane of gx: the scatter-add has no races
-        n, c = job // C, job % C
-        gxc = gx[n, c]
-        for k in range(c * M, c * M + M):
-            gk = gy[n, k]
-            for oh in range(OH):
-                for kh in range(KH):
-                    h = oh * SH - PH + kh * DH
-                    if 0 <= h < H:
+    Hq, Wq, size = _phase_shape(OH, OW, KH, KW, SH, SW, DH, DW)
+    L = OH * Wq
+    lead = ((KH - 1) * DH // SH) * Wq + (KW - 1) * DW // SW  # the largest tap offset inside a phase plane
+    chunks = min(N * C, threads)
+    for chunk in prange(chunks):
+        g = np.zeros((M, lead + Hq * Wq), gy.dtype)  # gy planes of channel c, rows Wq apart, after lead zeros
+        t = np.empty(L, gy.dtype)         # sum over m of w * g, for M > 1
+        acc = np.empty(size, gx.dtype)    # the phase planes of the padded gx
+        offs = np.empty(KH * KW, np.int64)
+        ws = np.empty(KH * KW, w.dtype)
+        one = np.ones(1, gy.dtype)[0]
+        for job in range(chunk * N * C // chunks, (chunk + 1) * N * C // chunks):
+            n, c = job // C, job % C
+            for m in range(M):
+                _to_rows(gy[n, c * M + m], g[m, lead:], Wq)
+            # gather form: each phase plane of gx correlates g with its own taps (flipped offsets).  The zeros
+            # around g add w * 0 terms: exact unless a weight is inf/NaN, where the scatter below is used.
+            exact = _finite(w[c * M:c * M + M]).all()
+            if M == 1 and exact:
+                for p in range(SH * SW):
+                    count = 0
+                    for kh in range(KH):
                         for kw in range(KW):
-                            ow0, ow1 = _valid_range(PW, kw * DW, SW, W, OW)
-                            _tap_axpy(gk[oh, ow0:ow1], gxc[h], ow0, ow1, kw * DW - PW, SW, w[k, kh, kw], True)
+                            if ((kh * DH) % SH) * SW + (kw * DW) % SW == p:
+                                offs[count] = lead - (kh * DH // SH) * Wq - kw * DW // SW
+                                ws[count] = w[c, kh, kw]
+                                count += 1
+                    _correlate(acc[p * Hq * Wq:(p + 1) * Hq * Wq], g[0], offs, ws, count)
+            else:
+                _zero(acc)
+                for kh in range(KH):
+                    for kw in range(KW):  # scatter-add each tap's run, in the reference's tap order
+                        o = _tap_offset(kh, kw, SH, SW, DH, DW, Hq, Wq)
+                        if M == 1:
+                            _scatter(acc, o, g[0, lead:lead + L], w[c, kh, kw], OH, OW, Wq, exact)
+                        else:  # the reference's sum over m first: (w0*g0 + w1*g1) + ...
+                            for i in range(L):
+                                t[i] = w[c * M, kh, kw] * g[0, lead + i]
+                            for m in range(1, M):
+                                _axpy(t, g[m, lead:lead + L], w[c * M + m, kh, kw])
+                            _scatter(acc, o, t, one, OH, OW, Wq, exact)
+            _from_phases(acc, gx[n, c], SH, SW, PH, PW, Hq, Wq)
 
 
-@njit(parallel=True, cache=True, fastmath=True)
-def _grad_weight_cpu(x, gy, gw, SH, SW, PH, PW, DH, DW):
+@njit(parallel=True, cache=True)
+def _grad_weight_cpu(x, gy, gw, SH, SW, PH, PW, DH, DW, threads):
     N, C, H, W = x.shape
     K, OH, OW = gy.shape[1], gy.shape[2], gy.shape[3]
     KH, KW = gw.shape[1], gw.shape[2]
     M = K // C
-    for k in prange(K):  # one filter per job: each gy row meets the KH x KW input rows of its taps
-        c = k // M
-        acc = np.zeros((KH, KW))  # float64 partial sums: the reduction is long (N*OH*OW terms)
-        for n in range(N):
-            xc, gk = x[n, c], gy[n, k]
-            for oh in range(OH):
-                for kh in range(KH):
-                    h = oh * SH - PH + kh * DH
-                    if 0 <= h < H:
-                        for kw in range(KW):
-                            ow0, ow1 = _valid_range(PW, kw * DW, SW, W, OW)
-                            acc[kh, kw] += _tap_dot(gk[oh, ow0:ow1], xc[h], ow0, ow1, kw * DW - PW, SW)
+    Hq, Wq, size = _phase_shape(OH, OW, KH, KW, SH, SW, DH, DW)
+    L = OH * Wq
+    part = np.empty((N, K, KH, KW))  # float64 partial sums of each (n, k): the reduction over n follows
+    offs = np.empty(KH * KW, np.int64)
+    for t in range(KH * KW):
+        offs[t] = _tap_offset(t // KW, t % KW, SH, SW, DH, DW, Hq, Wq)
+    chunks = min(N * C, threads)
+    for chunk in prange(chunks):
+        q = np.zeros(size, x.dtype)
+        g = np.zeros(L, gy.dtype)
+        sums = np.empty(3)
+        for job in range(chunk * N * C // chunks, (chunk + 1) * N * C // chunks):
+            n, c = job // C, job % C
+            _to_phases(x[n, c], q, SH, SW, PH, PW, Hq, Wq)
+            for k in range(c * M, c * M + M):
+                _to_rows(gy[n, k], g, Wq)
+                t = 0
+                while t < KH * KW:  # three taps per pass over g
+                    o = offs[t:t + 3]
+                    if t + 3 <= KH * KW:
+                        sums[0], sums[1], sums[2] = _dot3(g, q[o[0]:o[0] + L], q[o[1]:o[1] + L], q[o[2]:o[2] + L])
+                        n_taps = 3
+                    else:
+                        sums[0] = _dot(g, q[o[0]:o[0] + L])
+                        n_taps = 1
+                    for j in range(n_taps):
+                        if not _finite(sums[j]):  # perhaps scratch zeros times an inf/NaN of x: real columns only
+                            sums[j] = 0.0
+                            for oh in range(OH):
+                                sums[j] += _dot(g[oh * Wq:oh * Wq + OW], q[o[j] + oh * Wq:o[j] + oh * Wq + OW])
+                        part[n, k, (t + j) // KW, (t + j) % KW] = sums[j]
+                    t += n_taps
+    for k in prange(K):
         for kh in range(KH):
             for kw in range(KW):
-                gw[k, kh, kw] = acc[kh, kw]
+                s = 0.0
+                for n in range(N):
+                    s += part[n, k, kh, kw]
+                gw[k, kh, kw] = s
 
 
 # Results are allocated by NumPy (huge pages for large arrays; see im2col.py) and filled by the kernels.
 def depthwise_conv2d_cpu(x, w, SH, SW, PH, PW, DH, DW, OH, OW):
-    """Numba forward, parallel over output planes (n, k)."""
-    y = np.zeros((x.shape[0], w.shape[0], OH, OW), x.dtype)
-    _forward_cpu(np.ascontiguousarray(x), np.ascontiguousarray(w), y, SH, SW, PH, PW, DH, DW)
+    """Numba forward, parallel over input planes (n, c)."""
+    y = np.empty((x.shape[0], w.shape[0], OH, OW), x.dtype)
+    _forward_cpu(np.ascontiguousarray(x), np.ascontiguousarray(w), y, SH, SW, PH, PW, DH, DW,
+                 get_num_threads())
     return y
 
 
 def depthwise_conv2d_grad_input_cpu(gy, w, C, H, W, SH, SW, PH, PW, DH, DW):
-    """Numba input gradient, parallel over input planes (n, c)."""
-    gx = np.zeros((gy.shape[0], C, H, W), gy.dtype)
-    _grad_input_cpu(np.ascontiguousarray(gy), np.ascontiguousarray(w), gx, SH, SW, PH, PW, DH, DW)
+    """Numba input gradient, parallel over input planes (n, c): each gathers its own taps, no races."""
+    gx = np.empty((gy.shape[0], C, H, W), gy.dtype)
+    _grad_input_cpu(np.ascontiguousarray(gy), np.ascontiguousarray(w), gx, SH, SW, PH, PW, DH, DW,
+                    get_num_threads())
     return gx
 
 
 def depthwise_conv2d_grad_weight_cpu(x, gy, KH, KW, SH, SW, PH, PW, DH, DW):
-    """Numba weight gradient, parallel over the K filters."""
+    """Numba weight gradient, parallel over input planes (n, c), then a float64 sum over n."""
     gw = np.empty((gy.shape[1], KH, KW), gy.dtype)
-    _grad_weight_cpu(np.ascontiguousarray(x), np.ascontiguousarray(gy), gw, SH, SW, PH, PW, DH, DW)
+    _grad_weight_cpu(np.ascontiguousarray(x), np.ascontiguousarray(gy), gw, SH, SW, PH, PW, DH, DW,
+                     get_num_threads())
     return gw
 
+
+# tinyconv's thread policy (tinyconv/threads.py) runs Numba kernels on one thread below 2**24 elements; these
+# do KH*KW multiply-adds per element, so a fork and join pays for itself from about this size on.
+for _kernel in (depthwise_conv2d_cpu, depthwise_conv2d_grad_input_cpu, depthwise_conv2d_grad_weight_cpu):
+    _kernel.parallel_min_size = 1 << 18
 
 # -- numba.cuda ---------------------------------------------------------------------------------------
 @cuda.jit

@@ -5,6 +5,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tinyconv_kernels import depthwise as D
 
@@ -69,6 +71,77 @@ def test_numba_matches_reference(geometry, dtype):
     for got, want in zip(_all("cpu", x, w, gy, g), _all("numpy", x, w, gy, g)):
         assert got.dtype == dtype and got.shape == want.shape
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+@st.composite
+def geometries(draw):
+    """Geometries for the Numba kernels' paths: stride 1 (one phase plane) or larger (SH*SW planes), dilation,
+    multiplier M > 1 (the scatter input gradient), kernels of 1 to 25 taps (passes of nine, three and one),
+    planes smaller than the kernel when padded, and an output row/column past the usual count ('same')."""
+    KH, KW, SH, SW = draw(st.integers(1, 5)), draw(st.integers(1, 5)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    DH, DW, PH, PW = draw(st.integers(1, 2)), draw(st.integers(1, 2)), draw(st.integers(0, 3)), draw(st.integers(0, 3))
+    H = draw(st.integers(max(1, DH * (KH - 1) + 1 - 2 * PH), 9))
+    W = draw(st.integers(max(1, DW * (KW - 1) + 1 - 2 * PW), 9))
+    return (draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.sampled_from([1, 1, 2, 3])), H, W, KH, KW,
+            SH, SW, PH, PW, DH, DW, draw(st.integers(0, 1)), draw(st.integers(0, 1)))
+
+
+@given(geometry=geometries(), dtype=st.sampled_from([np.float32, np.float64]))
+def test_numba_paths_match_reference(geometry, dtype):
+    x, w, gy, g = _setup(geometry, dtype, np.random.default_rng(3))
+    (y, gx, gw), (ry, rgx, rgw) = _all("cpu", x, w, gy, g), _all("numpy", x, w, gy, g)
+    assert y.dtype == gx.dtype == gw.dtype == dtype
+    # forward and input gradient add the same terms in the same order as the reference: equal to the bit
+    np.testing.assert_array_equal(y, ry)
+    if w.shape[0] == x.shape[1]:
+        np.testing.assert_array_equal(gx, rgx)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(gx, rgx, rtol=tol, atol=tol)
+    np.testing.assert_allclose(gw, rgw, rtol=tol, atol=tol)
+
+
+@given(geometry=geometries(), where=st.sampled_from(["x", "w", "gy"]), value=st.sampled_from([np.inf, np.nan]),
+       index=st.integers(0, 10 ** 6))
+def test_numba_matches_reference_with_inf_and_nan(geometry, where, value, index):
+    # the flat runs' scratch columns meet inf/NaN only through zero terms; the kernels keep them out
+    x, w, gy, g = _setup(geometry, np.float64, np.random.default_rng(4))
+    a = {"x": x, "w": w, "gy": gy}[where]
+    a.reshape(-1)[index % a.size] = value
+    for got, want in zip(_all("cpu", x, w, gy, g), _all("numpy", x, w, gy, g)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)  # NaN where the reference has NaN
+
+
+def test_numba_results_do_not_depend_on_the_thread_count():
+    import numba
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("Numba has one thread")
+    x, w, gy, g = _setup((3, 5, 1, 11, 10, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0), np.float32, np.random.default_rng(5))
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = _all("cpu", x, w, gy, g)
+        numba.set_num_threads(2)
+        two = _all("cpu", x, w, gy, g)
+    finally:
+        numba.set_num_threads(before)
+    for a, b in zip(one, two):  # fixed work per plane and a fixed-order sum over n: the same bits
+        np.testing.assert_array_equal(a, b)
+
+
+def test_thread_policy_parallelises_depthwise_below_the_general_size():
+    import numba
+    from tinyconv import threads
+    size = D.depthwise_conv2d_cpu.parallel_min_size
+    assert size < threads.PARALLEL_MIN_SIZE
+    seen = []
+
+    def kernel(a):
+        seen.append(numba.get_num_threads())
+    kernel.parallel_min_size = size
+    run = threads.sized(kernel)
+    run(np.zeros(size, np.float32))
+    run(np.zeros(size - 1, np.float32))
+    assert seen == [threads.max_threads(), 1]
 
 
 @pytest.mark.parametrize("geometry", [(1, 2, 2, 5, 4, 2, 1, 1, 2, 1, 0, 2, 1, 0, 0),
