@@ -67,31 +67,44 @@ def _valid_range(P, offset, S, size, O):
     return lo, max(lo, hi)
 
 
+# Indices into the flat arrays are cast to unsigned (``np.uint64``) where they are used: Numba wraps a negative
+# signed index around (as Python does), and that per-element check keeps LLVM from vectorising the row
+# copies; unsigned, they compile to SIMD loads and stores (measured 3-5x faster on LeNet's layers).  Every
+# index cast is >= 0.
+@njit(cache=True, inline="always")
+def _zero(a, start, stop):
+    for i in range(stop - start):
+        a[np.uint64(start + i)] = 0
+
+
 @njit(parallel=True, cache=True)
 def _im2col_cpu(x, col, SH, SW, PH, PW, DH, DW):
     N, C, H, W = x.shape
     KH, KW, OH, OW = col.shape[1], col.shape[2], col.shape[4], col.shape[5]
-    xf, colf = x.reshape(-1), col.reshape(-1)  # flat views: rows become contiguous slices
-    for job in prange(C * KH * KW * N):  # job = the (c, kh, kw, n) plane of OH x OW that starts at job*OH*OW
-        n = job % N
-        kw = (job // N) % KW
-        kh = (job // (N * KW)) % KH
-        c = job // (N * KW * KH)
-        plane, src_plane = job * OH * OW, (n * C + c) * H * W
+    xf, colf = x.reshape(-1), col.reshape(-1)  # flat views: rows become contiguous runs
+    for tap in prange(C * KH * KW):  # tap (c, kh, kw): its N planes of OH x OW start at tap*N*OH*OW
+        kw = tap % KW
+        kh = (tap // KW) % KH
+        c = tap // (KW * KH)
         oh0, oh1 = _valid_range(PH, kh * DH, SH, H, OH)
         ow0, ow1 = _valid_range(PW, kw * DW, SW, W, OW)
-        colf[plane:plane + oh0 * OW] = 0  # rows whose tap falls in the top padding
-        for oh in range(oh0, oh1):
-            row = plane + oh * OW
-            src = src_plane + (oh * SH - PH + kh * DH) * W - PW + kw * DW  # x at ow = 0 (may be off the row)
-            colf[row:row + ow0] = 0
-            if SW == 1:
-                colf[row + ow0:row + ow1] = xf[src + ow0:src + ow1]
-            else:
-                for ow in range(ow0, ow1):
-                    colf[row + ow] = xf[src + ow * SW]
-            colf[row + ow1:row + OW] = 0
-        colf[plane + oh1 * OW:plane + OH * OW] = 0  # and in the bottom padding
+        for n in range(N):
+            plane = (tap * N + n) * OH * OW
+            src_plane = (n * C + c) * H * W
+            _zero(colf, plane, plane + oh0 * OW)  # rows whose tap falls in the top padding
+            for oh in range(oh0, oh1):
+                row = plane + oh * OW
+                _zero(colf, row, row + ow0)
+                dst = np.uint64(row + ow0)
+                src = np.uint64(src_plane + (oh * SH - PH + kh * DH) * W + ow0 * SW - PW + kw * DW)  # x at ow0
+                if SW == 1:
+                    for i in range(ow1 - ow0):
+                        colf[dst + np.uint64(i)] = xf[src + np.uint64(i)]
+                else:
+                    for i in range(ow1 - ow0):
+                        colf[dst + np.uint64(i)] = xf[src + np.uint64(i * SW)]
+                _zero(colf, row + ow1, row + OW)
+            _zero(colf, plane + oh1 * OW, plane + OH * OW)  # and in the bottom padding
 
 
 @njit(parallel=True, cache=True)
@@ -107,19 +120,20 @@ def _col2im_cpu(col, x, SH, SW, PH, PW, DH, DW):
                 ow0, ow1 = _valid_range(PW, kw * DW, SW, W, OW)
                 plane = (((c * KH + kh) * KW + kw) * N + n) * OH * OW
                 for oh in range(oh0, oh1):
-                    row = plane + oh * OW
-                    dst = job * H * W + (oh * SH - PH + kh * DH) * W - PW + kw * DW
+                    row = np.uint64(plane + oh * OW + ow0)
+                    dst = np.uint64(job * H * W + (oh * SH - PH + kh * DH) * W + ow0 * SW - PW + kw * DW)
                     if SW == 1:
-                        xf[dst + ow0:dst + ow1] += colf[row + ow0:row + ow1]
+                        for i in range(ow1 - ow0):
+                            xf[dst + np.uint64(i)] += colf[row + np.uint64(i)]
                     else:
-                        for ow in range(ow0, ow1):
-                            xf[dst + ow * SW] += colf[row + ow]
+                        for i in range(ow1 - ow0):
+                            xf[dst + np.uint64(i * SW)] += colf[row + np.uint64(i)]
 
 
 # The CPU kernels fill arrays that NumPy allocates: NumPy asks the OS for huge pages for large arrays, and an
 # allocation inside Numba page-faults 4 KiB at a time, which alone made im2col several times slower.
 def im2col_cpu(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW):
-    """Numba im2col, parallel over (c, kh, kw, n) planes."""
+    """Numba im2col, parallel over the (c, kh, kw) taps."""
     N, C = x.shape[:2]
     col = np.empty((C, KH, KW, N, OH, OW), x.dtype)
     _im2col_cpu(np.ascontiguousarray(x), col, SH, SW, PH, PW, DH, DW)

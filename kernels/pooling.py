@@ -131,93 +131,122 @@ _window_jit = njit(cache=True)(_window)
 _avg_window_jit = njit(cache=True)(_avg_window)
 
 
+# The window bounds (and average pooling's divisors) depend on one axis each, so they are computed once per
+# call, not per plane.  Outputs are allocated by NumPy (see kernels/im2col.py).  Flat indices are cast to
+# unsigned where they are used: Numba wraps a negative signed index around, and that per-element check
+# costs (every index here is >= 0).
+@njit(cache=True)
+def _windows_jit(O, S, P, K, D, size):
+    """Along one axis, per output position o: the window's start and its first/last+1 tap inside the input."""
+    start, lo, hi = np.empty(O, np.int64), np.empty(O, np.int64), np.empty(O, np.int64)
+    for o in range(O):
+        start[o], lo[o], hi[o] = _window_jit(o, S, P, K, D, size)
+    return start, lo, hi
+
+
 @njit(parallel=True, cache=True)
-def _max_pool2d_forward_jit(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW):
+def _max_pool2d_forward_jit(x, y, argmax, KH, KW, SH, SW, PH, PW, DH, DW):
     N, C, H, W = x.shape
-    y = np.empty((N, C, OH, OW), dtype=x.dtype)
-    argmax = np.empty((N, C, OH, OW), dtype=np.int64)
+    OH, OW = y.shape[2], y.shape[3]
+    h0, kh_lo, kh_hi = _windows_jit(OH, SH, PH, KH, DH, H)
+    w0, kw_lo, kw_hi = _windows_jit(OW, SW, PW, KW, DW, W)
+    xf, yf, af = x.reshape(-1), y.reshape(-1), argmax.reshape(-1)
     for p in prange(N * C):
-        n, c = p // C, p % C
+        plane, out = p * H * W, p * OH * OW
         for oh in range(OH):
-            h0, kh_lo, kh_hi = _window_jit(oh, SH, PH, KH, DH, H)
             for ow in range(OW):
-                w0, kw_lo, kw_hi = _window_jit(ow, SW, PW, KW, DW, W)
-                best, best_i = x[n, c, 0, 0], -1
-                for kh in range(kh_lo, kh_hi):
-                    h = h0 + kh * DH
-                    for kw in range(kw_lo, kw_hi):
-                        w = w0 + kw * DW
-                        v = x[n, c, h, w]
+                best, best_i = xf[np.uint64(plane)], -1
+                for kh in range(kh_lo[oh], kh_hi[oh]):
+                    h = h0[oh] + kh * DH
+                    for kw in range(kw_lo[ow], kw_hi[ow]):
+                        i = h * W + w0[ow] + kw * DW
+                        v = xf[np.uint64(plane + i)]
                         if best_i < 0 or v > best or math.isnan(v):
-                            best, best_i = v, h * W + w
-                y[n, c, oh, ow] = best
-                argmax[n, c, oh, ow] = best_i
-    return y, argmax
+                            best, best_i = v, i
+                yf[np.uint64(out + oh * OW + ow)] = best
+                af[np.uint64(out + oh * OW + ow)] = best_i
 
 
 @njit(parallel=True, cache=True)
-def _max_pool2d_backward_jit(gy, argmax, H, W):
+def _max_pool2d_backward_jit(gy, argmax, gx):
     N, C, OH, OW = gy.shape
-    gx = np.zeros((N, C, H * W), dtype=gy.dtype)
-    for p in prange(N * C):                  # one plane per iteration: no two iterations write one element
-        n, c = p // C, p % C
-        for oh in range(OH):
-            for ow in range(OW):
-                gx[n, c, argmax[n, c, oh, ow]] += gy[n, c, oh, ow]
-    return gx.reshape(N, C, H, W)
+    HW = gx.shape[2] * gx.shape[3]
+    gyf, af, gxf = gy.reshape(-1), argmax.reshape(-1), gx.reshape(-1)
+    for p in prange(N * C):
+        for j in range(p * OH * OW, (p + 1) * OH * OW):
+            gxf[np.uint64(p * HW + af[np.uint64(j)])] += gyf[np.uint64(j)]
+
+
+@njit(cache=True)
+def _avg_bounds_jit(H, W, KH, KW, SH, SW, PH, PW, OH, OW, count_include_pad, divisor_override):
+    """The clipped window bounds along each axis, and PyTorch's divisor of every output cell (float64)."""
+    h0, h1, w0, w1 = np.empty(OH, np.int64), np.empty(OH, np.int64), np.empty(OW, np.int64), np.empty(OW, np.int64)
+    div = np.empty((OH, OW), np.float64)
+    for oh in range(OH):
+        for ow in range(OW):
+            h0[oh], h1[oh], w0[ow], w1[ow], div[oh, ow] = _avg_window_jit(
+                oh, ow, H, W, KH, KW, SH, SW, PH, PW, count_include_pad, divisor_override)
+    return h0, h1, w0, w1, div
 
 
 @njit(parallel=True, cache=True)
-def _avg_pool2d_forward_jit(x, KH, KW, SH, SW, PH, PW, OH, OW, count_include_pad, divisor_override):
+def _avg_pool2d_forward_jit(x, y, KH, KW, SH, SW, PH, PW, count_include_pad, divisor_override):
     N, C, H, W = x.shape
-    y = np.empty((N, C, OH, OW), dtype=x.dtype)
+    OH, OW = y.shape[2], y.shape[3]
+    h0, h1, w0, w1, div = _avg_bounds_jit(H, W, KH, KW, SH, SW, PH, PW, OH, OW, count_include_pad, divisor_override)
+    xf, yf = x.reshape(-1), y.reshape(-1)
     for p in prange(N * C):
-        n, c = p // C, p % C
+        plane, out = p * H * W, p * OH * OW
         for oh in range(OH):
             for ow in range(OW):
-                h0, h1, w0, w1, divisor = _avg_window_jit(oh, ow, H, W, KH, KW, SH, SW, PH, PW,
-                                                          count_include_pad, divisor_override)
                 total = 0.0                   # accumulated in float64, stored in x's dtype
-                for h in range(h0, h1):
-                    for w in range(w0, w1):
-                        total += x[n, c, h, w]
-                y[n, c, oh, ow] = total / divisor
-    return y
+                for h in range(h0[oh], h1[oh]):
+                    for w in range(w0[ow], w1[ow]):
+                        total += xf[np.uint64(plane + h * W + w)]
+                yf[np.uint64(out + oh * OW + ow)] = total / div[oh, ow]
 
 
 @njit(parallel=True, cache=True)
-def _avg_pool2d_backward_jit(gy, H, W, KH, KW, SH, SW, PH, PW, count_include_pad, divisor_override):
+def _avg_pool2d_backward_jit(gy, gx, KH, KW, SH, SW, PH, PW, count_include_pad, divisor_override):
     N, C, OH, OW = gy.shape
-    gx = np.zeros((N, C, H, W), dtype=gy.dtype)
+    H, W = gx.shape[2], gx.shape[3]
+    h0, h1, w0, w1, div = _avg_bounds_jit(H, W, KH, KW, SH, SW, PH, PW, OH, OW, count_include_pad, divisor_override)
+    gyf, gxf = gy.reshape(-1), gx.reshape(-1)
     for p in prange(N * C):
-        n, c = p // C, p % C
+        plane, out = p * H * W, p * OH * OW
         for oh in range(OH):
             for ow in range(OW):
-                h0, h1, w0, w1, divisor = _avg_window_jit(oh, ow, H, W, KH, KW, SH, SW, PH, PW,
-                                                          count_include_pad, divisor_override)
-                g = gy[n, c, oh, ow] / divisor
-                for h in range(h0, h1):
-                    for w in range(w0, w1):
-                        gx[n, c, h, w] += g
-    return gx
+                g = gyf[np.uint64(out + oh * OW + ow)] / div[oh, ow]
+                for h in range(h0[oh], h1[oh]):
+                    for w in range(w0[ow], w1[ow]):
+                        gxf[np.uint64(plane + h * W + w)] += g
 
 
 def max_pool2d_forward_cpu(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW):
-    return _max_pool2d_forward_jit(np.ascontiguousarray(x), KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
+    N, C = x.shape[:2]
+    y, argmax = np.empty((N, C, OH, OW), x.dtype), np.empty((N, C, OH, OW), np.int64)
+    _max_pool2d_forward_jit(np.ascontiguousarray(x), y, argmax, KH, KW, SH, SW, PH, PW, DH, DW)
+    return y, argmax
 
 
 def max_pool2d_backward_cpu(gy, argmax, H, W):
-    return _max_pool2d_backward_jit(np.ascontiguousarray(gy), np.ascontiguousarray(argmax), H, W)
+    gx = np.zeros(gy.shape[:2] + (H, W), gy.dtype)
+    _max_pool2d_backward_jit(np.ascontiguousarray(gy), np.ascontiguousarray(argmax), gx)
+    return gx
 
 
 def avg_pool2d_forward_cpu(x, KH, KW, SH, SW, PH, PW, OH, OW, count_include_pad, divisor_override):
-    return _avg_pool2d_forward_jit(np.ascontiguousarray(x), KH, KW, SH, SW, PH, PW, OH, OW,
-                                   bool(count_include_pad), int(divisor_override or 0))
+    y = np.empty(x.shape[:2] + (OH, OW), x.dtype)
+    _avg_pool2d_forward_jit(np.ascontiguousarray(x), y, KH, KW, SH, SW, PH, PW, bool(count_include_pad),
+                            int(divisor_override or 0))
+    return y
 
 
 def avg_pool2d_backward_cpu(gy, H, W, KH, KW, SH, SW, PH, PW, count_include_pad, divisor_override):
-    return _avg_pool2d_backward_jit(np.ascontiguousarray(gy), H, W, KH, KW, SH, SW, PH, PW,
-                                    bool(count_include_pad), int(divisor_override or 0))
+    gx = np.zeros(gy.shape[:2] + (H, W), gy.dtype)
+    _avg_pool2d_backward_jit(np.ascontiguousarray(gy), gx, KH, KW, SH, SW, PH, PW, bool(count_include_pad),
+                             int(divisor_override or 0))
+    return gx
 
 
 # -- numba.cuda ---------------------------------------------------------------------------------------

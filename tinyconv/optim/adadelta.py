@@ -1,6 +1,6 @@
 """AdaDelta: AdaGrad's idea with decaying averages and units matched by a running average of updates."""
 from .. import backend
-from .optimizer import Optimizer
+from .optimizer import Optimizer, blockwise
 
 
 class Adadelta(Optimizer):
@@ -37,14 +37,19 @@ class Adadelta(Optimizer):
             state["square_avg"] = xp.zeros_like(p.data)
             state["acc_delta"] = xp.zeros_like(p.data)
         state["step"] += 1
-        rho, eps = group["rho"], group["eps"]
-        g = -grad if group["maximize"] else grad
-        if group["weight_decay"] != 0:
-            g = g + group["weight_decay"] * p.data
-        square_avg, acc_delta = state["square_avg"], state["acc_delta"]
-        square_avg *= rho
-        square_avg += (1 - rho) * g * g
-        delta = xp.sqrt(acc_delta + eps) / xp.sqrt(square_avg + eps) * g
-        acc_delta *= rho
-        acc_delta += (1 - rho) * delta * delta
-        p.data -= group["lr"] * delta
+        blockwise(lambda *blocks: _adadelta(*blocks, **group), p.data, grad, state["square_avg"],
+                  state["acc_delta"])
+
+
+def _adadelta(p, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize, **_):
+    """One step on (blocks of) the arrays, in place."""
+    xp = backend.get_array_module(p)
+    g = -grad if maximize else grad
+    if weight_decay != 0:
+        g = g + weight_decay * p
+    square_avg *= rho
+    square_avg += (1 - rho) * g * g
+    delta = xp.sqrt(acc_delta + eps) / xp.sqrt(square_avg + eps) * g
+    acc_delta *= rho
+    acc_delta += (1 - rho) * delta * delta
+    p -= lr * delta

@@ -1,6 +1,6 @@
 """AdaGrad: per-coordinate learning rates shrinking with the accumulated squared gradient."""
 from .. import backend
-from .optimizer import Optimizer
+from .optimizer import Optimizer, blockwise
 
 
 class Adagrad(Optimizer):
@@ -33,10 +33,16 @@ class Adagrad(Optimizer):
             state["step"] = 0
             state["sum"] = xp.full_like(p.data, group["initial_accumulator_value"])
         state["step"] += 1
-        g = -grad if group["maximize"] else grad
-        if group["weight_decay"] != 0:
-            g = g + group["weight_decay"] * p.data
         clr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
-        state["sum"] += g * g
-        std = xp.sqrt(state["sum"]) + group["eps"]
-        p.data -= clr * (g / std)
+        blockwise(lambda *blocks: _adagrad(*blocks, clr, **group), p.data, grad, state["sum"])
+
+
+def _adagrad(p, grad, sum_, clr, weight_decay, eps, maximize, **_):
+    """One step with learning rate ``clr`` on (blocks of) the arrays, in place."""
+    xp = backend.get_array_module(p)
+    g = -grad if maximize else grad
+    if weight_decay != 0:
+        g = g + weight_decay * p
+    sum_ += g * g
+    std = xp.sqrt(sum_) + eps
+    p -= clr * (g / std)

@@ -1,6 +1,6 @@
 """Adam and AdamW: momentum plus RMSprop-style scaling, with bias correction."""
 from .. import backend
-from .optimizer import Optimizer
+from .optimizer import Optimizer, blockwise
 
 
 class Adam(Optimizer):
@@ -44,24 +44,30 @@ class Adam(Optimizer):
             if group["amsgrad"]:
                 state["max_exp_avg_sq"] = xp.zeros_like(p.data)
         state["step"] += 1
-        t, lr, wd = state["step"], group["lr"], group["weight_decay"]
-        beta1, beta2 = group["betas"]
-        g = -grad if group["maximize"] else grad
-        if wd != 0:
-            if group["decoupled_weight_decay"]:
-                p.data *= 1 - lr * wd
-            else:
-                g = g + wd * p.data
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        exp_avg += (1 - beta1) * (g - exp_avg)
-        exp_avg_sq *= beta2
-        exp_avg_sq += (1 - beta2) * g * g
-        if group["amsgrad"]:
-            xp.maximum(state["max_exp_avg_sq"], exp_avg_sq, out=state["max_exp_avg_sq"])
-            exp_avg_sq = state["max_exp_avg_sq"]
-        step_size = lr / (1 - beta1 ** t)
-        denom = xp.sqrt(exp_avg_sq) / (1 - beta2 ** t) ** 0.5 + group["eps"]
-        p.data -= step_size * (exp_avg / denom)
+        blockwise(lambda *blocks: _adam(*blocks, state["step"], **group), p.data, grad, state["exp_avg"],
+                  state["exp_avg_sq"], state.get("max_exp_avg_sq"))
+
+
+def _adam(p, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, t, lr, betas, eps, weight_decay, amsgrad, maximize,
+          decoupled_weight_decay, **_):
+    """Step ``t`` on (blocks of) the arrays, in place; ``max_exp_avg_sq`` is None without AMSGrad."""
+    xp = backend.get_array_module(p)
+    beta1, beta2 = betas
+    g = -grad if maximize else grad
+    if weight_decay != 0:
+        if decoupled_weight_decay:
+            p *= 1 - lr * weight_decay
+        else:
+            g = g + weight_decay * p
+    exp_avg += (1 - beta1) * (g - exp_avg)
+    exp_avg_sq *= beta2
+    exp_avg_sq += (1 - beta2) * g * g
+    if amsgrad:
+        xp.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
+        exp_avg_sq = max_exp_avg_sq
+    step_size = lr / (1 - beta1 ** t)
+    denom = xp.sqrt(exp_avg_sq) / (1 - beta2 ** t) ** 0.5 + eps
+    p -= step_size * (exp_avg / denom)
 
 
 class AdamW(Adam):

@@ -1,6 +1,6 @@
 """RMSprop: divide the gradient by a running RMS of recent gradients."""
 from .. import backend
-from .optimizer import Optimizer
+from .optimizer import Optimizer, blockwise
 
 
 class RMSprop(Optimizer):
@@ -39,24 +39,27 @@ class RMSprop(Optimizer):
             if group["centered"]:
                 state["grad_avg"] = xp.zeros_like(p.data)
         state["step"] += 1
-        alpha = group["alpha"]
-        g = -grad if group["maximize"] else grad
-        if group["weight_decay"] != 0:
-            g = g + group["weight_decay"] * p.data
-        square_avg = state["square_avg"]
-        square_avg *= alpha
-        square_avg += (1 - alpha) * g * g
-        if group["centered"]:
-            grad_avg = state["grad_avg"]
-            grad_avg += (1 - alpha) * (g - grad_avg)
-            avg = xp.sqrt(square_avg - grad_avg * grad_avg)
-        else:
-            avg = xp.sqrt(square_avg)
-        avg += group["eps"]
-        if group["momentum"] > 0:
-            buf = state["momentum_buffer"]
-            buf *= group["momentum"]
-            buf += g / avg
-            p.data -= group["lr"] * buf
-        else:
-            p.data -= group["lr"] * (g / avg)
+        blockwise(lambda *blocks: _rmsprop(*blocks, **group), p.data, grad, state["square_avg"],
+                  state.get("momentum_buffer"), state.get("grad_avg"))
+
+
+def _rmsprop(p, grad, square_avg, buf, grad_avg, lr, alpha, eps, weight_decay, momentum, centered, maximize, **_):
+    """One step on (blocks of) the arrays, in place; ``buf`` / ``grad_avg`` are None when unused."""
+    xp = backend.get_array_module(p)
+    g = -grad if maximize else grad
+    if weight_decay != 0:
+        g = g + weight_decay * p
+    square_avg *= alpha
+    square_avg += (1 - alpha) * g * g
+    if centered:
+        grad_avg += (1 - alpha) * (g - grad_avg)
+        avg = xp.sqrt(square_avg - grad_avg * grad_avg)
+    else:
+        avg = xp.sqrt(square_avg)
+    avg += eps
+    if momentum > 0:
+        buf *= momentum
+        buf += g / avg
+        p -= lr * buf
+    else:
+        p -= lr * (g / avg)

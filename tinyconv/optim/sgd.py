@@ -1,5 +1,6 @@
 """Stochastic gradient descent with momentum (Polyak's heavy ball) and Nesterov momentum."""
-from .optimizer import Optimizer
+from .. import backend
+from .optimizer import Optimizer, blockwise
 
 
 class SGD(Optimizer):
@@ -37,16 +38,25 @@ class SGD(Optimizer):
                                       nesterov=nesterov, maximize=maximize))
 
     def _update(self, p, grad, state, group):
-        g = -grad if group["maximize"] else grad
-        if group["weight_decay"] != 0:
-            g = g + group["weight_decay"] * p.data
-        momentum = group["momentum"]
-        if momentum != 0:
+        buf, first = None, False
+        if group["momentum"] != 0:
             buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = g.astype(p.dtype)  # a copy, never the grad itself
-            else:
-                buf *= momentum
-                buf += (1 - group["dampening"]) * g
-            g = g + momentum * buf if group["nesterov"] else buf
-        p.data -= group["lr"] * g
+            if buf is None:  # b_1 = g_1, written by the first step
+                buf = state["momentum_buffer"] = backend.get_array_module(p.data).empty_like(p.data)
+                first = True
+        blockwise(lambda p, grad, buf: _sgd(p, grad, buf, first, **group), p.data, grad, buf)
+
+
+def _sgd(p, grad, buf, first, lr, momentum, dampening, weight_decay, nesterov, maximize, **_):
+    """One step on (blocks of) the arrays, in place; ``buf`` is None without momentum."""
+    g = -grad if maximize else grad
+    if weight_decay != 0:
+        g = g + weight_decay * p
+    if buf is not None:
+        if first:
+            buf[...] = g
+        else:
+            buf *= momentum
+            buf += (1 - dampening) * g
+        g = g + momentum * buf if nesterov else buf
+    p -= lr * g

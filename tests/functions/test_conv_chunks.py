@@ -1,0 +1,111 @@
+"""Conv2dFn's batch chunks and kept col: every way of cutting the batch gives the one-chunk result."""
+import numpy as np
+import pytest
+
+import tinyconv as tc
+from tinyconv import functional as F
+from tinyconv.functions import conv
+
+CASES = [
+    dict(C=3, K=4, kernel=(3, 3), padding=1),
+    dict(C=4, K=6, kernel=(3, 2), stride=(2, 1), padding=(1, 0), groups=2),
+    dict(C=4, K=6, kernel=(1, 1), groups=2),                        # pointwise: one image's col is the image
+    dict(C=4, K=2, kernel=(1, 1), stride=2, bias=False),            # 1x1 but strided: im2col as usual
+    dict(C=2, K=4, kernel=(3, 3), padding=2, dilation=2, bias=False),
+]
+
+
+def _run(case, chunk_bytes, keep_bytes, monkeypatch, x_grad=True, dtype=np.float64):
+    """Forward and backward with the given budgets; returns y, dx, dW, db (numpy, None where absent)."""
+    case = dict(case)
+    C, K, (KH, KW), bias = case.pop("C"), case.pop("K"), case.pop("kernel"), case.pop("bias", True)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, C, 7, 6)).astype(dtype)
+    w = rng.standard_normal((K, C // case.get("groups", 1), KH, KW)).astype(dtype)
+    b = rng.standard_normal(K).astype(dtype) if bias else None
+    monkeypatch.setattr(conv, "COL_CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(conv, "KEEP_COL_BYTES", keep_bytes)
+    tx, tw = tc.tensor(x, requires_grad=x_grad), tc.tensor(w, requires_grad=True)
+    tb = tc.tensor(b, requires_grad=True) if bias else None
+    y = F.conv2d(tx, tw, tb, **case)
+    y.backward(rng.standard_normal(y.shape).astype(dtype))
+    return [None if t is None else t.numpy() for t in
+            (y, tx.grad if x_grad else None, tw.grad, None if tb is None else tb.grad)]
+
+
+def _per_image_bytes(case):
+    KH, KW = case["kernel"]
+    return case["C"] * KH * KW * 7 * 6 * 8  # an upper bound: OH <= 7, OW <= 6, float64
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("images_per_chunk", [1, 2, 3])
+def test_chunks_match_one_chunk(kernels, case, images_per_chunk, monkeypatch):
+    whole = _run(case, 1 << 40, 0, monkeypatch)
+    # budgets of about one, two and three images (chunks of 1, 2, 3 images; the last one shorter)
+    cut = _run(case, images_per_chunk * _per_image_bytes(case), 0, monkeypatch)
+    for a, b in zip(cut, whole):
+        assert (a is None) == (b is None)
+        if a is not None:
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_kept_col_gives_the_rebuilt_col_gradients(kernels, case, monkeypatch):
+    rebuilt = _run(case, 1 << 40, 0, monkeypatch)
+    kept = _run(case, 1 << 40, 1 << 40, monkeypatch)
+    for a, b in zip(kept, rebuilt):
+        if a is not None:
+            np.testing.assert_array_equal(a, b)  # the same products on the same col: bit for bit
+
+
+def test_col_is_kept_only_when_small_and_in_one_chunk(monkeypatch):
+    x, w = tc.randn(4, 2, 6, 6, requires_grad=True), tc.randn(3, 2, 3, 3, requires_grad=True)
+    col_bytes = 2 * 9 * 4 * 4 * 4 * 4  # (C*KH*KW) x (N*OH*OW) float32
+    monkeypatch.setattr(conv, "KEEP_COL_BYTES", col_bytes)
+    assert F.conv2d(x, w)._ctx.col.shape == (1, 18, 64)
+    monkeypatch.setattr(conv, "KEEP_COL_BYTES", col_bytes - 1)
+    assert F.conv2d(x, w)._ctx.col is None
+    monkeypatch.setattr(conv, "KEEP_COL_BYTES", col_bytes)
+    monkeypatch.setattr(conv, "COL_CHUNK_BYTES", col_bytes // 2)  # two chunks: no single col to keep
+    assert F.conv2d(x, w)._ctx.col is None
+
+
+@pytest.mark.parametrize("case", CASES[:3])
+def test_chunks_without_an_input_gradient(case, monkeypatch):
+    whole = _run(case, 1 << 40, 0, monkeypatch, x_grad=False)
+    cut = _run(case, _per_image_bytes(case), 0, monkeypatch, x_grad=False)
+    assert cut[1] is None and whole[1] is None
+    for a, b in zip(cut, whole):
+        if a is not None:
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_chunked_float32_matches_torch(torch, monkeypatch):
+    case = dict(CASES[1])
+    C, K, (KH, KW) = case.pop("C"), case.pop("K"), case.pop("kernel")
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((5, C, 7, 6)).astype(np.float32)
+    w = rng.standard_normal((K, C // case["groups"], KH, KW)).astype(np.float32)
+    monkeypatch.setattr(conv, "COL_CHUNK_BYTES", 1)  # one image per chunk
+    tx, tw = tc.tensor(x, requires_grad=True), tc.tensor(w, requires_grad=True)
+    y = F.conv2d(tx, tw, **case)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    y.backward(gy)
+    ttx, ttw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    ty = torch.nn.functional.conv2d(ttx, ttw, **case)
+    ty.backward(torch.tensor(gy))
+    for ours, theirs in [(y, ty), (tx.grad, ttx.grad), (tw.grad, ttw.grad)]:
+        want = theirs.detach().numpy()
+        np.testing.assert_allclose(ours.numpy(), want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_chunks_cover_the_batch_within_the_budget(monkeypatch):
+    x, w = tc.randn(7, 2, 6, 6), tc.randn(3, 2, 3, 3, requires_grad=True)
+    per_image = 2 * 9 * 4 * 4 * 4  # C*KH*KW*OH*OW float32
+    monkeypatch.setattr(conv, "COL_CHUNK_BYTES", 3 * per_image)
+    assert F.conv2d(x, w)._ctx.chunks() == [(0, 3), (3, 6), (6, 7)]
+    monkeypatch.setattr(conv, "COL_CHUNK_BYTES", per_image - 1)  # below one image: one image at a time
+    assert F.conv2d(x, w)._ctx.chunks() == [(n, n + 1) for n in range(7)]
+    monkeypatch.setattr(conv, "COL_CHUNK_BYTES", 1 << 40)
+    assert F.conv2d(x, w)._ctx.chunks() == [(0, 7)]
