@@ -138,24 +138,43 @@ def _copy(dst, src):
 
 @njit(cache=True, inline="always")
 def _gather(dst, src, S):
-    """``dst[t] = src[S*t]`` (with the common S == 2 spelled out, so that LLVM vectorises its loads)."""
-    if S == 2:
-        for t in range(dst.shape[0]):
-            dst[t] = src[2 * t]
-    else:
-        for t in range(dst.shape[0]):
-            dst[t] = src[S * t]
+    """``dst[t] = src[S*t]``."""
+    for t in range(dst.shape[0]):
+        dst[t] = src[S * t]
 
 
 @njit(cache=True, inline="always")
 def _spread(dst, src, S):
     """``dst[S*t] = src[t]``, the inverse of ``_gather``."""
-    if S == 2:
-        for t in range(src.shape[0]):
-            dst[2 * t] = src[t]
-    else:
-        for t in range(src.shape[0]):
-            dst[S * t] = src[t]
+    for t in range(src.shape[0]):
+        dst[S * t] = src[t]
+
+
+@njit(cache=True, inline="always")
+def _split2(row, even, odd):
+    """``even[t] = row[2t]``, ``odd[t] = row[2t + 1]`` as far as each goes: stride 2's two phases in one loop,
+    which LLVM vectorises with shuffles."""
+    n = min(row.shape[0] // 2, even.shape[0], odd.shape[0])
+    for t in range(n):
+        even[t] = row[2 * t]
+        odd[t] = row[2 * t + 1]
+    for w in range(2 * n, row.shape[0]):
+        if w % 2 == 0 and w // 2 < even.shape[0]:
+            even[w // 2] = row[w]
+        elif w % 2 == 1 and w // 2 < odd.shape[0]:
+            odd[w // 2] = row[w]
+
+
+@njit(cache=True, inline="always")
+def _merge2(row, even, odd):
+    """The inverse of ``_split2``: ``row[2t] = even[t]``, ``row[2t + 1] = odd[t]``, zero past their ends."""
+    n = min(row.shape[0] // 2, even.shape[0], odd.shape[0])
+    for t in range(n):
+        row[2 * t] = even[t]
+        row[2 * t + 1] = odd[t]
+    for w in range(2 * n, row.shape[0]):
+        src = even if w % 2 == 0 else odd
+        row[w] = src[w // 2] if w // 2 < src.shape[0] else 0
 
 
 @njit(cache=True, inline="always")
@@ -168,6 +187,15 @@ def _zero(dst):
 def _to_phases(src, q, b, nb, SH, SW, PH, PW, Hq, Wq):
     """Copy the (H, W) plane ``src`` into image b of the phase planes q (flat), whose padding is already zero."""
     H, W = src.shape
+    if SW == 2:  # the two column phases of each row in one pass
+        for h in range(H):
+            i, ph = (h + PH) // SH, (h + PH) % SH
+            if i < Hq:
+                r0 = ((ph * 2 * nb + b) * Hq + i) * Wq  # the row of phase (ph, 0); phase (ph, 1) is nb*Hq rows on
+                r1 = r0 + nb * Hq * Wq
+                even, odd = (r0, r1) if PW % 2 == 0 else (r1, r0)  # where x's even and odd columns go
+                _split2(src[h], q[even + PW // 2:even + Wq], q[odd + (PW + 1) // 2:odd + Wq])
+        return
     for ph in range(SH):
         for pw in range(SW):
             j0 = min(Wq, -((pw - PW) // SW))                  # first j with j*SW + pw - PW >= 0
@@ -188,6 +216,15 @@ def _from_phases(q, dst, b, nb, SH, SW, PH, PW, Hq, Wq):
     H, W = dst.shape
     for h in range(H):
         i, ph = (h + PH) // SH, (h + PH) % SH
+        if SW == 2:
+            if i < Hq:
+                r0 = ((ph * 2 * nb + b) * Hq + i) * Wq
+                r1 = r0 + nb * Hq * Wq
+                even, odd = (r0, r1) if PW % 2 == 0 else (r1, r0)
+                _merge2(dst[h], q[even + PW // 2:even + Wq], q[odd + (PW + 1) // 2:odd + Wq])
+            else:
+                _zero(dst[h])
+            continue
         for w0 in range(min(SW, W)):  # the columns w0, w0 + SW, ... share phase (w0 + PW) % SW
             pw, j = (w0 + PW) % SW, (w0 + PW) // SW
             start = (((ph * SW + pw) * nb + b) * Hq + i) * Wq + j
