@@ -22,7 +22,7 @@ for BLAS to be worth the col buffer.
 import functools
 
 import numpy as np
-from numba import cuda, from_dtype, get_num_threads, njit, prange
+from numba import cuda, from_dtype, get_num_threads, njit, prange, set_parallel_chunksize
 
 from .im2col import _blocks, _far_padding, _THREADS
 
@@ -389,7 +389,7 @@ def _finite(v):
 
 
 @njit(parallel=True, cache=True)
-def _forward_cpu(x, w, y, SH, SW, PH, PW, DH, DW, threads):
+def _forward_cpu(x, w, y, SH, SW, PH, PW, DH, DW, chunks):
     N, C, H, W = x.shape
     K, KH, KW = w.shape
     OH, OW = y.shape[2], y.shape[3]
@@ -399,8 +399,8 @@ def _forward_cpu(x, w, y, SH, SW, PH, PW, DH, DW, threads):
     offs = _tap_offsets(KH, KW, SH, SW, DH, DW, Hq, Wq, nb)
     blocks = (N + nb - 1) // nb
     jobs = C * blocks  # job = (channel c, block of nb images)
-    chunks = min(jobs, threads)
-    for chunk in prange(chunks):  # one chunk of jobs per thread, with its own buffers
+    chunks = min(jobs, chunks)
+    for chunk in prange(chunks):  # chunks of jobs, handed to threads as they come free; own buffers each
         q = np.zeros(size, x.dtype)  # the padding stays zero: each job overwrites the same interior
         acc = np.empty(nb * P, y.dtype)
         zero = np.zeros(1, y.dtype)[0]
@@ -417,7 +417,7 @@ def _forward_cpu(x, w, y, SH, SW, PH, PW, DH, DW, threads):
 
 
 @njit(parallel=True, cache=True)
-def _grad_input_cpu(gy, w, gx, SH, SW, PH, PW, DH, DW, threads):
+def _grad_input_cpu(gy, w, gx, SH, SW, PH, PW, DH, DW, chunks):
     N, K, OH, OW = gy.shape
     _, KH, KW = w.shape
     C, H, W = gx.shape[1], gx.shape[2], gx.shape[3]
@@ -430,7 +430,7 @@ def _grad_input_cpu(gy, w, gx, SH, SW, PH, PW, DH, DW, threads):
         finite[c] = _finite(w[c * M:c * M + M]).all()
     blocks = (N + nb - 1) // nb
     jobs = C * blocks
-    chunks = min(jobs, threads)
+    chunks = min(jobs, chunks)
     for chunk in prange(chunks):
         g = np.zeros((M, lead + nb * P), gy.dtype)  # gy planes of channel c laid out like q, after lead zeros
         t = np.empty(nb * P, gy.dtype)    # sum over m of w * g, for M > 1
@@ -475,7 +475,7 @@ def _grad_input_cpu(gy, w, gx, SH, SW, PH, PW, DH, DW, threads):
 
 
 @njit(parallel=True, cache=True)
-def _grad_weight_cpu(x, gy, gw, SH, SW, PH, PW, DH, DW, threads):
+def _grad_weight_cpu(x, gy, gw, SH, SW, PH, PW, DH, DW, chunks):
     N, C, H, W = x.shape
     K, OH, OW = gy.shape[1], gy.shape[2], gy.shape[3]
     KH, KW = gw.shape[1], gw.shape[2]
@@ -486,7 +486,7 @@ def _grad_weight_cpu(x, gy, gw, SH, SW, PH, PW, DH, DW, threads):
     blocks = (N + nb - 1) // nb
     jobs = C * blocks
     part = np.empty((blocks, K, KH, KW))  # float64 partial sums of each block: the reduction over blocks follows
-    chunks = min(jobs, threads)
+    chunks = min(jobs, chunks)
     for chunk in prange(chunks):
         q = np.zeros(size, x.dtype)
         g = np.zeros(nb * P, gy.dtype)
@@ -534,27 +534,36 @@ def _grad_weight_cpu(x, gy, gw, SH, SW, PH, PW, DH, DW, threads):
 
 
 # Results are allocated by NumPy (huge pages for large arrays; see im2col.py) and filled by the kernels.
+_CHUNKS_PER_THREAD = 4  # a thread that falls behind (a busy machine) leaves its later chunks to the others
+
+
+def _run(kernel, *args):
+    """``kernel(*args, chunks)`` with its chunks scheduled dynamically, one at a time."""
+    previous = set_parallel_chunksize(1)
+    try:
+        kernel(*args, _CHUNKS_PER_THREAD * get_num_threads())
+    finally:
+        set_parallel_chunksize(previous)
+
+
 def depthwise_conv2d_cpu(x, w, SH, SW, PH, PW, DH, DW, OH, OW):
     """Numba forward, parallel over channels and blocks of images."""
     y = np.empty((x.shape[0], w.shape[0], OH, OW), x.dtype)
-    _forward_cpu(np.ascontiguousarray(x), np.ascontiguousarray(w), y, SH, SW, PH, PW, DH, DW,
-                 get_num_threads())
+    _run(_forward_cpu, np.ascontiguousarray(x), np.ascontiguousarray(w), y, SH, SW, PH, PW, DH, DW)
     return y
 
 
 def depthwise_conv2d_grad_input_cpu(gy, w, C, H, W, SH, SW, PH, PW, DH, DW):
     """Numba input gradient, parallel over channels and blocks of images: each gathers its own taps, no races."""
     gx = np.empty((gy.shape[0], C, H, W), gy.dtype)
-    _grad_input_cpu(np.ascontiguousarray(gy), np.ascontiguousarray(w), gx, SH, SW, PH, PW, DH, DW,
-                    get_num_threads())
+    _run(_grad_input_cpu, np.ascontiguousarray(gy), np.ascontiguousarray(w), gx, SH, SW, PH, PW, DH, DW)
     return gx
 
 
 def depthwise_conv2d_grad_weight_cpu(x, gy, KH, KW, SH, SW, PH, PW, DH, DW):
     """Numba weight gradient, parallel over channels and blocks of images, then a float64 sum over blocks."""
     gw = np.empty((gy.shape[1], KH, KW), gy.dtype)
-    _grad_weight_cpu(np.ascontiguousarray(x), np.ascontiguousarray(gy), gw, SH, SW, PH, PW, DH, DW,
-                     get_num_threads())
+    _run(_grad_weight_cpu, np.ascontiguousarray(x), np.ascontiguousarray(gy), gw, SH, SW, PH, PW, DH, DW)
     return gw
 
 
