@@ -9,6 +9,7 @@ from tinyconv import backend
 from tinyconv import functional as F
 from tinyconv.functions.conv import Conv2dFn
 from tinyconv.functions.depthwise import DepthwiseConv2dFn
+from tinyconv.functions.grouped import GroupedConv2dFn
 
 # the `kernels` fixture switches a global mode once per test, so sharing it across examples is safe
 fixture_ok = settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
@@ -110,7 +111,7 @@ def test_unbatched_input():
 def test_groups_equal_to_channels_dispatches_to_the_depthwise_kernel():
     x = tc.randn(1, 4, 5, 5, requires_grad=True)
     assert isinstance(F.conv2d(x, tc.randn(8, 1, 3, 3), groups=4)._ctx, DepthwiseConv2dFn)
-    assert isinstance(F.conv2d(x, tc.randn(8, 2, 3, 3), groups=2)._ctx, Conv2dFn)
+    assert isinstance(F.conv2d(x, tc.randn(8, 2, 3, 3), groups=2)._ctx, GroupedConv2dFn)  # few taps: direct
     assert isinstance(F.conv2d(x[:, :1], tc.randn(2, 1, 3, 3), groups=1)._ctx, Conv2dFn)
 
 

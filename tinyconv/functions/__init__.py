@@ -5,6 +5,7 @@ from .basic import (abs, add, astype, clamp, clip, div, exp, log, matmul, maximu
 from .reduction import amax, amin, max, mean, min, sum, var  # noqa: F401
 from .conv import conv2d  # noqa: F401
 from .depthwise import depthwise_conv2d  # noqa: F401
+from .grouped import grouped_conv2d  # noqa: F401
 from .shape import (broadcast_to, cat, chunk, concatenate, flatten, getitem, pad, permute,  # noqa: F401
                     reshape, split, squeeze, stack, transpose, unsqueeze)
 from .shape import channel_shuffle  # noqa: F401

@@ -229,6 +229,9 @@ def _conv2d(where, input, weight, bias, stride, padding, dilation, groups):
     if groups == input.shape[1] > 1:
         from .depthwise import DepthwiseConv2dFn  # imported here: depthwise.py uses this module's checks
         return DepthwiseConv2dFn.apply(input, weight, bias, **hyper)
+    from .grouped import GroupedConv2dFn, direct_pays  # few channels per group: direct kernels
+    if direct_pays(input, weight.shape, groups):
+        return GroupedConv2dFn.apply(input, weight, bias, **hyper)
     return Conv2dFn.apply(input, weight, bias, groups=groups, **hyper)
 
 
