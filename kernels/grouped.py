@@ -19,8 +19,9 @@ Kernels (same signature for ``_numpy``, ``_cpu`` and ``_cuda``):
 (G = C / w.shape[1] where x or C is given; the weight gradient needs it spelled out.)
 
 Why: with ResNeXt's 32x4d blocks (Cg = Kg = 4, 3x3) each group's im2col GEMM is a (4 x 36) by
-(36 x N*OH*OW) product, memory-bound on a column matrix 9 times the input.  Here each output row of a group
-collects its Cg*KH*KW taps from rows of x that stay in cache, with the long ow loop innermost (SIMD).
+(36 x N*OH*OW) product, memory-bound on a column matrix 9 times the input.  Here each (n, group) copies its
+Cg input planes once into a padded buffer that stays in cache, and every tap is a long unit-stride
+multiply-add over a chunk of output rows (SIMD); see "Numba CPU" below.
 """
 import numpy as np
 from numba import cuda, njit, prange
