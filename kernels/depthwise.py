@@ -80,40 +80,53 @@ def depthwise_conv2d_grad_weight_numpy(x, gy, KH, KW, SH, SW, PH, PW, DH, DW):
 
 
 # -- Numba CPU ----------------------------------------------------------------------------------------
-# Every kernel works on one (n, c) plane at a time, copied into a zero-padded buffer split by stride phase:
+# Every kernel works on one channel c and a block of nb images at a time, copied into a zero-padded buffer
+# split by stride phase:
 #
-#     q[ph, pw, i, j] = x[n, c, i*SH + ph - PH, j*SW + pw - PW]     (zero outside x),  q of (SH, SW, Hq, Wq)
+#     q[ph, pw, b, i, j] = x[n0 + b, c, i*SH + ph - PH, j*SW + pw - PW]   (zero outside x), (SH, SW, nb, Hq, Wq)
 #
-# so that tap (kh, kw) of output (oh, ow) reads q[(kh*DH) % SH, (kw*DW) % SW, oh + kh*DH // SH, ow + kw*DW // SW]:
-# whatever the stride, one tap over one output row is a contiguous run of a phase row.  Laying the output rows
-# out Wq apart as well (Wq - OW scratch columns per row), a tap over the whole output plane is one flat run,
+# so that tap (kh, kw) of output (oh, ow) reads q[(kh*DH) % SH, (kw*DW) % SW, b, oh + kh*DH // SH, ow + kw*DW // SW]:
+# whatever the stride, one tap over one output row is a contiguous run of a phase row.  Laying the outputs out
+# like one phase (nb, Hq, Wq) as well (scratch columns past OW, scratch rows past OH), a tap over the whole
+# block is one flat run,
 #
-#     out[i] += w[k, kh, kw] * q_flat[off(kh, kw) + i]        for i in [0, OH*Wq),
+#     out[i] += w[k, kh, kw] * q_flat[off(kh, kw) + i]        for i in [0, (nb-1)*Hq*Wq + OH*Wq),
 #
-# a long unit-stride loop that LLVM turns into SIMD, with no bounds tests: padding is in q.  The scratch
-# columns read and write neighbouring elements of q; the forward drops them, the input gradient adds zeros
+# a long unit-stride loop that LLVM turns into SIMD, with no bounds tests: padding is in q.  Small planes are
+# batched (nb > 1) so that per-plane overheads do not dominate deep layers of 4x4 or 2x2 maps.  The scratch
+# positions read and write neighbouring elements of q; the forward drops them, the input gradient adds zeros
 # there, the weight gradient multiplies zeros (``_finite`` guards the one case where that is not exact).
 # Forward and input gradient add the taps in the reference's order, term by term (no fastmath: bitwise the
 # NumPy reference's sums, which batch norm over tiny batches can amplify); the weight gradient's long dot
 # products are reassociated so that they vectorise too.
 _REASSOC = {"reassoc", "nsz", "contract"}  # no "nnan"/"ninf": the weight gradient tests its sums for inf/NaN
 _DOT_BLOCK = 1024  # float32 partial dot products of at most this length, summed in float64
+_BLOCK_ELEMENTS = 4096  # images per job: as many as fit phase buffers of about this size (L1-resident)
 
 
 @njit(cache=True)
-def _phase_shape(OH, OW, KH, KW, SH, SW, DH, DW):
-    """(Hq, Wq, length of q): the phase planes hold the (OH-1)*SH + (KH-1)*DH + 1 padded rows the taps read
-    (likewise columns), plus a tail for the flat runs' scratch reads past the last plane."""
+def _phase_shape(N, OH, OW, KH, KW, SH, SW, DH, DW):
+    """(Hq, Wq, nb, length of q): the phase planes hold the (OH-1)*SH + (KH-1)*DH + 1 padded rows the taps
+    read (likewise columns), nb images per job, plus a tail for the flat runs' scratch reads past the end."""
     Hq = ((OH - 1) * SH + (KH - 1) * DH) // SH + 1
     Wq = ((OW - 1) * SW + (KW - 1) * DW) // SW + 1
-    return Hq, Wq, SH * SW * Hq * Wq + (KW - 1) * DW // SW
+    nb = max(1, min(N, _BLOCK_ELEMENTS // (SH * SW * Hq * Wq)))
+    return Hq, Wq, nb, SH * SW * nb * Hq * Wq + (KW - 1) * DW // SW
 
 
 @njit(cache=True, inline="always")
-def _tap_offset(kh, kw, SH, SW, DH, DW, Hq, Wq):
+def _tap_offset(kh, kw, SH, SW, DH, DW, Hq, Wq, nb):
     """Where the flat run of tap (kh, kw) starts in q."""
     plane = ((kh * DH) % SH) * SW + (kw * DW) % SW
-    return plane * Hq * Wq + (kh * DH // SH) * Wq + kw * DW // SW
+    return plane * nb * Hq * Wq + (kh * DH // SH) * Wq + kw * DW // SW
+
+
+@njit(cache=True)
+def _tap_offsets(KH, KW, SH, SW, DH, DW, Hq, Wq, nb):
+    offs = np.empty(KH * KW, np.int64)
+    for t in range(KH * KW):
+        offs[t] = _tap_offset(t // KW, t % KW, SH, SW, DH, DW, Hq, Wq, nb)
+    return offs
 
 
 @njit(cache=True, inline="always")
@@ -124,46 +137,69 @@ def _copy(dst, src):
 
 
 @njit(cache=True, inline="always")
+def _gather(dst, src, S):
+    """``dst[t] = src[S*t]`` (with the common S == 2 spelled out, so that LLVM vectorises its loads)."""
+    if S == 2:
+        for t in range(dst.shape[0]):
+            dst[t] = src[2 * t]
+    else:
+        for t in range(dst.shape[0]):
+            dst[t] = src[S * t]
+
+
+@njit(cache=True, inline="always")
+def _spread(dst, src, S):
+    """``dst[S*t] = src[t]``, the inverse of ``_gather``."""
+    if S == 2:
+        for t in range(src.shape[0]):
+            dst[2 * t] = src[t]
+    else:
+        for t in range(src.shape[0]):
+            dst[S * t] = src[t]
+
+
+@njit(cache=True, inline="always")
 def _zero(dst):
     for i in range(dst.shape[0]):
         dst[i] = 0
 
 
 @njit(cache=True)
-def _to_phases(src, q, SH, SW, PH, PW, Hq, Wq):
-    """Copy the (H, W) plane ``src`` into the phase planes q (flat), whose padding is already zero."""
+def _to_phases(src, q, b, nb, SH, SW, PH, PW, Hq, Wq):
+    """Copy the (H, W) plane ``src`` into image b of the phase planes q (flat), whose padding is already zero."""
     H, W = src.shape
     for ph in range(SH):
         for pw in range(SW):
             j0 = min(Wq, -((pw - PW) // SW))                  # first j with j*SW + pw - PW >= 0
             j1 = max(j0, min(Wq, (W - 1 + PW - pw) // SW + 1))  # past the last j inside the row
             for i in range(max(0, -((ph - PH) // SH)), min(Hq, (H - 1 + PH - ph) // SH + 1)):
-                start = ((ph * SW + pw) * Hq + i) * Wq
+                start = (((ph * SW + pw) * nb + b) * Hq + i) * Wq
                 h = i * SH + ph - PH
                 if SW == 1:  # a contiguous view, which LLVM copies with SIMD
                     _copy(q[start + j0:start + j1], src[h, j0 - PW:j1 - PW])
                 elif j1 > j0:
-                    _copy(q[start + j0:start + j1], src[h, j0 * SW + pw - PW:(j1 - 1) * SW + pw - PW + 1:SW])
+                    _gather(q[start + j0:start + j1], src[h, j0 * SW + pw - PW:], SW)
 
 
 @njit(cache=True)
-def _from_phases(q, dst, SH, SW, PH, PW, Hq, Wq):
-    """The inverse of ``_to_phases``: dst[h, w] = the padded position (h + PH, w + PW) of q (zero past q)."""
+def _from_phases(q, dst, b, nb, SH, SW, PH, PW, Hq, Wq):
+    """The inverse of ``_to_phases``: dst[h, w] = the padded position (h + PH, w + PW) of image b of q (zero
+    past q)."""
     H, W = dst.shape
     for h in range(H):
         i, ph = (h + PH) // SH, (h + PH) % SH
         for w0 in range(min(SW, W)):  # the columns w0, w0 + SW, ... share phase (w0 + PW) % SW
             pw, j = (w0 + PW) % SW, (w0 + PW) // SW
-            start = ((ph * SW + pw) * Hq + i) * Wq + j
+            start = (((ph * SW + pw) * nb + b) * Hq + i) * Wq + j
             n = (W - w0 + SW - 1) // SW
             inside = max(0, min(n, Wq - j)) if i < Hq else 0
             if SW == 1:  # a contiguous view, which LLVM copies with SIMD
                 _copy(dst[h, :inside], q[start:start + inside])
                 _zero(dst[h, inside:])
             else:
-                row = dst[h, w0::SW]
-                _copy(row[:inside], q[start:start + inside])
-                _zero(row[inside:])
+                _spread(dst[h, w0:], q[start:start + inside], SW)
+                for w in range(w0 + inside * SW, W, SW):
+                    dst[h, w] = 0
 
 
 @njit(cache=True)
@@ -195,13 +231,28 @@ def _axpy9(y, x0, x1, x2, x3, x4, x5, x6, x7, x8, a0, a1, a2, a3, a4, a5, a6, a7
                  + a6 * x6[i]) + a7 * x7[i]) + a8 * x8[i]
 
 
+@njit(cache=True, inline="always")
+def _set9(y, x0, x1, x2, x3, x4, x5, x6, x7, x8, a0, a1, a2, a3, a4, a5, a6, a7, a8, zero):
+    """``_axpy9`` onto zeros: the same sums without a pass zeroing ``y`` first."""
+    for i in range(y.shape[0]):
+        y[i] = ((((((((zero + a0 * x0[i]) + a1 * x1[i]) + a2 * x2[i]) + a3 * x3[i]) + a4 * x4[i]) + a5 * x5[i])
+                 + a6 * x6[i]) + a7 * x7[i]) + a8 * x8[i]
+
+
 @njit(cache=True)
-def _correlate(dst, src, offs, ws, count):
-    """``dst[i] = sum over t < count of ws[t] * src[offs[t] + i]``, from zero in the order of t, term by term
-    (the reference's sums exactly), nine or three taps per pass over dst."""
+def _correlate(dst, src, offs, ws, count, zero):
+    """``dst[i] = sum over t < count of ws[t] * src[offs[t] + i]``, from ``zero`` in the order of t, term by
+    term (the reference's sums exactly), nine or three taps per pass over dst."""
     L = dst.shape[0]
-    _zero(dst)
     t = 0
+    if count >= 9:  # the first nine taps start from zero
+        o = offs[:9]
+        _set9(dst, src[o[0]:o[0] + L], src[o[1]:o[1] + L], src[o[2]:o[2] + L], src[o[3]:o[3] + L],
+              src[o[4]:o[4] + L], src[o[5]:o[5] + L], src[o[6]:o[6] + L], src[o[7]:o[7] + L],
+              src[o[8]:o[8] + L], ws[0], ws[1], ws[2], ws[3], ws[4], ws[5], ws[6], ws[7], ws[8], zero)
+        t = 9
+    else:
+        _zero(dst)
     while t < count:
         o = offs[t:t + 9]
         if count - t >= 9:
@@ -219,13 +270,15 @@ def _correlate(dst, src, offs, ws, count):
 
 
 @njit(cache=True, inline="always")
-def _scatter(acc, o, src, a, OH, OW, Wq, exact):
-    """``acc[o:] += a * src`` over the flat run (``exact``) or over its real columns only."""
+def _scatter(acc, o, src, a, nn, P, OH, OW, Wq, exact):
+    """``acc[o + i] += a * src[i]`` over the flat run (``exact``) or over the real positions only."""
     if exact:
-        _axpy(acc[o:o + OH * Wq], src, a)
+        _axpy(acc[o:o + src.shape[0]], src, a)
     else:
-        for oh in range(OH):
-            _axpy(acc[o + oh * Wq:o + oh * Wq + OW], src[oh * Wq:oh * Wq + OW], a)
+        for b in range(nn):
+            for oh in range(OH):
+                r = b * P + oh * Wq
+                _axpy(acc[o + r:o + r + OW], src[r:r + OW], a)
 
 
 @njit(cache=True, fastmath=_REASSOC)
@@ -260,6 +313,39 @@ def _dot3(a, b0, b1, b2):
     return t0, t1, t2
 
 
+@njit(cache=True, fastmath=_REASSOC)
+def _dot9(a, b0, b1, b2, b3, b4, b5, b6, b7, b8, out):
+    """``out[t] = sum(a * bt)`` for nine runs (a 3 x 3 window) in one pass over ``a``, blocked like ``_dot``."""
+    out[:9] = 0.0
+    for s in range(0, a.shape[0], _DOT_BLOCK):
+        e = min(a.shape[0], s + _DOT_BLOCK)
+        x = a[s:e]
+        y0, y1, y2, y3, y4 = b0[s:e], b1[s:e], b2[s:e], b3[s:e], b4[s:e]
+        y5, y6, y7, y8 = b5[s:e], b6[s:e], b7[s:e], b8[s:e]
+        p0, p1, p2, p3, p4, p5, p6, p7, p8 = (x[0] * y0[0], x[0] * y1[0], x[0] * y2[0], x[0] * y3[0], x[0] * y4[0],
+                                              x[0] * y5[0], x[0] * y6[0], x[0] * y7[0], x[0] * y8[0])
+        for i in range(1, x.shape[0]):
+            v = x[i]
+            p0 += v * y0[i]
+            p1 += v * y1[i]
+            p2 += v * y2[i]
+            p3 += v * y3[i]
+            p4 += v * y4[i]
+            p5 += v * y5[i]
+            p6 += v * y6[i]
+            p7 += v * y7[i]
+            p8 += v * y8[i]
+        out[0] += p0
+        out[1] += p1
+        out[2] += p2
+        out[3] += p3
+        out[4] += p4
+        out[5] += p5
+        out[6] += p6
+        out[7] += p7
+        out[8] += p8
+
+
 @njit(cache=True)
 def _finite(v):
     return np.isfinite(v)
@@ -271,21 +357,26 @@ def _forward_cpu(x, w, y, SH, SW, PH, PW, DH, DW, threads):
     K, KH, KW = w.shape
     OH, OW = y.shape[2], y.shape[3]
     M = K // C
-    Hq, Wq, size = _phase_shape(OH, OW, KH, KW, SH, SW, DH, DW)
-    offs = np.empty(KH * KW, np.int64)  # where each tap's run starts in q
-    for t in range(KH * KW):
-        offs[t] = _tap_offset(t // KW, t % KW, SH, SW, DH, DW, Hq, Wq)
-    chunks = min(N * C, threads)
-    for chunk in prange(chunks):  # one chunk of (n, c) planes per thread, with its own buffers
-        q = np.zeros(size, x.dtype)  # the padding stays zero: each plane overwrites the same interior
-        acc = np.empty(OH * Wq, y.dtype)
-        for job in range(chunk * N * C // chunks, (chunk + 1) * N * C // chunks):
-            n, c = job // C, job % C
-            _to_phases(x[n, c], q, SH, SW, PH, PW, Hq, Wq)
+    Hq, Wq, nb, size = _phase_shape(N, OH, OW, KH, KW, SH, SW, DH, DW)
+    P = Hq * Wq
+    offs = _tap_offsets(KH, KW, SH, SW, DH, DW, Hq, Wq, nb)
+    blocks = (N + nb - 1) // nb
+    jobs = C * blocks  # job = (channel c, block of nb images)
+    chunks = min(jobs, threads)
+    for chunk in prange(chunks):  # one chunk of jobs per thread, with its own buffers
+        q = np.zeros(size, x.dtype)  # the padding stays zero: each job overwrites the same interior
+        acc = np.empty(nb * P, y.dtype)
+        zero = np.zeros(1, y.dtype)[0]
+        for job in range(chunk * jobs // chunks, (chunk + 1) * jobs // chunks):
+            c, n0 = job // blocks, job % blocks * nb
+            nn = min(nb, N - n0)
+            for b in range(nn):
+                _to_phases(x[n0 + b, c], q, b, nb, SH, SW, PH, PW, Hq, Wq)
             for k in range(c * M, c * M + M):
-                _correlate(acc, q, offs, w[k].reshape(KH * KW), KH * KW)
-                for oh in range(OH):
-                    _copy(y[n, k, oh], acc[oh * Wq:oh * Wq + OW])
+                _correlate(acc[:(nn - 1) * P + OH * Wq], q, offs, w[k].reshape(KH * KW), KH * KW, zero)
+                for b in range(nn):
+                    for oh in range(OH):
+                        _copy(y[n0 + b, k, oh], acc[b * P + oh * Wq:b * P + oh * Wq + OW])
 
 
 @njit(parallel=True, cache=True)
@@ -294,25 +385,32 @@ def _grad_input_cpu(gy, w, gx, SH, SW, PH, PW, DH, DW, threads):
     _, KH, KW = w.shape
     C, H, W = gx.shape[1], gx.shape[2], gx.shape[3]
     M = K // C
-    Hq, Wq, size = _phase_shape(OH, OW, KH, KW, SH, SW, DH, DW)
-    L = OH * Wq
+    Hq, Wq, nb, size = _phase_shape(N, OH, OW, KH, KW, SH, SW, DH, DW)
+    P = Hq * Wq
     lead = ((KH - 1) * DH // SH) * Wq + (KW - 1) * DW // SW  # the largest tap offset inside a phase plane
-    chunks = min(N * C, threads)
+    finite = np.empty(C, np.bool_)  # whether the weights of channel c are all finite
+    for c in range(C):
+        finite[c] = _finite(w[c * M:c * M + M]).all()
+    blocks = (N + nb - 1) // nb
+    jobs = C * blocks
+    chunks = min(jobs, threads)
     for chunk in prange(chunks):
-        g = np.zeros((M, lead + Hq * Wq), gy.dtype)  # gy planes of channel c, rows Wq apart, after lead zeros
-        t = np.empty(L, gy.dtype)         # sum over m of w * g, for M > 1
+        g = np.zeros((M, lead + nb * P), gy.dtype)  # gy planes of channel c laid out like q, after lead zeros
+        t = np.empty(nb * P, gy.dtype)    # sum over m of w * g, for M > 1
         acc = np.empty(size, gx.dtype)    # the phase planes of the padded gx
         offs = np.empty(KH * KW, np.int64)
         ws = np.empty(KH * KW, w.dtype)
-        one = np.ones(1, gy.dtype)[0]
-        for job in range(chunk * N * C // chunks, (chunk + 1) * N * C // chunks):
-            n, c = job // C, job % C
+        one, zero = np.ones(1, gy.dtype)[0], np.zeros(1, gy.dtype)[0]
+        for job in range(chunk * jobs // chunks, (chunk + 1) * jobs // chunks):
+            c, n0 = job // blocks, job % blocks * nb
+            nn = min(nb, N - n0)
+            L = (nn - 1) * P + OH * Wq
             for m in range(M):
-                _to_rows(gy[n, c * M + m], g[m, lead:], Wq)
-            # gather form: each phase plane of gx correlates g with its own taps (flipped offsets).  The zeros
-            # around g add w * 0 terms: exact unless a weight is inf/NaN, where the scatter below is used.
-            exact = _finite(w[c * M:c * M + M]).all()
-            if M == 1 and exact:
+                for b in range(nn):
+                    _to_rows(gy[n0 + b, c * M + m], g[m, lead + b * P:], Wq)
+            if M == 1 and finite[c]:
+                # gather form: each phase plane of gx correlates g with its own taps (flipped offsets); the
+                # zeros around g add w * 0 terms, exact for finite weights
                 for p in range(SH * SW):
                     count = 0
                     for kh in range(KH):
@@ -321,21 +419,22 @@ def _grad_input_cpu(gy, w, gx, SH, SW, PH, PW, DH, DW, threads):
                                 offs[count] = lead - (kh * DH // SH) * Wq - kw * DW // SW
                                 ws[count] = w[c, kh, kw]
                                 count += 1
-                    _correlate(acc[p * Hq * Wq:(p + 1) * Hq * Wq], g[0], offs, ws, count)
-            else:
+                    _correlate(acc[p * nb * P:p * nb * P + nn * P], g[0], offs, ws, count, zero)
+            else:  # scatter form, over the real positions only when a weight is inf/NaN
                 _zero(acc)
                 for kh in range(KH):
-                    for kw in range(KW):  # scatter-add each tap's run, in the reference's tap order
-                        o = _tap_offset(kh, kw, SH, SW, DH, DW, Hq, Wq)
+                    for kw in range(KW):  # each tap's run, in the reference's tap order
+                        o = _tap_offset(kh, kw, SH, SW, DH, DW, Hq, Wq, nb)
                         if M == 1:
-                            _scatter(acc, o, g[0, lead:lead + L], w[c, kh, kw], OH, OW, Wq, exact)
+                            _scatter(acc, o, g[0, lead:lead + L], w[c, kh, kw], nn, P, OH, OW, Wq, finite[c])
                         else:  # the reference's sum over m first: (w0*g0 + w1*g1) + ...
                             for i in range(L):
                                 t[i] = w[c * M, kh, kw] * g[0, lead + i]
                             for m in range(1, M):
-                                _axpy(t, g[m, lead:lead + L], w[c * M + m, kh, kw])
-                            _scatter(acc, o, t, one, OH, OW, Wq, exact)
-            _from_phases(acc, gx[n, c], SH, SW, PH, PW, Hq, Wq)
+                                _axpy(t[:L], g[m, lead:lead + L], w[c * M + m, kh, kw])
+                            _scatter(acc, o, t[:L], one, nn, P, OH, OW, Wq, finite[c])
+            for b in range(nn):
+                _from_phases(acc, gx[n0 + b, c], b, nb, SH, SW, PH, PW, Hq, Wq)
 
 
 @njit(parallel=True, cache=True)
@@ -344,50 +443,62 @@ def _grad_weight_cpu(x, gy, gw, SH, SW, PH, PW, DH, DW, threads):
     K, OH, OW = gy.shape[1], gy.shape[2], gy.shape[3]
     KH, KW = gw.shape[1], gw.shape[2]
     M = K // C
-    Hq, Wq, size = _phase_shape(OH, OW, KH, KW, SH, SW, DH, DW)
-    L = OH * Wq
-    part = np.empty((N, K, KH, KW))  # float64 partial sums of each (n, k): the reduction over n follows
-    offs = np.empty(KH * KW, np.int64)
-    for t in range(KH * KW):
-        offs[t] = _tap_offset(t // KW, t % KW, SH, SW, DH, DW, Hq, Wq)
-    chunks = min(N * C, threads)
+    Hq, Wq, nb, size = _phase_shape(N, OH, OW, KH, KW, SH, SW, DH, DW)
+    P = Hq * Wq
+    offs = _tap_offsets(KH, KW, SH, SW, DH, DW, Hq, Wq, nb)
+    blocks = (N + nb - 1) // nb
+    jobs = C * blocks
+    part = np.empty((blocks, K, KH, KW))  # float64 partial sums of each block: the reduction over blocks follows
+    chunks = min(jobs, threads)
     for chunk in prange(chunks):
         q = np.zeros(size, x.dtype)
-        g = np.zeros(L, gy.dtype)
-        sums = np.empty(3)
-        for job in range(chunk * N * C // chunks, (chunk + 1) * N * C // chunks):
-            n, c = job // C, job % C
-            _to_phases(x[n, c], q, SH, SW, PH, PW, Hq, Wq)
+        g = np.zeros(nb * P, gy.dtype)
+        sums = np.empty(9)
+        for job in range(chunk * jobs // chunks, (chunk + 1) * jobs // chunks):
+            c, blk = job // blocks, job % blocks
+            n0 = blk * nb
+            nn = min(nb, N - n0)
+            L = (nn - 1) * P + OH * Wq
+            for b in range(nn):
+                _to_phases(x[n0 + b, c], q, b, nb, SH, SW, PH, PW, Hq, Wq)
             for k in range(c * M, c * M + M):
-                _to_rows(gy[n, k], g, Wq)
+                for b in range(nn):
+                    _to_rows(gy[n0 + b, k], g[b * P:], Wq)
                 t = 0
-                while t < KH * KW:  # three taps per pass over g
-                    o = offs[t:t + 3]
-                    if t + 3 <= KH * KW:
-                        sums[0], sums[1], sums[2] = _dot3(g, q[o[0]:o[0] + L], q[o[1]:o[1] + L], q[o[2]:o[2] + L])
+                while t < KH * KW:  # nine or three taps per pass over g
+                    o = offs[t:t + 9]
+                    if t + 9 <= KH * KW:
+                        _dot9(g[:L], q[o[0]:o[0] + L], q[o[1]:o[1] + L], q[o[2]:o[2] + L], q[o[3]:o[3] + L],
+                              q[o[4]:o[4] + L], q[o[5]:o[5] + L], q[o[6]:o[6] + L], q[o[7]:o[7] + L],
+                              q[o[8]:o[8] + L], sums)
+                        n_taps = 9
+                    elif t + 3 <= KH * KW:
+                        sums[0], sums[1], sums[2] = _dot3(g[:L], q[o[0]:o[0] + L], q[o[1]:o[1] + L], q[o[2]:o[2] + L])
                         n_taps = 3
                     else:
-                        sums[0] = _dot(g, q[o[0]:o[0] + L])
+                        sums[0] = _dot(g[:L], q[o[0]:o[0] + L])
                         n_taps = 1
                     for j in range(n_taps):
-                        if not _finite(sums[j]):  # perhaps scratch zeros times an inf/NaN of x: real columns only
+                        if not _finite(sums[j]):  # perhaps scratch zeros times an inf/NaN of x: real positions only
                             sums[j] = 0.0
-                            for oh in range(OH):
-                                sums[j] += _dot(g[oh * Wq:oh * Wq + OW], q[o[j] + oh * Wq:o[j] + oh * Wq + OW])
-                        part[n, k, (t + j) // KW, (t + j) % KW] = sums[j]
+                            for b in range(nn):
+                                for oh in range(OH):
+                                    r = b * P + oh * Wq
+                                    sums[j] += _dot(g[r:r + OW], q[o[j] + r:o[j] + r + OW])
+                        part[blk, k, (t + j) // KW, (t + j) % KW] = sums[j]
                     t += n_taps
     for k in prange(K):
         for kh in range(KH):
             for kw in range(KW):
                 s = 0.0
-                for n in range(N):
-                    s += part[n, k, kh, kw]
+                for blk in range(blocks):
+                    s += part[blk, k, kh, kw]
                 gw[k, kh, kw] = s
 
 
 # Results are allocated by NumPy (huge pages for large arrays; see im2col.py) and filled by the kernels.
 def depthwise_conv2d_cpu(x, w, SH, SW, PH, PW, DH, DW, OH, OW):
-    """Numba forward, parallel over input planes (n, c)."""
+    """Numba forward, parallel over channels and blocks of images."""
     y = np.empty((x.shape[0], w.shape[0], OH, OW), x.dtype)
     _forward_cpu(np.ascontiguousarray(x), np.ascontiguousarray(w), y, SH, SW, PH, PW, DH, DW,
                  get_num_threads())
@@ -395,7 +506,7 @@ def depthwise_conv2d_cpu(x, w, SH, SW, PH, PW, DH, DW, OH, OW):
 
 
 def depthwise_conv2d_grad_input_cpu(gy, w, C, H, W, SH, SW, PH, PW, DH, DW):
-    """Numba input gradient, parallel over input planes (n, c): each gathers its own taps, no races."""
+    """Numba input gradient, parallel over channels and blocks of images: each gathers its own taps, no races."""
     gx = np.empty((gy.shape[0], C, H, W), gy.dtype)
     _grad_input_cpu(np.ascontiguousarray(gy), np.ascontiguousarray(w), gx, SH, SW, PH, PW, DH, DW,
                     get_num_threads())
@@ -403,7 +514,7 @@ def depthwise_conv2d_grad_input_cpu(gy, w, C, H, W, SH, SW, PH, PW, DH, DW):
 
 
 def depthwise_conv2d_grad_weight_cpu(x, gy, KH, KW, SH, SW, PH, PW, DH, DW):
-    """Numba weight gradient, parallel over input planes (n, c), then a float64 sum over n."""
+    """Numba weight gradient, parallel over channels and blocks of images, then a float64 sum over blocks."""
     gw = np.empty((gy.shape[1], KH, KW), gy.dtype)
     _grad_weight_cpu(np.ascontiguousarray(x), np.ascontiguousarray(gy), gw, SH, SW, PH, PW, DH, DW,
                      get_num_threads())

@@ -82,7 +82,7 @@ def geometries(draw):
     DH, DW, PH, PW = draw(st.integers(1, 2)), draw(st.integers(1, 2)), draw(st.integers(0, 3)), draw(st.integers(0, 3))
     H = draw(st.integers(max(1, DH * (KH - 1) + 1 - 2 * PH), 9))
     W = draw(st.integers(max(1, DW * (KW - 1) + 1 - 2 * PW), 9))
-    return (draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.sampled_from([1, 1, 2, 3])), H, W, KH, KW,
+    return (draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.sampled_from([1, 1, 2, 3])), H, W, KH, KW,
             SH, SW, PH, PW, DH, DW, draw(st.integers(0, 1)), draw(st.integers(0, 1)))
 
 
@@ -109,6 +109,18 @@ def test_numba_matches_reference_with_inf_and_nan(geometry, where, value, index)
     a.reshape(-1)[index % a.size] = value
     for got, want in zip(_all("cpu", x, w, gy, g), _all("numpy", x, w, gy, g)):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)  # NaN where the reference has NaN
+
+
+@pytest.mark.parametrize("geometry", [(3, 2, 1, 40, 40, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0),
+                                      (3, 2, 2, 40, 39, 3, 3, 2, 2, 1, 1, 1, 1, 0, 0)])
+def test_numba_matches_reference_when_images_come_in_blocks(geometry):
+    # planes this large are batched two images per job: three images make a full block and a partial one
+    x, w, gy, g = _setup(geometry, np.float32, np.random.default_rng(6))
+    assert D._phase_shape(3, gy.shape[2], gy.shape[3], 3, 3, *g[:2], *g[4:])[2] == 2
+    (y, gx, gw), (ry, rgx, rgw) = _all("cpu", x, w, gy, g), _all("numpy", x, w, gy, g)
+    np.testing.assert_array_equal(y, ry)
+    np.testing.assert_allclose(gx, rgx, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gw, rgw, rtol=1e-5, atol=1e-4)
 
 
 def test_numba_results_do_not_depend_on_the_thread_count():
