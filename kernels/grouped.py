@@ -19,8 +19,9 @@ Kernels (same signature for ``_numpy``, ``_cpu`` and ``_cuda``):
 (G = C / w.shape[1] where x or C is given; the weight gradient needs it spelled out.)
 
 Why: with ResNeXt's 32x4d blocks (Cg = Kg = 4, 3x3) each group's im2col GEMM is a (4 x 36) by
-(36 x N*OH*OW) product, memory-bound on a column matrix 9 times the input.  Here each output row of a group
-collects its Cg*KH*KW taps from rows of x that stay in cache, with the long ow loop innermost (SIMD).
+(36 x N*OH*OW) product, memory-bound on a column matrix 9 times the input.  Here each (n, group) copies its
+Cg input planes once into a padded buffer that stays in cache, and every tap is a long unit-stride
+multiply-add over a chunk of output rows (SIMD); see "Numba CPU" below.
 """
 import numpy as np
 from numba import cuda, njit, prange
@@ -193,6 +194,36 @@ def _rows_dot(gyq, taps, gw, j, kh, kw, zero):
         gw[k, j, kh, kw] += _dot(gyq[k, :L], taps, zero)
 
 
+@njit(cache=True, fastmath=True)
+def _rows_dot3(gyq, x0, x1, x2, gw, j, kh, kw, zero):
+    """``_rows_dot`` for the three taps kw, kw+1, kw+2 at once, two k at a time: six sums, each row of
+    gyq and of x loaded once for them."""
+    Kg, L = gyq.shape[0], x0.shape[0]
+    k = 0
+    while k + 2 <= Kg:
+        d00 = d01 = d02 = d10 = d11 = d12 = zero
+        g0, g1 = gyq[k, :L], gyq[k + 1, :L]
+        for i in range(L):
+            v0, v1, v2, a, b = x0[i], x1[i], x2[i], g0[i], g1[i]
+            d00 += a * v0
+            d01 += a * v1
+            d02 += a * v2
+            d10 += b * v0
+            d11 += b * v1
+            d12 += b * v2
+        gw[k, j, kh, kw] += d00
+        gw[k, j, kh, kw + 1] += d01
+        gw[k, j, kh, kw + 2] += d02
+        gw[k + 1, j, kh, kw] += d10
+        gw[k + 1, j, kh, kw + 1] += d11
+        gw[k + 1, j, kh, kw + 2] += d12
+        k += 2
+    for k in range(k, Kg):
+        gw[k, j, kh, kw] += _dot(gyq[k, :L], x0, zero)
+        gw[k, j, kh, kw + 1] += _dot(gyq[k, :L], x1, zero)
+        gw[k, j, kh, kw + 2] += _dot(gyq[k, :L], x2, zero)
+
+
 @njit(cache=True)
 def _phases(x, n, c0, xq, SH, SW, PH, PW, Hq, Wq, to_x):
     """Copy the planes x[n, c0:c0 + Cg] into the zeroed phase buffer xq (Cg, SH*SW*Hq*Wq), or, with
@@ -321,7 +352,14 @@ def _grad_weight_job(x, gy, acc, n, g, SH, SW, PH, PW, DH, DW, Hq, Wq, R, zero):
         _load_chunk(gy, n, g * Kg, oh0, min(R, OH - oh0), Wq, gyq)
         for j in range(Cg):
             for kh in range(KH):
-                for kw in range(KW):
+                kw = 0
+                while kw + 3 <= KW:  # three taps at a time: each row of gyq is loaded once for them
+                    b0 = _tap_base(oh0, kh, kw, SH, SW, DH, DW, Hq, Wq)
+                    b1 = _tap_base(oh0, kh, kw + 1, SH, SW, DH, DW, Hq, Wq)
+                    b2 = _tap_base(oh0, kh, kw + 2, SH, SW, DH, DW, Hq, Wq)
+                    _rows_dot3(gyq, xq[j, b0:b0 + L], xq[j, b1:b1 + L], xq[j, b2:b2 + L], acc, j, kh, kw, zero)
+                    kw += 3
+                for kw in range(kw, KW):
                     base = _tap_base(oh0, kh, kw, SH, SW, DH, DW, Hq, Wq)
                     _rows_dot(gyq, xq[j, base:base + L], acc, j, kh, kw, zero)
 
@@ -360,7 +398,14 @@ def grouped_conv2d_cpu(x, w, SH, SW, PH, PW, DH, DW, OH, OW):
 
 def grouped_conv2d_grad_input_cpu(gy, w, C, H, W, SH, SW, PH, PW, DH, DW):
     """Numba input gradient, parallel over (n, group): each job scatters into its own input planes."""
-    _, _, KH, KW = w.shape
+    K, Cg, KH, KW = w.shape
+    if SH == SW == 1 and PH <= DH * (KH - 1) and PW <= DW * (KW - 1):
+        # at stride 1 the input gradient is a forward convolution of gy, with each group's weights
+        # transposed (Kg inputs, Cg outputs) and flipped, and padding (KH-1)*DH - PH: the faster kernel
+        G = C // Cg
+        wt = w.reshape(G, K // G, Cg, KH, KW).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1].reshape(C, K // G, KH, KW)
+        return grouped_conv2d_cpu(gy, np.ascontiguousarray(wt), 1, 1, DH * (KH - 1) - PH, DW * (KW - 1) - PW,
+                                  DH, DW, H, W)
     gx = np.empty((gy.shape[0], C, H, W), gy.dtype)
     geometry = cpu_geometry(H, W, KH, KW, SH, SW, PH, PW, DH, DW, gy.shape[2], gy.shape[3], CHUNK)
     _grad_input_cpu(np.ascontiguousarray(gy), np.ascontiguousarray(w), gx, SH, SW, PH, PW, DH, DW, *geometry)
