@@ -116,10 +116,11 @@ class Conv2dFn(Function):
         self.x, self.w, self.has_bias, self.col = xp.ascontiguousarray(x), w, b is not None, None
         out = xp.empty((N, K, OH, OW), x.dtype)
         w_g = w.reshape(G, K // G, Cg * KH * KW)
-        for n0, n1 in self.chunks():
-            col = self.im2col(n0, n1)
-            # Y[g] = W[g] @ col[g]: (G, K/G, C/G*KH*KW) @ (G, C/G*KH*KW, n*OH*OW) -> (K, n, OH, OW)
-            with gemm((n1 - n0) * K * OH * OW * Cg * KH * KW):  # small products on one BLAS thread (threads.py)
+        # a small layer's products on one BLAS thread (threads.py); a large layer's chunks are large enough
+        with gemm(N * K * OH * OW * Cg * KH * KW):
+            for n0, n1 in self.chunks():
+                col = self.im2col(n0, n1)
+                # Y[g] = W[g] @ col[g]: (G, K/G, C/G*KH*KW) @ (G, C/G*KH*KW, n*OH*OW) -> (K, n, OH, OW)
                 if n1 - n0 == 1:  # one image: Y is out[n] as it is laid out, (K, OH*OW)
                     xp.matmul(w_g, col, out=out[n0].reshape(G, K // G, OH * OW))
                     if b is not None:
@@ -130,8 +131,8 @@ class Conv2dFn(Function):
                         out[n0:n1] = y
                     else:
                         xp.add(y, b.reshape(K, 1, 1), out=out[n0:n1])
-            if n1 - n0 == N and col.nbytes <= KEEP_COL_BYTES:
-                self.col = col
+                if n1 - n0 == N and col.nbytes <= KEEP_COL_BYTES:
+                    self.col = col
         return out
 
     def chunks(self):
@@ -169,10 +170,10 @@ class Conv2dFn(Function):
         gw_t = xp.zeros((G, R, K // G), gy.dtype) if need_w else None  # dW^T, summed over the chunks
         chunks = self.chunks()
         gx = xp.empty(self.x.shape, gy.dtype) if need_x and len(chunks) > 1 else None
-        for n0, n1 in chunks:
-            # dY in the GEMM's layout (G, K/G, n*OH*OW): a view for one image, else a copy
-            gy_t = xp.ascontiguousarray(gy[n0:n1].transpose(1, 0, 2, 3)).reshape(G, K // G, -1)
-            with gemm(K * R * gy_t.shape[2]):  # small products on one BLAS thread (threads.py)
+        with gemm(R * gy.size):  # K*R*N*OH*OW multiply-adds: a small layer on one BLAS thread (threads.py)
+            for n0, n1 in chunks:
+                # dY in the GEMM's layout (G, K/G, n*OH*OW): a view for one image, else a copy
+                gy_t = xp.ascontiguousarray(gy[n0:n1].transpose(1, 0, 2, 3)).reshape(G, K // G, -1)
                 if need_w:
                     # dW = dY @ col^T, computed as (col @ dY^T)^T: the same products, but with the long n*OH*OW
                     # axis inside, OpenBLAS is several times faster when the tall R x K/G result is the one it
