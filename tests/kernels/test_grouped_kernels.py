@@ -17,6 +17,7 @@ GEOMETRIES = [
     (1, 2, 2, 1, 9, 5, 7, 1, 3, 1, 3, 0, 2, 1, 0, 0),
     (1, 2, 4, 4, 11, 10, 3, 3, 1, 3, 0, 2, 2, 1, 0, 0),  # stride only along W
     (1, 2, 2, 2, 40, 3, 3, 1, 1, 1, 1, 0, 1, 1, 0, 0),   # more rows than one chunk holds, W narrower than KW*DW
+    (1, 2, 2, 3, 4, 5, 1, 2, 1, 1, 1, 2, 1, 1, 0, 0),    # stride 1, padding past the kernel: gx by scatter
 ]
 
 

@@ -25,10 +25,11 @@ from ..core import Function
 from .conv import check_operands, conv_geometry
 
 # conv2d runs grouped convolutions with at most this many taps per output (Cg*KH*KW) through the direct
-# kernels on the CPU.  Measured forward + backward, float32, N=8, 3x3, one thread, on a busy 2-core
-# machine (GFLOP/s, direct vs im2col + GEMM): Cg=4 at 56x56 9.0 vs 2.8 (and 5.9 vs 4.0 at stride 2,
-# Cg=8); Cg=8 at 28x28 11.3 vs 4.2; Cg=16 at 14x14 12.4 vs 6.9, at 28x28 13.3 vs 11.1; Cg=32 (288 taps)
-# 6.0 vs 6.6 at 7x7 and 11.3-11.9 vs 17.3-17.4 at 28x28.  The per-group GEMM wins once it is wide.
+# kernels on the CPU.  Measured forward + backward, float32, N=8, 3x3, one thread (GFLOP/s, direct vs
+# im2col + GEMM): Cg=4 at 56x56 21.7 vs 10.0; Cg=8 at 28x28 20.6 vs 19.2 (21.3 vs 19.1 with 16 groups), at
+# 56x56 stride 2 13.4 vs 12.2; Cg=16 (144 taps) at 14x14 30.8 vs 23.3, at 28x28 28.2 vs 25.8; Cg=32 (288
+# taps) 12.7 vs 20.1 at 7x7 and 28.3-33.2 vs 31.9-37.6 at 14x14 and 28x28: the per-group GEMM wins once
+# it is that wide.
 DIRECT_MAX_TAPS = 144
 
 
