@@ -14,6 +14,7 @@ FAMILIES = {
     "depthwise_conv2d": "depthwise",
     "depthwise_conv2d_grad_input": "depthwise",
     "depthwise_conv2d_grad_weight": "depthwise",
+    "depthwise_conv2d_backward": "depthwise",
     "grouped_conv2d": "grouped",
     "grouped_conv2d_grad_input": "grouped",
     "grouped_conv2d_grad_weight": "grouped",

@@ -15,6 +15,7 @@ Kernels (same signature for ``_numpy``, ``_cpu`` and ``_cuda``):
     depthwise_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW)                 -> y  (N, K, OH, OW)
     depthwise_conv2d_grad_input(gy, w, C, H, W, SH, SW, PH, PW, DH, DW)    -> gx (N, C, H, W)
     depthwise_conv2d_grad_weight(x, gy, KH, KW, SH, SW, PH, PW, DH, DW)    -> gw (K, KH, KW)
+    depthwise_conv2d_backward(x, gy, w, SH, SW, PH, PW, DH, DW)            -> (gx, gw), reading gy once
 
 The work is O(N*K*OH*OW*KH*KW), against a GEMM whose every group would be a (M x KH*KW) matrix: too thin
 for BLAS to be worth the col buffer.
@@ -77,6 +78,13 @@ def depthwise_conv2d_grad_weight_numpy(x, gy, KH, KW, SH, SW, PH, PW, DH, DW):
             taps = np.repeat(_taps(xp, kh, kw, SH, SW, DH, DW, OH, OW), M, axis=1)
             gw[:, kh, kw] = (taps * gy).sum(axis=(0, 2, 3))
     return gw
+
+
+def depthwise_conv2d_backward_numpy(x, gy, w, SH, SW, PH, PW, DH, DW):
+    """Reference of both gradients at once: (grad_input, grad_weight)."""
+    (C, H, W), (KH, KW) = x.shape[1:], w.shape[1:]
+    return (depthwise_conv2d_grad_input_numpy(gy, w, C, H, W, SH, SW, PH, PW, DH, DW),
+            depthwise_conv2d_grad_weight_numpy(x, gy, KH, KW, SH, SW, PH, PW, DH, DW))
 
 
 # -- Numba CPU ----------------------------------------------------------------------------------------
@@ -416,24 +424,97 @@ def _forward_cpu(x, w, y, SH, SW, PH, PW, DH, DW, chunks):
                         _copy(y[n0 + b, k, oh], acc[b * P + oh * Wq:b * P + oh * Wq + OW])
 
 
+@njit(cache=True)
+def _grad_input_job(g, w, c, M, n0, nn, acc, t, offs, ws, one, zero, exact, gx, SH, SW, PH, PW, DH, DW, Hq, Wq,
+                    nb, lead, OH, OW):
+    """gx[n0:n0 + nn, c] from g, the (M, lead + nb*Hq*Wq) gy planes of channel c laid out like q after ``lead``
+    zeros; ``acc`` (phase planes of the padded gx), ``t``, ``offs``, ``ws``: the caller's buffers."""
+    KH, KW = w.shape[1], w.shape[2]
+    P = Hq * Wq
+    L = (nn - 1) * P + OH * Wq
+    if M == 1 and exact:
+        # gather form: each phase plane of gx correlates g with its own taps (flipped offsets); the zeros
+        # around g add w * 0 terms, exact for finite weights
+        for p in range(SH * SW):
+            count = 0
+            for kh in range(KH):
+                for kw in range(KW):
+                    if ((kh * DH) % SH) * SW + (kw * DW) % SW == p:
+                        offs[count] = lead - (kh * DH // SH) * Wq - kw * DW // SW
+                        ws[count] = w[c, kh, kw]
+                        count += 1
+            _correlate(acc[p * nb * P:p * nb * P + nn * P], g[0], offs, ws, count, zero)
+    else:  # scatter form, over the real positions only when a weight is inf/NaN
+        _zero(acc)
+        for kh in range(KH):
+            for kw in range(KW):  # each tap's run, in the reference's tap order
+                o = _tap_offset(kh, kw, SH, SW, DH, DW, Hq, Wq, nb)
+                if M == 1:
+                    _scatter(acc, o, g[0, lead:lead + L], w[c, kh, kw], nn, P, OH, OW, Wq, exact)
+                else:  # the reference's sum over m first: (w0*g0 + w1*g1) + ...
+                    for i in range(L):
+                        t[i] = w[c * M, kh, kw] * g[0, lead + i]
+                    for m in range(1, M):
+                        _axpy(t[:L], g[m, lead:lead + L], w[c * M + m, kh, kw])
+                    _scatter(acc, o, t[:L], one, nn, P, OH, OW, Wq, exact)
+    for b in range(nn):
+        _from_phases(acc, gx[n0 + b, c], b, nb, SH, SW, PH, PW, Hq, Wq)
+
+
+@njit(cache=True)
+def _grad_weight_job(g, q, offs, sums, part, blk, k, nn, P, OH, OW, Wq, KH, KW):
+    """part[blk, k] = the KH x KW dot products of g (the gy planes of filter k, laid out like q) with the
+    taps' runs of q."""
+    L = (nn - 1) * P + OH * Wq
+    t = 0
+    while t < KH * KW:  # nine or three taps per pass over g
+        o = offs[t:t + 9]
+        if t + 9 <= KH * KW:
+            _dot9(g[:L], q[o[0]:o[0] + L], q[o[1]:o[1] + L], q[o[2]:o[2] + L], q[o[3]:o[3] + L],
+                  q[o[4]:o[4] + L], q[o[5]:o[5] + L], q[o[6]:o[6] + L], q[o[7]:o[7] + L], q[o[8]:o[8] + L], sums)
+            n_taps = 9
+        elif t + 3 <= KH * KW:
+            sums[0], sums[1], sums[2] = _dot3(g[:L], q[o[0]:o[0] + L], q[o[1]:o[1] + L], q[o[2]:o[2] + L])
+            n_taps = 3
+        else:
+            sums[0] = _dot(g[:L], q[o[0]:o[0] + L])
+            n_taps = 1
+        for j in range(n_taps):
+            if not _finite(sums[j]):  # perhaps scratch zeros times an inf/NaN of x: real positions only
+                sums[j] = 0.0
+                for b in range(nn):
+                    for oh in range(OH):
+                        r = b * P + oh * Wq
+                        sums[j] += _dot(g[r:r + OW], q[o[j] + r:o[j] + r + OW])
+            part[blk, k, (t + j) // KW, (t + j) % KW] = sums[j]
+        t += n_taps
+
+
+@njit(cache=True)
+def _all_finite(w, C):
+    """Whether the weights of each channel c (its M filters) are all finite."""
+    M = w.shape[0] // C
+    finite = np.empty(C, np.bool_)
+    for c in range(C):
+        finite[c] = _finite(w[c * M:c * M + M]).all()
+    return finite
+
+
 @njit(parallel=True, cache=True)
 def _grad_input_cpu(gy, w, gx, SH, SW, PH, PW, DH, DW, chunks):
     N, K, OH, OW = gy.shape
     _, KH, KW = w.shape
-    C, H, W = gx.shape[1], gx.shape[2], gx.shape[3]
+    C = gx.shape[1]
     M = K // C
     Hq, Wq, nb, size = _phase_shape(N, OH, OW, KH, KW, SH, SW, DH, DW)
-    P = Hq * Wq
     lead = ((KH - 1) * DH // SH) * Wq + (KW - 1) * DW // SW  # the largest tap offset inside a phase plane
-    finite = np.empty(C, np.bool_)  # whether the weights of channel c are all finite
-    for c in range(C):
-        finite[c] = _finite(w[c * M:c * M + M]).all()
+    finite = _all_finite(w, C)
     blocks = (N + nb - 1) // nb
     jobs = C * blocks
     chunks = min(jobs, chunks)
     for chunk in prange(chunks):
-        g = np.zeros((M, lead + nb * P), gy.dtype)  # gy planes of channel c laid out like q, after lead zeros
-        t = np.empty(nb * P, gy.dtype)    # sum over m of w * g, for M > 1
+        g = np.zeros((M, lead + nb * Hq * Wq), gy.dtype)  # gy planes of channel c laid out like q, after lead zeros
+        t = np.empty(nb * Hq * Wq, gy.dtype)    # sum over m of w * g, for M > 1
         acc = np.empty(size, gx.dtype)    # the phase planes of the padded gx
         offs = np.empty(KH * KW, np.int64)
         ws = np.empty(KH * KW, w.dtype)
@@ -441,37 +522,11 @@ def _grad_input_cpu(gy, w, gx, SH, SW, PH, PW, DH, DW, chunks):
         for job in range(chunk * jobs // chunks, (chunk + 1) * jobs // chunks):
             c, n0 = job // blocks, job % blocks * nb
             nn = min(nb, N - n0)
-            L = (nn - 1) * P + OH * Wq
             for m in range(M):
                 for b in range(nn):
-                    _to_rows(gy[n0 + b, c * M + m], g[m, lead + b * P:], Wq)
-            if M == 1 and finite[c]:
-                # gather form: each phase plane of gx correlates g with its own taps (flipped offsets); the
-                # zeros around g add w * 0 terms, exact for finite weights
-                for p in range(SH * SW):
-                    count = 0
-                    for kh in range(KH):
-                        for kw in range(KW):
-                            if ((kh * DH) % SH) * SW + (kw * DW) % SW == p:
-                                offs[count] = lead - (kh * DH // SH) * Wq - kw * DW // SW
-                                ws[count] = w[c, kh, kw]
-                                count += 1
-                    _correlate(acc[p * nb * P:p * nb * P + nn * P], g[0], offs, ws, count, zero)
-            else:  # scatter form, over the real positions only when a weight is inf/NaN
-                _zero(acc)
-                for kh in range(KH):
-                    for kw in range(KW):  # each tap's run, in the reference's tap order
-                        o = _tap_offset(kh, kw, SH, SW, DH, DW, Hq, Wq, nb)
-                        if M == 1:
-                            _scatter(acc, o, g[0, lead:lead + L], w[c, kh, kw], nn, P, OH, OW, Wq, finite[c])
-                        else:  # the reference's sum over m first: (w0*g0 + w1*g1) + ...
-                            for i in range(L):
-                                t[i] = w[c * M, kh, kw] * g[0, lead + i]
-                            for m in range(1, M):
-                                _axpy(t[:L], g[m, lead:lead + L], w[c * M + m, kh, kw])
-                            _scatter(acc, o, t[:L], one, nn, P, OH, OW, Wq, finite[c])
-            for b in range(nn):
-                _from_phases(acc, gx[n0 + b, c], b, nb, SH, SW, PH, PW, Hq, Wq)
+                    _to_rows(gy[n0 + b, c * M + m], g[m, lead + b * Hq * Wq:], Wq)
+            _grad_input_job(g, w, c, M, n0, nn, acc, t, offs, ws, one, zero, finite[c], gx, SH, SW, PH, PW, DH,
+                            DW, Hq, Wq, nb, lead, OH, OW)
 
 
 @njit(parallel=True, cache=True)
@@ -493,44 +548,68 @@ def _grad_weight_cpu(x, gy, gw, SH, SW, PH, PW, DH, DW, chunks):
         sums = np.empty(9)
         for job in range(chunk * jobs // chunks, (chunk + 1) * jobs // chunks):
             c, blk = job // blocks, job % blocks
-            n0 = blk * nb
-            nn = min(nb, N - n0)
-            L = (nn - 1) * P + OH * Wq
+            nn = min(nb, N - blk * nb)
             for b in range(nn):
-                _to_phases(x[n0 + b, c], q, b, nb, SH, SW, PH, PW, Hq, Wq)
+                _to_phases(x[blk * nb + b, c], q, b, nb, SH, SW, PH, PW, Hq, Wq)
             for k in range(c * M, c * M + M):
                 for b in range(nn):
-                    _to_rows(gy[n0 + b, k], g[b * P:], Wq)
-                t = 0
-                while t < KH * KW:  # nine or three taps per pass over g
-                    o = offs[t:t + 9]
-                    if t + 9 <= KH * KW:
-                        _dot9(g[:L], q[o[0]:o[0] + L], q[o[1]:o[1] + L], q[o[2]:o[2] + L], q[o[3]:o[3] + L],
-                              q[o[4]:o[4] + L], q[o[5]:o[5] + L], q[o[6]:o[6] + L], q[o[7]:o[7] + L],
-                              q[o[8]:o[8] + L], sums)
-                        n_taps = 9
-                    elif t + 3 <= KH * KW:
-                        sums[0], sums[1], sums[2] = _dot3(g[:L], q[o[0]:o[0] + L], q[o[1]:o[1] + L], q[o[2]:o[2] + L])
-                        n_taps = 3
-                    else:
-                        sums[0] = _dot(g[:L], q[o[0]:o[0] + L])
-                        n_taps = 1
-                    for j in range(n_taps):
-                        if not _finite(sums[j]):  # perhaps scratch zeros times an inf/NaN of x: real positions only
-                            sums[j] = 0.0
-                            for b in range(nn):
-                                for oh in range(OH):
-                                    r = b * P + oh * Wq
-                                    sums[j] += _dot(g[r:r + OW], q[o[j] + r:o[j] + r + OW])
-                        part[blk, k, (t + j) // KW, (t + j) % KW] = sums[j]
-                    t += n_taps
+                    _to_rows(gy[blk * nb + b, k], g[b * P:], Wq)
+                _grad_weight_job(g, q, offs, sums, part, blk, k, nn, P, OH, OW, Wq, KH, KW)
     for k in prange(K):
-        for kh in range(KH):
-            for kw in range(KW):
-                s = 0.0
-                for blk in range(blocks):
-                    s += part[blk, k, kh, kw]
-                gw[k, kh, kw] = s
+        _sum_blocks(part[:, k], gw[k])
+
+
+@njit(parallel=True, cache=True)
+def _backward_cpu(x, gy, w, gx, gw, SH, SW, PH, PW, DH, DW, chunks):
+    """Both gradients in one pass over gy: the work of ``_grad_input_cpu`` and ``_grad_weight_cpu``."""
+    N, C, H, W = x.shape
+    K, OH, OW = gy.shape[1], gy.shape[2], gy.shape[3]
+    KH, KW = w.shape[1], w.shape[2]
+    M = K // C
+    Hq, Wq, nb, size = _phase_shape(N, OH, OW, KH, KW, SH, SW, DH, DW)
+    P = Hq * Wq
+    lead = ((KH - 1) * DH // SH) * Wq + (KW - 1) * DW // SW
+    finite = _all_finite(w, C)
+    offs_w = _tap_offsets(KH, KW, SH, SW, DH, DW, Hq, Wq, nb)
+    blocks = (N + nb - 1) // nb
+    jobs = C * blocks
+    part = np.empty((blocks, K, KH, KW))
+    chunks = min(jobs, chunks)
+    for chunk in prange(chunks):
+        g = np.zeros((M, lead + nb * P), gy.dtype)
+        t = np.empty(nb * P, gy.dtype)
+        acc = np.empty(size, gx.dtype)
+        q = np.zeros(size, x.dtype)
+        offs = np.empty(KH * KW, np.int64)
+        ws = np.empty(KH * KW, w.dtype)
+        sums = np.empty(9)
+        one, zero = np.ones(1, gy.dtype)[0], np.zeros(1, gy.dtype)[0]
+        for job in range(chunk * jobs // chunks, (chunk + 1) * jobs // chunks):
+            c, blk = job // blocks, job % blocks
+            n0 = blk * nb
+            nn = min(nb, N - n0)
+            for m in range(M):
+                for b in range(nn):
+                    _to_rows(gy[n0 + b, c * M + m], g[m, lead + b * P:], Wq)
+            _grad_input_job(g, w, c, M, n0, nn, acc, t, offs, ws, one, zero, finite[c], gx, SH, SW, PH, PW, DH,
+                            DW, Hq, Wq, nb, lead, OH, OW)
+            for b in range(nn):
+                _to_phases(x[n0 + b, c], q, b, nb, SH, SW, PH, PW, Hq, Wq)
+            for m in range(M):
+                _grad_weight_job(g[m, lead:], q, offs_w, sums, part, blk, c * M + m, nn, P, OH, OW, Wq, KH, KW)
+    for k in prange(K):
+        _sum_blocks(part[:, k], gw[k])
+
+
+@njit(cache=True)
+def _sum_blocks(part, gw):
+    """gw[kh, kw] = the float64 sum over blocks of part[blk, kh, kw], in block order (the same on any thread count)."""
+    for kh in range(gw.shape[0]):
+        for kw in range(gw.shape[1]):
+            s = 0.0
+            for blk in range(part.shape[0]):
+                s += part[blk, kh, kw]
+            gw[kh, kw] = s
 
 
 # Results are allocated by NumPy (huge pages for large arrays; see im2col.py) and filled by the kernels.
@@ -567,9 +646,19 @@ def depthwise_conv2d_grad_weight_cpu(x, gy, KH, KW, SH, SW, PH, PW, DH, DW):
     return gw
 
 
+def depthwise_conv2d_backward_cpu(x, gy, w, SH, SW, PH, PW, DH, DW):
+    """Numba input and weight gradients together, reading gy once: (gx, gw)."""
+    x, gy, w = np.ascontiguousarray(x), np.ascontiguousarray(gy), np.ascontiguousarray(w)
+    gx = np.empty(x.shape, gy.dtype)
+    gw = np.empty(w.shape, gy.dtype)
+    _run(_backward_cpu, x, gy, w, gx, gw, SH, SW, PH, PW, DH, DW)
+    return gx, gw
+
+
 # tinyconv's thread policy (tinyconv/threads.py) runs Numba kernels on one thread below 2**24 elements; these
 # do KH*KW multiply-adds per element, so a fork and join pays for itself from about this size on.
-for _kernel in (depthwise_conv2d_cpu, depthwise_conv2d_grad_input_cpu, depthwise_conv2d_grad_weight_cpu):
+for _kernel in (depthwise_conv2d_cpu, depthwise_conv2d_grad_input_cpu, depthwise_conv2d_grad_weight_cpu,
+                depthwise_conv2d_backward_cpu):
     _kernel.parallel_min_size = 1 << 18
 
 # -- numba.cuda ---------------------------------------------------------------------------------------
@@ -689,3 +778,9 @@ def depthwise_conv2d_grad_weight_cuda(x, gy, KH, KW, SH, SW, PH, PW, DH, DW):
     kernel[min(K * KH * KW, 65535), threads](x, gy, gw, SH, SW, PH, PW, DH, DW, gy.dtype.type(0))
     return gw
 
+
+def depthwise_conv2d_backward_cuda(x, gy, w, SH, SW, PH, PW, DH, DW):
+    """CUDA input and weight gradients: the two kernels above, one after the other."""
+    (C, H, W), (KH, KW) = x.shape[1:], w.shape[1:]
+    return (depthwise_conv2d_grad_input_cuda(gy, w, C, H, W, SH, SW, PH, PW, DH, DW),
+            depthwise_conv2d_grad_weight_cuda(x, gy, KH, KW, SH, SW, PH, PW, DH, DW))

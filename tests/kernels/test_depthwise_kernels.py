@@ -98,6 +98,12 @@ def test_numba_paths_match_reference(geometry, dtype):
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(gx, rgx, rtol=tol, atol=tol)
     np.testing.assert_allclose(gw, rgw, rtol=tol, atol=tol)
+    # the fused backward (one pass over gy) does the same work as the two gradient kernels
+    for impl, want in (("cpu", (gx, gw)), ("numpy", (rgx, rgw))):
+        both = vars(D)[f"depthwise_conv2d_backward_{impl}"](x, gy, w, *g)
+        for got, ref in zip(both, want):
+            assert got.dtype == dtype
+            np.testing.assert_array_equal(got, ref)
 
 
 @given(geometry=geometries(), where=st.sampled_from(["x", "w", "gy"]), value=st.sampled_from([np.inf, np.nan]),

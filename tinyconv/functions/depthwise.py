@@ -49,10 +49,14 @@ class DepthwiseConv2dFn(Function):
         (SH, SW), (PH, PW), (DH, DW) = self.stride, self.padding, self.dilation
         need_x, need_w, need_b = self.needs_input_grad
         gx = gw = gb = None
-        if need_x:
+        if need_x and need_w:
+            # both at once, reading dY once (the formulas below)
+            gx, gw = get_kernel("depthwise_conv2d_backward", gy)(self.x, gy, self.w, SH, SW, PH, PW, DH, DW)
+            gw = gw.reshape(K, 1, KH, KW)
+        elif need_x:
             # dx[n,c,h,w] = sum over m, kh, kw of W[c*M+m, kh, kw] * dY at the window that put (kh,kw) on (h,w)
             gx = get_kernel("depthwise_conv2d_grad_input", gy)(gy, self.w, C, H, W, SH, SW, PH, PW, DH, DW)
-        if need_w:
+        elif need_w:
             # dW[k,kh,kw] = sum over n, oh, ow of dY[n,k,oh,ow] * x[n, k//M, tap (kh,kw) of window (oh,ow)]
             gw = get_kernel("depthwise_conv2d_grad_weight", gy)(self.x, gy, KH, KW, SH, SW, PH, PW, DH, DW)
             gw = gw.reshape(K, 1, KH, KW)
