@@ -336,10 +336,14 @@ class Tensor:
         # grads[f]: gradients of f's outputs, summed over all consumers seen so far
         grads = {self._ctx: [None] * len(self._ctx.out_meta)}
         grads[self._ctx][self._out_index] = g
+        # ids of the gradient arrays that something else may hold (the caller's grad, every array passed to
+        # a backward or routed to a function): a leaf takes any other array as its .grad without a copy
+        shared = {id(g)}
         for f in _topological_order(self._ctx):
             # an output that no consumer used gets a zero gradient (on its own device)
             gys = [gy if gy is not None else out_xp.zeros(shape, dtype)
                    for gy, (shape, dtype, out_xp) in zip(grads.pop(f), f.out_meta)]
+            shared.update(id(gy) for gy in gys)
             _check_versions(f)
             gxs = f.backward(*gys)
             gxs = gxs if isinstance(gxs, tuple) else (gxs,)
@@ -356,7 +360,12 @@ class Tensor:
                     gx = gx.astype(x.dtype)
                 ctx, i = edge
                 if ctx is None or (x._retain_grad and x._ctx is ctx):
-                    _accumulate(x, gx)
+                    # a leaf may own gx when nothing else can see it: a fresh array (not a view), seen
+                    # nowhere else in this pass (nor given to another input before) and not a buffer f keeps
+                    own = (ctx is None and gx.base is None and id(gx) not in shared
+                           and not saves_memory_of(f, gx))
+                    _accumulate(x, gx, own)
+                shared.add(id(gx))
                 if ctx is not None:
                     slot = grads.setdefault(ctx, [None] * len(ctx.out_meta))
                     slot[i] = gx if slot[i] is None else slot[i] + gx
@@ -395,10 +404,11 @@ def _check_versions(f):
                 f"in-place operation, or do it before using x.")
 
 
-def _accumulate(t, g):
-    """Add gradient ``g`` into ``t.grad`` (a fresh array: ``g`` may be shared with other gradients)."""
+def _accumulate(t, g, own=False):
+    """Add gradient ``g`` into ``t.grad``, always a new array (``g`` itself when ``own``: nobody else holds it;
+    otherwise a copy, since ``g`` may be shared with other gradients and ``.grad`` may be changed in place)."""
     if t.grad is None:
-        t.grad = Tensor(g.astype(t.dtype, copy=True))
+        t.grad = Tensor(g if own and g.dtype == t.dtype else g.astype(t.dtype, copy=True))
     else:
         t.grad = Tensor(t.grad.data + g)
 
