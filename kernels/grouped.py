@@ -423,6 +423,13 @@ def grouped_conv2d_grad_weight_cpu(x, gy, G, KH, KW, SH, SW, PH, PW, DH, DW):
     return partial.sum(axis=0).reshape(K, Cg, KH, KW).astype(gy.dtype)
 
 
+# tinyconv's thread policy (tinyconv/threads.py) runs Numba kernels on one thread below 2**24 elements; these do
+# Cg*KH*KW multiply-adds per element (36 in ResNeXt's 3x3 blocks), so two threads pay from about this size on:
+# ResNeXt's grouped 3x3 (N=8, 128 channels, 56x56) ran at 31-37 GFLOP/s on two threads, 20-22 on one.
+for _kernel in (grouped_conv2d_cpu, grouped_conv2d_grad_input_cpu, grouped_conv2d_grad_weight_cpu):
+    _kernel.parallel_min_size = 1 << 18
+
+
 # -- numba.cuda ---------------------------------------------------------------------------------------
 @cuda.jit
 def _forward_kernel(x, w, y, SH, SW, PH, PW, DH, DW, zero):

@@ -18,8 +18,8 @@ The policy, applied at the first kernel call:
   spinning thread and waits for it at its join.  Measured on an idle 2-core machine, forward + backward of a
   ResNet 3x3 layer (N=8, 64 channels, 56x56) ran at 54 GFLOP/s with im2col/col2im on two threads and at
   74 GFLOP/s on one (a 1x1 layer: 55 and 75).  A kernel may lower the threshold for itself
-  (``parallel_min_size``, see ``sized``): the depthwise convolution kernels do (2**18), having KH*KW
-  multiply-adds per element to split and no BLAS product of their own right before them.
+  (``parallel_min_size``, see ``sized``): the depthwise and grouped convolution kernels do (2**18), having
+  KH*KW (Cg*KH*KW) multiply-adds per element to split and no BLAS product of their own right before them.
 - **Idle kernel threads sleep** instead of spinning: Numba's OpenMP pool starts with ``OMP_WAIT_POLICY=PASSIVE``
   (only that pool: the variable is restored once it has started; a value the user set is kept), so a
   parallel kernel that has finished leaves both cores to BLAS and to other processes.
