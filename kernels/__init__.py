@@ -25,6 +25,7 @@ FAMILIES = {
     "lrn_forward": "lrn",
     "lrn_backward": "lrn",
     "erf": "special",
+    "sgd_step": "optim",
 }
 
 _TARGETS = ("numpy", "cpu", "cuda")

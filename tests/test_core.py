@@ -511,3 +511,9 @@ def test_a_fresh_array_returned_for_two_leaves_is_copied_for_them():
     assert a.grad.data is not b.grad.data
     a.grad.data[...] = 5.0
     assert b.grad.numpy().tolist() == [1.0, 1.0]
+
+
+def test_a_gradient_computed_as_a_transposed_view_arrives_contiguous():
+    a = tc.tensor(np.ones((3, 4)), requires_grad=True)
+    (a.T * tc.tensor(np.arange(12.0).reshape(4, 3))).sum().backward()
+    assert a.grad.data.flags.c_contiguous and a.grad.numpy().tolist() == np.arange(12.0).reshape(4, 3).T.tolist()

@@ -408,7 +408,9 @@ def _accumulate(t, g, own=False):
     """Add gradient ``g`` into ``t.grad``, always a new array (``g`` itself when ``own``: nobody else holds it;
     otherwise a copy, since ``g`` may be shared with other gradients and ``.grad`` may be changed in place)."""
     if t.grad is None:
-        t.grad = Tensor(g if own and g.dtype == t.dtype else g.astype(t.dtype, copy=True))
+        # a copy in C order: a gradient computed as a transposed view (a convolution's dW) becomes a plain
+        # array, which optimisers update in one flat pass
+        t.grad = Tensor(g if own and g.dtype == t.dtype else g.astype(t.dtype, order="C", copy=True))
     else:
         t.grad = Tensor(t.grad.data + g)
 

@@ -1,4 +1,6 @@
 """Stochastic gradient descent with momentum (Polyak's heavy ball) and Nesterov momentum."""
+import numpy as np
+
 from .. import backend
 from .optimizer import Optimizer, blockwise
 
@@ -44,7 +46,17 @@ class SGD(Optimizer):
             if buf is None:  # b_1 = g_1, written by the first step
                 buf = state["momentum_buffer"] = backend.get_array_module(p.data).empty_like(p.data)
                 first = True
-        blockwise(lambda p, grad, buf: _sgd(p, grad, buf, first, **group), p.data, grad, buf)
+        data = p.data
+        arrays = [a for a in (data, grad, buf) if a is not None]
+        if (type(data) is np.ndarray and backend.kernel_mode() != "numpy" and data.dtype.kind == "f"
+                and all(a.dtype == data.dtype and a.flags.c_contiguous for a in arrays)):
+            # the Numba kernel: one parallel pass over p, grad and buf, the same bits as the lines of _sgd
+            backend.get_kernel("sgd_step", data)(
+                data.reshape(-1), grad.reshape(-1), None if buf is None else buf.reshape(-1), group["lr"],
+                group["momentum"], group["dampening"], group["weight_decay"], group["nesterov"],
+                group["maximize"], first)
+            return
+        blockwise(lambda p, grad, buf: _sgd(p, grad, buf, first, **group), data, grad, buf)
 
 
 def _sgd(p, grad, buf, first, lr, momentum, dampening, weight_decay, nesterov, maximize, **_):

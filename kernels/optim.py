@@ -1,0 +1,83 @@
+"""Optimiser update rules fused into one pass over a parameter, in place (no temporaries).
+
+``sgd_step(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first)``: PyTorch's SGD on
+flat, contiguous arrays of one dtype, updating ``p`` (and the momentum buffer ``buf``, or ``None`` without
+momentum) in place::
+
+    g <- -g if maximize;   g <- g + weight_decay * p                     (when weight_decay != 0)
+    buf <- g (first step)  or  buf * momentum + (1 - dampening) * g     (when momentum != 0)
+    d <- g + momentum * buf if nesterov else buf   (g without momentum);   p <- p - lr * d
+
+The NumPy reference does this array by array (one temporary per line); the Numba kernels read p, g and buf
+once and write p and buf once, on every core.  The scalars are cast to the arrays' dtype first, and each line
+rounds as NumPy's does (no fused multiply-adds), so all three give the same bits.
+"""
+import numpy as np
+from numba import cuda, njit, prange
+
+_THREADS = 256
+
+
+def _scalars(p, lr, momentum, dampening, weight_decay):
+    t = p.dtype.type
+    return t(lr), t(momentum), t(1 - dampening), t(weight_decay)
+
+
+# -- NumPy reference ----------------------------------------------------------------------------------
+def sgd_step_numpy(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first):
+    """The update line by line on whole arrays (see the module docstring)."""
+    lr, momentum, damp, weight_decay = _scalars(p, lr, momentum, dampening, weight_decay)
+    g = -g if maximize else g
+    if weight_decay != 0:
+        g = g + weight_decay * p
+    if buf is not None:
+        if first:
+            buf[...] = g
+        else:
+            buf *= momentum
+            buf += damp * g
+        g = g + momentum * buf if nesterov else buf
+    p -= lr * g
+
+
+# -- Numba CPU ----------------------------------------------------------------------------------------
+@njit(parallel=True, cache=True)
+def _sgd_cpu(p, g, buf, has_buf, lr, momentum, damp, weight_decay, nesterov, maximize, first):
+    for i in prange(p.size):
+        d = -g[i] if maximize else g[i]
+        if weight_decay != 0:
+            d = d + weight_decay * p[i]
+        if has_buf:
+            b = d if first else buf[i] * momentum + damp * d
+            buf[i] = b
+            d = d + momentum * b if nesterov else b
+        p[i] = p[i] - lr * d
+
+
+def sgd_step_cpu(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first):
+    """One parallel pass over flat contiguous ``p``, ``g``, ``buf``."""
+    lr, momentum, damp, weight_decay = _scalars(p, lr, momentum, dampening, weight_decay)
+    _sgd_cpu(p, g, p if buf is None else buf, buf is not None, lr, momentum, damp, weight_decay,
+             bool(nesterov), bool(maximize), bool(first))
+
+
+# -- numba.cuda ---------------------------------------------------------------------------------------
+@cuda.jit
+def _sgd_kernel(p, g, buf, has_buf, lr, momentum, damp, weight_decay, nesterov, maximize, first):
+    for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):  # one thread per element
+        d = -g[i] if maximize else g[i]
+        if weight_decay != 0:
+            d = d + weight_decay * p[i]
+        if has_buf:
+            b = d if first else buf[i] * momentum + damp * d
+            buf[i] = b
+            d = d + momentum * b if nesterov else b
+        p[i] = p[i] - lr * d
+
+
+def sgd_step_cuda(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first):
+    """CUDA: one thread per element, the same arithmetic."""
+    lr, momentum, damp, weight_decay = _scalars(p, lr, momentum, dampening, weight_decay)
+    blocks = max(1, min((p.size + _THREADS - 1) // _THREADS, 65535 * 16))
+    _sgd_kernel[blocks, _THREADS](p, g, p if buf is None else buf, buf is not None, lr, momentum, damp,
+                                  weight_decay, bool(nesterov), bool(maximize), bool(first))
