@@ -167,7 +167,9 @@ class Conv2dFn(Function):
         gy = xp.ascontiguousarray(gy)
         # db = sum of dY over N, OH, OW
         gb = gy.sum(axis=(0, 2, 3)) if self.has_bias and need_b else None
-        gw_t = xp.zeros((G, R, K // G), gy.dtype) if need_w else None  # dW^T, summed over the chunks
+        # dW, summed over the chunks, written through its (G, K/G, R) view: a plain array for the optimiser
+        gw = xp.zeros(self.w.shape, gy.dtype) if need_w else None
+        gw_g = gw.reshape(G, K // G, R) if need_w else None
         chunks = self.chunks()
         gx = xp.empty(self.x.shape, gy.dtype) if need_x and len(chunks) > 1 else None
         with gemm(R * gy.size):  # K*R*N*OH*OW multiply-adds: a small layer on one BLAS thread (threads.py)
@@ -175,16 +177,14 @@ class Conv2dFn(Function):
                 # dY in the GEMM's layout (G, K/G, n*OH*OW): a view for one image, else a copy
                 gy_t = xp.ascontiguousarray(gy[n0:n1].transpose(1, 0, 2, 3)).reshape(G, K // G, -1)
                 if need_w:
-                    # dW = dY @ col^T, computed as (col @ dY^T)^T: the same products, but with the long n*OH*OW
-                    # axis inside, OpenBLAS is several times faster when the tall R x K/G result is the one it
-                    # computes
+                    # dW = dY @ col^T, in dW's own layout: as fast as the transposed product (col @ dY^T)^T
+                    # on ResNet's layers, and no transposing copy of dW afterwards
                     col = self.col if self.col is not None else self.im2col(n0, n1)
-                    gw_t += xp.matmul(col, gy_t.transpose(0, 2, 1))
+                    gw_g += xp.matmul(gy_t, col.transpose(0, 2, 1))
                     del col
                 if need_x:
                     part = self.input_grad(gy_t, n0, n1, None if gx is None else gx[n0:n1])
                     gx = part if gx is None else gx
-        gw = gw_t.transpose(0, 2, 1).reshape(self.w.shape) if need_w else None
         return gx, gw, gb
 
     def input_grad(self, gy_t, n0, n1, out):
