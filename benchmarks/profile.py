@@ -13,6 +13,7 @@ current machine and thread settings; a profiled step runs a little slower than a
 """
 import argparse
 import contextlib
+import os
 import sys
 import time
 from collections import defaultdict
@@ -213,7 +214,6 @@ def main(argv=None):
             print(line, flush=True)
         lines += block
     if args.output:
-        import os
         tmp = args.output + ".tmp"
         with open(tmp, "w") as f:
             f.write("\n".join(lines).rstrip("\n") + "\n")

@@ -40,18 +40,26 @@ def sgd_step_numpy(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, m
     p -= lr * g
 
 
-# -- Numba CPU ----------------------------------------------------------------------------------------
+# -- Numba CPU and numba.cuda: one element's update, compiled for each ----------------------------------------
+def _sgd_element(p, g, buf, i, has_buf, lr, momentum, damp, weight_decay, nesterov, maximize, first):
+    d = -g[i] if maximize else g[i]
+    if weight_decay != 0:
+        d = d + weight_decay * p[i]
+    if has_buf:
+        b = d if first else buf[i] * momentum + damp * d
+        buf[i] = b
+        d = d + momentum * b if nesterov else b
+    p[i] = p[i] - lr * d
+
+
+_sgd_element_cpu = njit(inline="always")(_sgd_element)
+_sgd_element_cuda = cuda.jit(device=True)(_sgd_element)
+
+
 @njit(parallel=True, cache=True)
 def _sgd_cpu(p, g, buf, has_buf, lr, momentum, damp, weight_decay, nesterov, maximize, first):
     for i in prange(p.size):
-        d = -g[i] if maximize else g[i]
-        if weight_decay != 0:
-            d = d + weight_decay * p[i]
-        if has_buf:
-            b = d if first else buf[i] * momentum + damp * d
-            buf[i] = b
-            d = d + momentum * b if nesterov else b
-        p[i] = p[i] - lr * d
+        _sgd_element_cpu(p, g, buf, i, has_buf, lr, momentum, damp, weight_decay, nesterov, maximize, first)
 
 
 def sgd_step_cpu(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first):
@@ -61,18 +69,10 @@ def sgd_step_cpu(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, max
              bool(nesterov), bool(maximize), bool(first))
 
 
-# -- numba.cuda ---------------------------------------------------------------------------------------
 @cuda.jit
 def _sgd_kernel(p, g, buf, has_buf, lr, momentum, damp, weight_decay, nesterov, maximize, first):
     for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):  # one thread per element
-        d = -g[i] if maximize else g[i]
-        if weight_decay != 0:
-            d = d + weight_decay * p[i]
-        if has_buf:
-            b = d if first else buf[i] * momentum + damp * d
-            buf[i] = b
-            d = d + momentum * b if nesterov else b
-        p[i] = p[i] - lr * d
+        _sgd_element_cuda(p, g, buf, i, has_buf, lr, momentum, damp, weight_decay, nesterov, maximize, first)
 
 
 def sgd_step_cuda(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first):

@@ -383,12 +383,17 @@ def saved_arrays(f):
                 yield a
 
 
+def may_share_memory(a, b):
+    """Whether arrays ``a`` and ``b`` may overlap (NumPy's or CuPy's bounds test; identity where missing)."""
+    if a is b:
+        return True
+    may_share = getattr(backend.get_array_module(a), "may_share_memory", None)
+    return type(a) is type(b) and may_share is not None and bool(may_share(a, b))
+
+
 def saves_memory_of(f, arr):
     """Whether a buffer saved by ``f`` shares memory with ``arr`` (so writing ``arr`` corrupts it)."""
-    xp = backend.get_array_module(arr)
-    may_share = getattr(xp, "may_share_memory", None)
-    return any(a is arr or (may_share is not None and type(a) is type(arr) and may_share(a, arr))
-               for a in saved_arrays(f))
+    return any(may_share_memory(a, arr) for a in saved_arrays(f))
 
 
 def _check_versions(f):

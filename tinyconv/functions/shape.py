@@ -6,7 +6,7 @@ permutation, a scatter-add for indexing (an index may repeat), a split for a con
 import numpy as np
 
 from ..backend import get_array_module, scatter_add
-from ..core import Function, Tensor, as_tensor, is_grad_enabled, saves_memory_of
+from ..core import Function, Tensor, as_tensor, is_grad_enabled, may_share_memory, saves_memory_of
 from .basic import unbroadcast
 
 
@@ -149,7 +149,8 @@ def setitem(x, index, value):
                            f"into a copy (x.clone())")
     ctx = x._ctx
     if ctx is not None:
-        if any(t is not None and t.data is not x.data and _shares(t.data, x.data) for t in ctx.inputs):
+        if any(t is not None and t.data is not x.data and may_share_memory(t.data, x.data)
+               for t in ctx.inputs):
             raise RuntimeError(f"x[...] = value: x (shape {x.shape}) is a view of the input of "
                                f"{type(ctx).__name__} (a slice, reshape or transpose); writing into it would "
                                f"change that tensor behind autograd's back. Write into x.clone() instead")
@@ -161,12 +162,6 @@ def setitem(x, index, value):
     if out.requires_grad:  # x now stands for the written tensor
         x._ctx, x._out_index, x.requires_grad = out._ctx, 0, True
     return x
-
-
-def _shares(a, b):
-    xp = get_array_module(a)
-    may_share = getattr(xp, "may_share_memory", None)
-    return type(a) is type(b) and may_share is not None and bool(may_share(a, b))
 
 
 class Clone(Function):
