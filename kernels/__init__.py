@@ -26,6 +26,9 @@ FAMILIES = {
     "lrn_backward": "lrn",
     "erf": "special",
     "sgd_step": "optim",
+    "batch_norm_forward": "batchnorm",
+    "batch_norm_eval": "batchnorm",
+    "batch_norm_backward": "batchnorm",
 }
 
 _TARGETS = ("numpy", "cpu", "cuda")

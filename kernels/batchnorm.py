@@ -1,0 +1,182 @@
+"""Batch normalisation over ``(N, C, L)`` arrays (``L = H*W``, or 1 for ``(N, C)`` inputs): each channel c is
+normalised over its ``m = N*L`` values ``x[:, c, :]``, N strided planes of L contiguous values.
+
+    mu_c = (1/m) sum x[:, c, :],   var_c = (1/m) sum (x[:, c, :] - mu_c)^2   (biased, two passes),
+    invstd_c = 1 / sqrt(var_c + eps),   xhat = (x - mu_c) invstd_c,   y = gamma_c xhat + beta_c.
+
+Backward (the compact form derived in ``tinyconv/functions/normalization.py``), with ``k_c = gamma_c invstd_c``
+(``invstd_c`` without gamma) and ``dy`` the output gradient:
+
+    dx = k dy - (k/m) sum dy - xhat (k/m) sum(dy xhat)      (training: the statistics depend on x)
+    dx = k dy                                                (evaluation: running statistics are constants)
+    dgamma = sum(dy xhat),   dbeta = sum dy                  (over N and L)
+
+xhat is recomputed from x in the backward pass instead of being stored: x is kept alive by the autograd graph
+anyway, so storing xhat would cost one more activation-sized array per layer.
+
+Kernels (same signature for ``_numpy`` and ``_cpu``; per-channel arrays are ``(C,)`` in x's dtype;
+``gamma``/``beta`` may be None, meaning 1 and 0):
+
+    batch_norm_forward(x, gamma, beta, eps)           -> (y, mean, var, invstd)   training, batch statistics
+    batch_norm_eval(x, mean, k, beta)                 -> y = (x - mean) k + beta   evaluation, k = gamma invstd
+    batch_norm_backward(gy, x, mean, invstd, k, training) -> (gx, sum_gy, sum_gy_xhat)
+
+The Numba kernels run in parallel over channels; each channel's N*L values are read once from memory and
+re-read from cache by the next pass.  Their sums accumulate in float64 (then rounded to x's dtype), so the
+float32 statistics stay accurate over large channels; the variance is the two-pass one, exact even when
+|mean| >> std.  There is no CUDA kernel: CuPy arrays take tinyconv's array-expression path.
+"""
+import numpy as np
+from numba import njit, prange
+
+
+def _per_channel(a, C, dtype, default):
+    """``a`` as a contiguous ``(C,)`` array of ``dtype``, or ``default`` repeated when ``a`` is None."""
+    return np.full(C, default, dtype) if a is None else np.ascontiguousarray(a, dtype=dtype).reshape(C)
+
+
+# -- NumPy reference ----------------------------------------------------------------------------------
+def _sums(a, b=None):
+    """Per-channel ``sum a`` (or ``sum a*b`` without the full-size product) of ``(N, C, L)`` arrays."""
+    return np.einsum("ncl->c", a) if b is None else np.einsum("ncl,ncl->c", a, b)
+
+
+def batch_norm_forward_numpy(x, gamma, beta, eps):
+    """Reference training forward: whole-array passes in x's dtype."""
+    m = x.dtype.type(x.shape[0] * x.shape[2])
+    mean = _sums(x) / m
+    xhat = x - mean[:, None]
+    var = _sums(xhat, xhat) / m  # two passes: exact even when |mean| >> std
+    invstd = 1 / np.sqrt(var + x.dtype.type(eps))
+    xhat *= invstd[:, None]
+    y = xhat if gamma is None else xhat * gamma.astype(x.dtype, copy=False)[:, None]
+    if beta is not None:
+        y += beta.astype(x.dtype, copy=False)[:, None]
+    return y, mean, var, invstd
+
+
+def batch_norm_eval_numpy(x, mean, k, beta):
+    """Reference affine map ``(x - mean) k + beta``."""
+    y = x - mean[:, None]
+    y *= k[:, None]
+    if beta is not None:
+        y += beta.astype(x.dtype, copy=False)[:, None]
+    return y
+
+
+def batch_norm_backward_numpy(gy, x, mean, invstd, k, training):
+    """Reference backward: xhat recomputed, then the sums and the compact form as whole-array passes."""
+    xhat = x - mean[:, None]
+    xhat *= invstd[:, None]
+    sum_gy, sum_gy_xhat = _sums(gy), _sums(gy, xhat)
+    gx = gy * k[:, None]
+    if training:
+        km = k / gy.dtype.type(gy.shape[0] * gy.shape[2])
+        gx -= xhat * (km * sum_gy_xhat)[:, None]
+        gx -= (km * sum_gy)[:, None]
+    return gx, sum_gy, sum_gy_xhat
+
+
+# -- Numba CPU: parallel over channels -----------------------------------------------------------------
+# fastmath "reassoc" lets LLVM vectorise the float64 sums (several partial sums, as a pairwise sum would);
+# no other fast-math flag, so NaN and infinity propagate as in NumPy.
+_FAST = {"reassoc"}
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _forward_cpu(x, gamma, beta, eps, y, mean, var, invstd):
+    N, C, L = x.shape
+    t = x.dtype.type
+    m = N * L
+    for c in prange(C):
+        s = 0.0
+        for n in range(N):
+            for j in range(L):
+                s += x[n, c, j]
+        mu = s / m
+        s2 = 0.0
+        for n in range(N):
+            for j in range(L):
+                d = x[n, c, j] - mu
+                s2 += d * d
+        mean[c] = t(mu)
+        var[c] = t(s2 / m)
+        invstd[c] = t(1.0 / np.sqrt(s2 / m + eps))
+        # y = (x - mu) (gamma invstd) + beta in x's dtype, with mu = hi + lo split in two of that dtype: x - hi
+        # is exact near the mean, so y keeps its digits when |mean| >> std
+        hi = t(mu)
+        lo, k, b = t(mu - hi), gamma[c] * invstd[c], beta[c]
+        for n in range(N):
+            for j in range(L):
+                y[n, c, j] = ((x[n, c, j] - hi) - lo) * k + b
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _eval_cpu(x, mean, k, beta, y):
+    N, C, L = x.shape
+    for c in prange(C):
+        mu, kc, b = mean[c], k[c], beta[c]
+        for n in range(N):
+            for j in range(L):
+                y[n, c, j] = (x[n, c, j] - mu) * kc + b
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _backward_cpu(gy, x, mean, invstd, k, training, gx, sum_gy, sum_gy_xhat):
+    N, C, L = x.shape
+    t = x.dtype.type
+    m = N * L
+    for c in prange(C):
+        mu, inv = mean[c], invstd[c]
+        s = 0.0
+        sx = 0.0
+        for n in range(N):
+            for j in range(L):
+                g = gy[n, c, j]
+                s += g
+                sx += g * ((x[n, c, j] - mu) * inv)
+        sum_gy[c], sum_gy_xhat[c] = t(s), t(sx)
+        # dx = k dy + a + b xhat, with a = -(k/m) sum dy, b = -(k/m) sum(dy xhat); xhat = (x - mu) invstd
+        kc = k[c]
+        a = t(-k[c] * s / m) if training else t(0.0)
+        b = t(-k[c] * sx / m) * inv if training else t(0.0)
+        for n in range(N):
+            for j in range(L):
+                gx[n, c, j] = kc * gy[n, c, j] + a + b * (x[n, c, j] - mu)
+
+
+def batch_norm_forward_cpu(x, gamma, beta, eps):
+    """Numba training forward: per channel, the mean, the variance and y in three passes over cached data."""
+    x = np.ascontiguousarray(x)
+    C, dt = x.shape[1], x.dtype
+    y = np.empty_like(x)
+    mean, var, invstd = np.empty(C, dt), np.empty(C, dt), np.empty(C, dt)
+    _forward_cpu(x, _per_channel(gamma, C, dt, 1), _per_channel(beta, C, dt, 0), float(eps), y, mean, var, invstd)
+    return y, mean, var, invstd
+
+
+def batch_norm_eval_cpu(x, mean, k, beta):
+    """Numba affine map ``(x - mean) k + beta``: one pass."""
+    x = np.ascontiguousarray(x)
+    C, dt = x.shape[1], x.dtype
+    y = np.empty_like(x)
+    _eval_cpu(x, _per_channel(mean, C, dt, 0), _per_channel(k, C, dt, 1), _per_channel(beta, C, dt, 0), y)
+    return y
+
+
+def batch_norm_backward_cpu(gy, x, mean, invstd, k, training):
+    """Numba backward: per channel, the two sums in one pass, then dx in a second pass over cached data."""
+    x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy, dtype=x.dtype)
+    C, dt = x.shape[1], x.dtype
+    gx = np.empty_like(x)
+    sum_gy, sum_gy_xhat = np.empty(C, dt), np.empty(C, dt)
+    _backward_cpu(gy, x, _per_channel(mean, C, dt, 0), _per_channel(invstd, C, dt, 1), _per_channel(k, C, dt, 1),
+                  bool(training), gx, sum_gy, sum_gy_xhat)
+    return gx, sum_gy, sum_gy_xhat
+
+
+# tinyconv's thread policy (tinyconv/threads.py) runs Numba kernels on one thread below 2**24 elements; these
+# split over channels with no BLAS product of their own around them, and pay for a fork and join from about
+# this size on (measured; see the README).
+for _kernel in (batch_norm_forward_cpu, batch_norm_eval_cpu, batch_norm_backward_cpu):
+    _kernel.parallel_min_size = 1 << 16
