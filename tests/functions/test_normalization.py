@@ -1,10 +1,12 @@
 """batch_norm, layer_norm, layer_norm2d: naive per-group loops, float64 gradcheck, PyTorch forward/backward."""
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import tinyconv as tc
 import tinyconv.functional as F
+
+fixture_ok = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def _bn_naive(x, gamma, beta, eps):
@@ -24,8 +26,9 @@ def _bn_naive(x, gamma, beta, eps):
 shapes = st.sampled_from([(3, 2), (2, 3, 2), (2, 2, 2, 3), (1, 2, 3, 1)])
 
 
+@fixture_ok
 @given(shape=shapes, seed=st.integers(0, 2**16), affine=st.booleans())
-def test_batch_norm_training_naive_and_gradcheck(shape, seed, affine):
+def test_batch_norm_training_naive_and_gradcheck(kernels, shape, seed, affine):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(shape) * 2 + 1
     g, b = rng.uniform(0.5, 2, shape[1]), rng.standard_normal(shape[1])
@@ -44,8 +47,9 @@ def test_batch_norm_training_naive_and_gradcheck(shape, seed, affine):
         assert tc.gradcheck(lambda a: F.batch_norm(a, None, None, training=True), ts[:1])
 
 
+@fixture_ok
 @given(shape=shapes, seed=st.integers(0, 2**16))
-def test_batch_norm_eval_naive_and_gradcheck(shape, seed):
+def test_batch_norm_eval_naive_and_gradcheck(kernels, shape, seed):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(shape)
     rm, rv = rng.standard_normal(shape[1]), rng.uniform(0.5, 2, shape[1])
@@ -73,7 +77,7 @@ def _compare(torch, ours, theirs, arrays, n_grad, rtol=1e-4, atol=1e-5):
 
 @pytest.mark.parametrize("shape", [(8, 3), (4, 3, 5), (4, 3, 6, 5)])
 @pytest.mark.parametrize("training", [True, False])
-def test_batch_norm_matches_torch(torch, shape, training):
+def test_batch_norm_matches_torch(kernels, torch, shape, training):
     rng = np.random.default_rng(0)
     x = (rng.standard_normal(shape) * 3 + 2).astype(np.float32)
     g, b = rng.uniform(0.5, 2, shape[1]).astype(np.float32), rng.standard_normal(shape[1]).astype(np.float32)

@@ -24,7 +24,7 @@ In evaluation batch norm uses fixed running statistics, so it is an affine map: 
 """
 import numpy as np
 
-from ..backend import get_array_module
+from ..backend import get_array_module, get_kernel
 from ..core import Function, Tensor
 from .basic import unbroadcast
 
@@ -71,17 +71,49 @@ def _data(t):
 
 
 class BatchNorm(Function):
+    """NumPy arrays: the ``batch_norm_*`` kernels on x viewed as ``(N, C, L)``, saving x (which the graph keeps
+    anyway) rather than xhat, recomputed in backward.  CuPy arrays: whole-array expressions, saving xhat."""
+
     def forward(self, x, gamma, beta):
+        if get_array_module(x) is not np:
+            return self._forward_arrays(x, gamma, beta)
+        C, dt = x.shape[1], x.dtype
+        self.x3 = x.reshape(x.shape[0], C, -1)
+        if self.training:
+            y, self.mean, var, self.invstd = get_kernel("batch_norm_forward", x)(self.x3, gamma, beta, self.eps)
+            self._update_running(self.mean, var, x.size // C)
+        else:
+            self.mean = self.running_mean.astype(dt, copy=False)
+            self.invstd = 1 / np.sqrt(self.running_var.astype(dt, copy=False) + dt.type(self.eps))
+            k = self.invstd if gamma is None else self.invstd * gamma
+            y = get_kernel("batch_norm_eval", x)(self.x3, self.mean, k, beta)
+        self.gamma = gamma
+        return y.reshape(x.shape)
+
+    def backward(self, gy):
+        if not hasattr(self, "x3"):
+            return self._backward_arrays(gy)
+        # gamma is constant over each channel's group, so it joins invstd in k = gamma * invstd
+        k = self.invstd if self.gamma is None else self.invstd * self.gamma
+        # training: the compact form of the module docstring; evaluation: dx = dy * gamma * invstd
+        gx, sum_gy, sum_gy_xhat = get_kernel("batch_norm_backward", gy)(
+            gy.reshape(self.x3.shape), self.x3, self.mean, self.invstd, k, self.training)
+        # dgamma = sum dy * xhat, dbeta = sum dy   (over N, H, W)
+        return gx.reshape(gy.shape), None if self.gamma is None else sum_gy_xhat, sum_gy
+
+    def _update_running(self, mean, var, m):
+        """Running averages of the mean and of the *unbiased* variance ``var * m / (m - 1)``, in place."""
+        if self.running_mean is not None:
+            a = self.momentum
+            self.running_mean[...] = (1 - a) * self.running_mean + a * mean.reshape(-1)
+            self.running_var[...] = (1 - a) * self.running_var + a * var.reshape(-1) * (m / (m - 1))
+
+    def _forward_arrays(self, x, gamma, beta):
         shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)  # per-channel statistics broadcast over N, H, W
         self.axes = (0,) + tuple(range(2, x.ndim))
         if self.training:
             self.xhat, self.invstd, mean, var = _normalize(x, self.axes, self.eps)
-            if self.running_mean is not None:
-                m = x.size // x.shape[1]
-                a = self.momentum
-                # running averages: the mean, and the *unbiased* variance var * m / (m - 1)
-                self.running_mean[...] = (1 - a) * self.running_mean + a * mean.reshape(-1)
-                self.running_var[...] = (1 - a) * self.running_var + a * var.reshape(-1) * (m / (m - 1))
+            self._update_running(mean, var, x.size // x.shape[1])
         else:
             xp = get_array_module(x)
             self.invstd = 1 / xp.sqrt(self.running_var.reshape(shape).astype(x.dtype, copy=False)
@@ -96,9 +128,8 @@ class BatchNorm(Function):
             y += beta.reshape(shape)
         return y
 
-    def backward(self, gy):
-        # gamma is constant over each channel's group, so it joins invstd in k = gamma * invstd
-        k = self.invstd if self.gamma is None else self.invstd * self.gamma
+    def _backward_arrays(self, gy):
+        k = self.invstd if self.gamma is None else self.invstd * self.gamma  # k = gamma * invstd
         if self.training:
             # batch statistics depend on x: the compact form of the module docstring
             gx, sum_gy, sum_gy_xhat = _normalize_backward(gy, self.xhat, k, self.axes)
