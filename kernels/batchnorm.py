@@ -175,8 +175,10 @@ def batch_norm_backward_cpu(gy, x, mean, invstd, k, training):
     return gx, sum_gy, sum_gy_xhat
 
 
-# tinyconv's thread policy (tinyconv/threads.py) runs Numba kernels on one thread below 2**24 elements; these
-# split over channels with no BLAS product of their own around them, and pay for a fork and join from about
-# this size on (measured; see the README).
-for _kernel in (batch_norm_forward_cpu, batch_norm_eval_cpu, batch_norm_backward_cpu):
-    _kernel.parallel_min_size = 1 << 16
+# tinyconv's thread policy (tinyconv/threads.py) runs Numba kernels on one thread below 2**24 elements.  These
+# split over channels with no BLAS product of their own around them; on an idle 2-core machine two threads
+# paid off from about 2**15 elements (forward, backward) and 2**17 (the one-pass evaluation map), but every
+# parallel region waits for its slowest thread, which on a busy machine may wait a scheduler slice: a
+# threshold of 2**18 keeps mobilenet_v2's (batch 16, 64x64) larger half parallel and its many small layers not.
+for _kernel in (batch_norm_forward_cpu, batch_norm_backward_cpu, batch_norm_eval_cpu):
+    _kernel.parallel_min_size = 1 << 18
