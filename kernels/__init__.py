@@ -25,6 +25,8 @@ FAMILIES = {
     "lrn_forward": "lrn",
     "lrn_backward": "lrn",
     "erf": "special",
+    "tanh": "special",
+    "tanh_backward": "special",
     "sgd_step": "optim",
 }
 
