@@ -25,6 +25,8 @@ FAMILIES = {
     "lrn_forward": "lrn",
     "lrn_backward": "lrn",
     "erf": "special",
+    "tanh": "special",
+    "tanh_backward": "special",
     "sgd_step": "optim",
     "batch_norm_forward": "batchnorm",
     "batch_norm_eval": "batchnorm",

@@ -235,14 +235,68 @@ def max_pool2d_backward_cpu(gy, argmax, H, W):
     return gx
 
 
+# Tiled average pooling: windows that tile the input (kernel = stride, no padding, every window inside x), as
+# LeNet-5's 2x2/2 subsampling.  Every divisor is then the same, and each window row is a strided run that the
+# compiler vectorises: tap (kh, kw) adds x's row oh*SH + kh, from column kw in steps of SW, to y's row oh.
+def _tiles(H, W, KH, KW, SH, SW, PH, PW, OH, OW):
+    return KH == SH and KW == SW and PH == 0 and PW == 0 and OH * SH <= H and OW * SW <= W
+
+
+@njit(parallel=True, cache=True)
+def _avg_pool2d_tiled_forward_jit(x, y, SH, SW, scale):
+    N, C, H, W = x.shape
+    OH, OW = y.shape[2], y.shape[3]
+    xf, yf = x.reshape(-1), y.reshape(-1)
+    for p in prange(N * C):
+        plane, out = p * H * W, p * OH * OW
+        for oh in range(OH):
+            row = out + oh * OW
+            for ow in range(OW):
+                yf[np.uint64(row + ow)] = 0
+            for kh in range(SH):
+                src = plane + (oh * SH + kh) * W
+                for kw in range(SW):
+                    for ow in range(OW):
+                        yf[np.uint64(row + ow)] += xf[np.uint64(src + ow * SW + kw)]
+            for ow in range(OW):
+                yf[np.uint64(row + ow)] *= scale
+
+
+@njit(parallel=True, cache=True)
+def _avg_pool2d_tiled_backward_jit(gy, gx, SH, SW, scale):
+    N, C, OH, OW = gy.shape
+    H, W = gx.shape[2], gx.shape[3]
+    gyf, gxf = gy.reshape(-1), gx.reshape(-1)
+    for p in prange(N * C):
+        plane, out = p * H * W, p * OH * OW
+        for oh in range(OH):
+            row = out + oh * OW
+            for kh in range(SH):
+                dst = plane + (oh * SH + kh) * W
+                for kw in range(SW):
+                    for ow in range(OW):  # the windows do not overlap: each x element gets one share
+                        gxf[np.uint64(dst + ow * SW + kw)] = gyf[np.uint64(row + ow)] * scale
+
+
 def avg_pool2d_forward_cpu(x, KH, KW, SH, SW, PH, PW, OH, OW, count_include_pad, divisor_override):
     y = np.empty(x.shape[:2] + (OH, OW), x.dtype)
+    if _tiles(*x.shape[2:], KH, KW, SH, SW, PH, PW, OH, OW):
+        scale = x.dtype.type(1 / (divisor_override or KH * KW))
+        _avg_pool2d_tiled_forward_jit(np.ascontiguousarray(x), y, SH, SW, scale)
+        return y
     _avg_pool2d_forward_jit(np.ascontiguousarray(x), y, KH, KW, SH, SW, PH, PW, bool(count_include_pad),
                             int(divisor_override or 0))
     return y
 
 
 def avg_pool2d_backward_cpu(gy, H, W, KH, KW, SH, SW, PH, PW, count_include_pad, divisor_override):
+    OH, OW = gy.shape[2:]
+    if _tiles(H, W, KH, KW, SH, SW, PH, PW, OH, OW):
+        # rows and columns past the last window get no gradient: zeros only when there are any
+        gx = (np.empty if (OH * SH, OW * SW) == (H, W) else np.zeros)(gy.shape[:2] + (H, W), gy.dtype)
+        scale = gy.dtype.type(1 / (divisor_override or KH * KW))
+        _avg_pool2d_tiled_backward_jit(np.ascontiguousarray(gy), gx, SH, SW, scale)
+        return gx
     gx = np.zeros(gy.shape[:2] + (H, W), gy.dtype)
     _avg_pool2d_backward_jit(np.ascontiguousarray(gy), gx, KH, KW, SH, SW, PH, PW, bool(count_include_pad),
                              int(divisor_override or 0))

@@ -103,6 +103,25 @@ def test_same_padding_keeps_size_and_pads_extra_on_the_bottom_right():
     assert F.conv2d(x, w, padding="valid").shape == (1, 3, 3, 4)
 
 
+@pytest.mark.parametrize("groups, bias", [(1, True), (2, False), (3, True)])
+def test_a_window_covering_the_whole_image_is_a_dense_layer(groups, bias, monkeypatch):
+    """LeNet-5's C5: OH = OW = 1, no padding: the layer runs as a GEMM on x itself, never through im2col."""
+    monkeypatch.setattr(Conv2dFn, "im2col", lambda *a: pytest.fail("im2col called for a full-window layer"))
+    monkeypatch.setattr(Conv2dFn, "input_grad", lambda *a: pytest.fail("col2im path taken for a full-window layer"))
+    cfg = dict(N=3, C=2 * groups, K=2 * groups, H=4, W=3, kernel=(4, 3), stride=(2, 1), padding=(0, 0),
+               dilation=(1, 1), groups=groups, bias=bias)
+    x, w, b = _operands(cfg, np.float64, requires_grad=True)
+    y = F.conv2d(x, w, b, **_hyper(cfg))
+    want = naive_conv2d(x.numpy(), w.numpy(), None if b is None else b.numpy(), cfg["stride"], cfg["padding"],
+                        cfg["dilation"], groups)
+    assert y.shape == (3, 2 * groups, 1, 1) and y.data.flags.c_contiguous
+    np.testing.assert_allclose(y.numpy(), want, rtol=1e-12, atol=1e-12)
+    inputs = [x, w] + ([b] if b is not None else [])
+    assert tc.gradcheck(lambda *a: F.conv2d(*a, **_hyper(cfg)), inputs)
+    y.backward(np.ones(y.shape))
+    assert x.grad.shape == x.shape and x.grad.data.flags.c_contiguous and w.grad.shape == w.shape
+
+
 def test_unbatched_input():
     x, w = tc.randn(3, 5, 5), tc.randn(4, 3, 3, 3)
     np.testing.assert_allclose(F.conv2d(x, w).numpy(), F.conv2d(x.reshape(1, 3, 5, 5), w).numpy()[0])
@@ -147,6 +166,8 @@ TORCH_CASES = [
     dict(C=3, K=4, kernel=(1, 7), padding=(0, 3)),
     dict(C=3, K=4, kernel=(7, 1), padding=(3, 0), stride=(1, 2)),
     dict(C=8, K=8, kernel=(1, 1), bias=False),
+    dict(C=4, K=6, kernel=(9, 8)),                                      # one window, the whole image
+    dict(C=4, K=6, kernel=(9, 8), stride=2, groups=2, bias=False),
 ]
 
 

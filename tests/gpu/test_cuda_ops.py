@@ -100,6 +100,12 @@ def test_conv2d(gpu, dtype, stride, padding, dilation, groups):
     check(lambda x, w, b: F.conv2d(x, w, b, stride, padding, dilation, groups), x, w, b)
 
 
+@pytest.mark.parametrize("groups", [1, 2])
+def test_conv2d_whose_window_is_the_whole_image(gpu_fast, groups):
+    x, w, b = randn(3, 4, 5, 5), randn(6, 4 // groups, 5, 5), randn(6)
+    check(lambda x, w, b: F.conv2d(x, w, b, groups=groups), x, w, b)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_depthwise_conv2d(gpu, dtype):
     x, w = randn(1, 3, 5, 4, dtype=dtype), randn(6, 1, 3, 3, dtype=dtype)

@@ -16,6 +16,10 @@ groups the same reshapes give a stack of G GEMMs, done by one batched ``matmul``
 transpose; the price is one copy of the *output* (K, N, OH, OW) -> (N, K, OH, OW), done together with the
 bias add, and one of the output gradient in backward: arrays KH*KW*C/K times smaller than col.
 
+A layer whose single window is the whole unpadded image (OH = OW = 1 with KH = H, KW = W: LeNet-5's C5,
+a classifier written as a convolution) is a fully connected layer: col is x itself seen as (N, C*KH*KW), so
+it runs as ``Y = x2 @ W^T`` with no im2col and no col2im (``full_window``; dx = dY @ W).
+
 col is KH*KW times larger than x, so it is built for a few images at a time (``COL_CHUNK_BYTES``): the
 batch is cut into chunks of images, each with its own im2col and GEMMs.  A chunk of one image needs no
 transpose at all (Y is then out[n] as laid out), and for a 1x1 convolution with stride 1 and no padding
@@ -114,6 +118,8 @@ class Conv2dFn(Function):
             return xp.zeros((N, K, OH, OW), x.dtype)
         # backward rebuilds col from x (kept alive by the graph anyway) unless col is tiny: see KEEP_COL_BYTES
         self.x, self.w, self.has_bias, self.col = xp.ascontiguousarray(x), w, b is not None, None
+        if self.full_window():
+            return self.dense(b)
         out = xp.empty((N, K, OH, OW), x.dtype)
         w_g = w.reshape(G, K // G, Cg * KH * KW)
         # a small layer's products on one BLAS thread (threads.py); a large layer's chunks are large enough
@@ -145,6 +151,43 @@ class Conv2dFn(Function):
         step = max(1, min(N, COL_CHUNK_BYTES // per_image))
         return [(n0, min(N, n0 + step)) for n0 in range(0, N, step)]
 
+    def full_window(self):
+        """One window covering the whole unpadded image: the layer is a fully connected one."""
+        return self.out_size == (1, 1) and self.padding == (0, 0) and self.w.shape[2:] == self.x.shape[2:]
+
+    def groups_view(self, a, per_group):
+        """(N, G*per_group, ...) -> (G, N, per_group): a view, the images as rows of each group's matrix."""
+        return a.reshape(a.shape[0], self.groups, per_group).transpose(1, 0, 2)
+
+    def dense(self, b):
+        """Forward of a full-window layer, per group: Y = x2 @ W^T with x2 (N, C/G*KH*KW), W (K/G, C/G*KH*KW)."""
+        xp = get_array_module(self.x)
+        N, (K, Cg, KH, KW), G = self.x.shape[0], self.w.shape, self.groups
+        w_g = self.w.reshape(G, K // G, Cg * KH * KW)
+        with gemm(N * K * Cg * KH * KW):
+            y = xp.matmul(self.groups_view(self.x, Cg * KH * KW), w_g.transpose(0, 2, 1))  # (G, N, K/G)
+        out = xp.empty((N, K, 1, 1), self.x.dtype)
+        out.reshape(N, G, K // G)[...] = y.transpose(1, 0, 2)
+        if b is not None:
+            out += b.reshape(K, 1, 1)
+        return out
+
+    def dense_backward(self, gy, need_x, need_w):
+        """Backward of a full-window layer: dW = dY^T @ x2 and dx = dY @ W, per group (dY as (N, K/G))."""
+        xp = get_array_module(gy)
+        N, (K, Cg, KH, KW), G = self.x.shape[0], self.w.shape, self.groups
+        gy_g = self.groups_view(gy, K // G)                          # (G, N, K/G)
+        gw = gx = None
+        with gemm(N * K * Cg * KH * KW):
+            if need_w:  # dW[k, r] = sum_n dY[n, k] x2[n, r]
+                gw = xp.matmul(gy_g.transpose(0, 2, 1), self.groups_view(self.x, Cg * KH * KW))
+                gw = gw.reshape(self.w.shape)
+            if need_x:  # dx2[n, r] = sum_k dY[n, k] W[k, r]
+                gx_g = xp.matmul(gy_g, self.w.reshape(G, K // G, Cg * KH * KW))  # (G, N, C/G*KH*KW)
+                gx = gx_g.reshape(self.x.shape) if G == 1 else \
+                    xp.ascontiguousarray(gx_g.transpose(1, 0, 2)).reshape(self.x.shape)
+        return gx, gw
+
     def pointwise(self):
         """1x1 kernel, stride 1, no padding: the im2col matrix of one image is the image, (C, H*W)."""
         return self.w.shape[2:] == (1, 1) and self.stride == (1, 1) and self.padding == (0, 0)
@@ -167,6 +210,8 @@ class Conv2dFn(Function):
         gy = xp.ascontiguousarray(gy)
         # db = sum of dY over N, OH, OW
         gb = gy.sum(axis=(0, 2, 3)) if self.has_bias and need_b else None
+        if self.full_window():
+            return self.dense_backward(gy, need_x, need_w) + (gb,)
         # dW, summed over the chunks, written through its (G, K/G, R) view: a plain array for the optimiser
         gw = xp.zeros(self.w.shape, gy.dtype) if need_w else None
         gw_g = gw.reshape(G, K // G, R) if need_w else None
