@@ -77,7 +77,7 @@ def _zero(a, start, stop):
         a[np.uint64(start + i)] = 0
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)  # nogil: conv2d runs chunks on several threads
 def _im2col_cpu(x, col, SH, SW, PH, PW, DH, DW):
     N, C, H, W = x.shape
     KH, KW, OH, OW = col.shape[1], col.shape[2], col.shape[4], col.shape[5]
@@ -107,7 +107,7 @@ def _im2col_cpu(x, col, SH, SW, PH, PW, DH, DW):
             _zero(colf, plane + oh1 * OW, plane + OH * OW)  # and in the bottom padding
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)  # nogil: conv2d runs chunks on several threads
 def _col2im_cpu(col, x, SH, SW, PH, PW, DH, DW):
     C, KH, KW, N, OH, OW = col.shape
     H, W = x.shape[2], x.shape[3]

@@ -28,6 +28,13 @@ The policy, applied at the first kernel call:
   thread below ``BLAS_PARALLEL_MIN_MACS`` (2**26, about a millisecond on one core) and restores it after.
   (OpenBLAS's idle threads spin for about 0.1 s after a parallel product; ``OPENBLAS_THREAD_TIMEOUT=4`` in
   the environment before NumPy is imported shortens that.)
+- **A small convolution splits its images across threads instead.**  Below ``BLAS_PARALLEL_MIN_MACS`` a
+  convolution's products run on one BLAS thread, but its batch is already cut into chunks of images
+  (``conv.py``): ``split_work`` hands runs of chunks to a few Python threads (a pool of ``max_threads() - 1``
+  plus the caller), each doing its chunks' im2col, GEMMs and col2im on one core (the Numba kernels release
+  the GIL, NumPy's matmul too).  Every chunk is computed as it would be alone, so results do not depend on
+  the thread count.  Measured on an idle 2-core machine: LeNet-5's C1 and C3 forward 1.5-1.6x faster; with
+  the other core busy 10-15% slower (threads that block, unlike spinning pools, lose little).
 - **One knob for both pools**: ``tinyconv.set_num_threads(n)`` (or ``TINYCONV_THREADS=n``) caps the Numba
   kernels and BLAS at ``n`` threads; ``set_num_threads(1)`` is the right choice when several training
   processes share the machine.
@@ -47,6 +54,7 @@ import ctypes
 import os
 import platform
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from . import backend
 
@@ -60,6 +68,7 @@ _limit = None          # the cap set by set_num_threads / TINYCONV_THREADS (None
 _blas_limiter = None   # threadpoolctl's handle: the BLAS limit holds while it is referenced
 _local = threading.local()  # Numba's thread count is per calling thread; remember what we set
 _blas = None           # threadpoolctl's controllers of the BLAS libraries loaded (found once)
+_pool = None           # split_work's helper threads (max_threads() - 1 of them, made on first use)
 
 
 def _tune_malloc():
@@ -172,6 +181,39 @@ def set_num_threads(n):
     if n is not None:
         from threadpoolctl import threadpool_limits
         _blas_limiter = threadpool_limits(limits=int(n), user_api="blas")
+
+
+def _threadsafe_kernels():
+    """Whether Numba's parallel kernels may be called from two threads at once: yes with its OpenMP or TBB
+    layer; its fallback layer, ``workqueue``, aborts the process on concurrent calls."""
+    try:
+        return backend.numba_module().threading_layer() in ("omp", "tbb")
+    except ValueError:  # no parallel kernel has run yet: the layer is not chosen
+        return False
+
+
+def split_work(fn, items):
+    """``[fn(item) for item in items]``, the items cut into ``max_threads()`` contiguous runs done at once.
+
+    The calling thread does the first run, helper threads the others; results come back in ``items``' order
+    and an exception in any run is raised here.  Serial for one thread, one item, or when called from a
+    helper thread (no nesting), and under Numba's ``workqueue`` layer (see ``_threadsafe_kernels``).
+    """
+    global _pool
+    _start()
+    T = min(max_threads(), len(items))
+    if T < 2 or getattr(_local, "helper", False) or not _threadsafe_kernels():
+        return [fn(item) for item in items]
+    if _pool is None or _pool._max_workers < T - 1:
+        _pool = ThreadPoolExecutor(max_workers=T - 1, thread_name_prefix="tinyconv",
+                                   initializer=setattr, initargs=(_local, "helper", True))
+    runs = [items[k * len(items) // T:(k + 1) * len(items) // T] for k in range(T)]
+    futures = [_pool.submit(lambda run: [fn(item) for item in run], run) for run in runs[1:]]
+    try:
+        first = [fn(item) for item in runs[0]]
+    finally:
+        rest = [future.result() for future in futures]  # waits for every run, even if the first failed
+    return first + [r for run in rest for r in run]
 
 
 def get_num_threads():

@@ -1,4 +1,6 @@
 """Conv2dFn's batch chunks and kept col: every way of cutting the batch gives the one-chunk result."""
+import threading
+
 import numpy as np
 import pytest
 
@@ -109,3 +111,51 @@ def test_chunks_cover_the_batch_within_the_budget(monkeypatch):
     assert F.conv2d(x, w)._ctx.chunks() == [(n, n + 1) for n in range(7)]
     monkeypatch.setattr(conv, "COL_CHUNK_BYTES", 1 << 40)
     assert F.conv2d(x, w)._ctx.chunks() == [(0, 7)]
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.get("groups", 1) == 1])  # groups=2: the direct kernels
+@pytest.mark.parametrize("x_grad", [True, False])
+def test_chunks_on_several_threads_give_the_one_thread_bits(kernels, case, x_grad, monkeypatch):
+    """A small layer's chunks run on several threads (threads.split_work): every chunk is computed as it is
+    alone and dW is summed in chunk order, so the thread count changes no bit."""
+    from tinyconv import threads
+    calls = []
+    split = threads.split_work
+    monkeypatch.setattr(threads, "split_work", lambda fn, items: calls.append(len(items)) or split(fn, items))
+    monkeypatch.setattr(threads, "max_threads", lambda: 1)
+    serial = _run(case, _per_image_bytes(case), 0, monkeypatch, x_grad=x_grad)
+    monkeypatch.setattr(threads, "max_threads", lambda: 3)  # a pool of two helpers, whatever the machine
+    threaded = _run(case, _per_image_bytes(case), 0, monkeypatch, x_grad=x_grad)
+    assert len(calls) == 4 and min(calls) > 1  # forward and backward, in each run
+    for a, b in zip(threaded, serial):
+        assert (a is None) == (b is None)
+        if a is not None:
+            np.testing.assert_array_equal(a, b)
+
+
+def test_split_work_keeps_order_and_raises_the_errors_of_any_thread(monkeypatch):
+    from tinyconv import threads
+    monkeypatch.setattr(threads, "max_threads", lambda: 3)
+    seen = set()
+
+    def work(i):
+        seen.add(threading.current_thread().name)
+        return i * i
+    assert threads.split_work(work, list(range(10))) == [i * i for i in range(10)]
+    assert "MainThread" in seen and any(name.startswith("tinyconv") for name in seen)  # the caller and helpers
+
+    def fail_late(i):
+        if i == 9:  # in the last run, on a helper thread
+            raise ValueError("chunk 9")
+        return i
+    with pytest.raises(ValueError, match="chunk 9"):
+        threads.split_work(fail_late, list(range(10)))
+
+
+def test_split_work_stays_on_the_calling_thread_under_numbas_workqueue_layer(monkeypatch):
+    from tinyconv import backend, threads
+    monkeypatch.setattr(threads, "max_threads", lambda: 2)
+    monkeypatch.setattr(backend.numba_module(), "threading_layer", lambda: "workqueue")
+    seen = set()
+    assert threads.split_work(lambda i: seen.add(threading.current_thread().name) or i, [1, 2, 3]) == [1, 2, 3]
+    assert seen == {threading.current_thread().name}

@@ -38,7 +38,7 @@ Depthwise convolution (``groups == C > 1``) is dispatched to a direct kernel (``
 
 import numpy as np
 
-from .. import backend
+from .. import backend, threads
 from ..backend import get_array_module, get_kernel
 from ..core import Function
 from ..threads import gemm
@@ -121,25 +121,39 @@ class Conv2dFn(Function):
         if self.full_window():
             return self.dense(b)
         out = xp.empty((N, K, OH, OW), x.dtype)
-        w_g = w.reshape(G, K // G, Cg * KH * KW)
-        # a small layer's products on one BLAS thread (threads.py); a large layer's chunks are large enough
-        with gemm(N * K * OH * OW * Cg * KH * KW):
-            for n0, n1 in self.chunks():
-                col = self.im2col(n0, n1)
-                # Y[g] = W[g] @ col[g]: (G, K/G, C/G*KH*KW) @ (G, C/G*KH*KW, n*OH*OW) -> (K, n, OH, OW)
-                if n1 - n0 == 1:  # one image: Y is out[n] as it is laid out, (K, OH*OW)
-                    xp.matmul(w_g, col, out=out[n0].reshape(G, K // G, OH * OW))
-                    if b is not None:
-                        out[n0] += b.reshape(K, 1, 1)
-                else:  # (K, n, OH, OW) -> (n, K, OH, OW): a copy, with the bias added on the way
-                    y = xp.matmul(w_g, col).reshape(K, n1 - n0, OH, OW).transpose(1, 0, 2, 3)
-                    if b is None:
-                        out[n0:n1] = y
-                    else:
-                        xp.add(y, b.reshape(K, 1, 1), out=out[n0:n1])
-                if n1 - n0 == N and col.nbytes <= KEEP_COL_BYTES:
-                    self.col = col
+        macs = N * K * OH * OW * Cg * KH * KW
+        # a small layer's products on one BLAS thread, its chunks split across threads; a large layer's
+        # products use every BLAS thread, chunk after chunk (threads.py)
+        with gemm(macs):
+            self.over_chunks(lambda chunk: self.forward_chunk(*chunk, out, b), macs)
         return out
+
+    def over_chunks(self, fn, macs):
+        """``fn`` over ``self.chunks()``, on several threads for a small layer on the CPU (``split_work``)."""
+        chunks = self.chunks()
+        if len(chunks) > 1 and macs < threads.BLAS_PARALLEL_MIN_MACS:
+            return threads.split_work(fn, chunks)
+        return [fn(chunk) for chunk in chunks]
+
+    def forward_chunk(self, n0, n1, out, b):
+        """out[n0:n1] = W @ col + b for images n0..n1-1, per group."""
+        xp = get_array_module(out)
+        N, (K, Cg, KH, KW), G, (OH, OW) = out.shape[0], self.w.shape, self.groups, self.out_size
+        w_g = self.w.reshape(G, K // G, Cg * KH * KW)
+        col = self.im2col(n0, n1)
+        # Y[g] = W[g] @ col[g]: (G, K/G, C/G*KH*KW) @ (G, C/G*KH*KW, n*OH*OW) -> (K, n, OH, OW)
+        if n1 - n0 == 1:  # one image: Y is out[n] as it is laid out, (K, OH*OW)
+            xp.matmul(w_g, col, out=out[n0].reshape(G, K // G, OH * OW))
+            if b is not None:
+                out[n0] += b.reshape(K, 1, 1)
+        else:  # (K, n, OH, OW) -> (n, K, OH, OW): a copy, with the bias added on the way
+            y = xp.matmul(w_g, col).reshape(K, n1 - n0, OH, OW).transpose(1, 0, 2, 3)
+            if b is None:
+                out[n0:n1] = y
+            else:
+                xp.add(y, b.reshape(K, 1, 1), out=out[n0:n1])
+        if n1 - n0 == N and col.nbytes <= KEEP_COL_BYTES:
+            self.col = col
 
     def chunks(self):
         """``(n0, n1)`` ranges of images whose im2col matrix fits in ``COL_CHUNK_BYTES`` (at least one image)."""
@@ -203,34 +217,45 @@ class Conv2dFn(Function):
 
     def backward(self, gy):
         xp = get_array_module(gy)
-        N, C, H, W = self.x.shape
         K, Cg, KH, KW = self.w.shape
-        G, R = self.groups, Cg * KH * KW  # R rows of col per group
+        R = Cg * KH * KW  # rows of col per group
         need_x, need_w, need_b = self.needs_input_grad
         gy = xp.ascontiguousarray(gy)
         # db = sum of dY over N, OH, OW
         gb = gy.sum(axis=(0, 2, 3)) if self.has_bias and need_b else None
         if self.full_window():
             return self.dense_backward(gy, need_x, need_w) + (gb,)
-        # dW, summed over the chunks, written through its (G, K/G, R) view: a plain array for the optimiser
-        gw = xp.zeros(self.w.shape, gy.dtype) if need_w else None
-        gw_g = gw.reshape(G, K // G, R) if need_w else None
         chunks = self.chunks()
         gx = xp.empty(self.x.shape, gy.dtype) if need_x and len(chunks) > 1 else None
         with gemm(R * gy.size):  # K*R*N*OH*OW multiply-adds: a small layer on one BLAS thread (threads.py)
-            for n0, n1 in chunks:
-                # dY in the GEMM's layout (G, K/G, n*OH*OW): a view for one image, else a copy
-                gy_t = xp.ascontiguousarray(gy[n0:n1].transpose(1, 0, 2, 3)).reshape(G, K // G, -1)
-                if need_w:
-                    # dW = dY @ col^T, in dW's own layout: as fast as the transposed product (col @ dY^T)^T
-                    # on ResNet's layers, and no transposing copy of dW afterwards
-                    col = self.col if self.col is not None else self.im2col(n0, n1)
-                    gw_g += xp.matmul(gy_t, col.transpose(0, 2, 1))
-                    del col
-                if need_x:
-                    part = self.input_grad(gy_t, n0, n1, None if gx is None else gx[n0:n1])
-                    gx = part if gx is None else gx
+            parts = self.over_chunks(lambda chunk: self.backward_chunk(gy, *chunk, need_w, need_x, gx),
+                                     R * gy.size)
+        if need_x and gx is None:  # one chunk: its result is the whole dx
+            gx = parts[0][1]
+        gw = None
+        if need_w:  # dW = sum over the chunks, in chunk order (the same sum whatever the thread count)
+            gw = parts[0][0]
+            for part, _ in parts[1:]:
+                gw += part
+            gw = gw.reshape(self.w.shape)  # a plain array for the optimiser
         return gx, gw, gb
+
+    def backward_chunk(self, gy, n0, n1, need_w, need_x, gx):
+        """``(dW of images n0..n1-1 as (G, K/G, R), dx)``: dx written into ``gx[n0:n1]`` when given."""
+        xp = get_array_module(gy)
+        K, G = self.w.shape[0], self.groups
+        # dY in the GEMM's layout (G, K/G, n*OH*OW): a view for one image, else a copy
+        gy_t = xp.ascontiguousarray(gy[n0:n1].transpose(1, 0, 2, 3)).reshape(G, K // G, -1)
+        gw = part = None
+        if need_w:
+            # dW = dY @ col^T, in dW's own layout: as fast as the transposed product (col @ dY^T)^T on
+            # ResNet's layers, and no transposing copy of dW afterwards
+            col = self.col if self.col is not None else self.im2col(n0, n1)
+            gw = xp.matmul(gy_t, col.transpose(0, 2, 1))
+            del col
+        if need_x:
+            part = self.input_grad(gy_t, n0, n1, None if gx is None else gx[n0:n1])
+        return gw, part
 
     def input_grad(self, gy_t, n0, n1, out):
         """dx of images n0..n1-1 (into ``out`` if given): col2im(dcol) with dcol = W^T @ dY."""
