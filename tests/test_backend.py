@@ -81,6 +81,7 @@ def fake_kernel(monkeypatch):
     monkeypatch.setitem(sys.modules, mod.__name__, mod)
     monkeypatch.setitem(tinyconv_kernels.FAMILIES, "tag", "_test_tag")
     monkeypatch.setattr(backend, "_cuda_wrappers", {})
+    monkeypatch.setattr(backend, "_cpu_wrappers", {})  # get_kernel remembers what it found
     return mod
 
 

@@ -139,18 +139,20 @@ def get_kernel(name, x):
     CUDA kernels (written with ``numba.cuda``) take and return Numba device arrays; the function returned here
     wraps them (see ``cuda_kernel``), so an op sees CuPy in and CuPy out.
     """
-    import tinyconv_kernels
     if _is_cupy(x):
         if name not in _cuda_wrappers:
+            import tinyconv_kernels
             _cuda_wrappers[name] = cuda_kernel(tinyconv_kernels.get(name, "cuda"))
         return _cuda_wrappers[name]
-    if _kernel_mode == "numpy":
-        return tinyconv_kernels.get(name, "numpy")
-    fn = tinyconv_kernels.get(name, "cpu")
-    if fn not in _cpu_wrappers:  # the thread policy of ``threads.py``: small kernels on one thread
-        from .threads import sized
-        _cpu_wrappers[fn] = sized(fn)
-    return _cpu_wrappers[fn]
+    key = (name, _kernel_mode == "numpy")  # found once: ops ask for their kernels on every call
+    if key not in _cpu_wrappers:
+        import tinyconv_kernels
+        if _kernel_mode == "numpy":
+            _cpu_wrappers[key] = tinyconv_kernels.get(name, "numpy")
+        else:  # the thread policy of ``threads.py``: small kernels on one thread
+            from .threads import sized
+            _cpu_wrappers[key] = sized(tinyconv_kernels.get(name, "cpu"))
+    return _cpu_wrappers[key]
 
 
 def cuda_kernel(fn):
