@@ -163,20 +163,14 @@ def make_loaders(args, train_ds, test_ds):
 
 
 # -- the machine --------------------------------------------------------------------------------------
-_blas_limits = None   # threadpoolctl's handle: the limit stays while it is referenced
-
-
 def limit_threads(n):
-    """Run the Numba kernels and the BLAS library on ``n`` threads each.
+    """Run tinyconv's CPU work on at most ``n`` threads: the Numba kernels, BLAS and the convolutions' image
+    chunks (``tinyconv.set_num_threads``; see the README's "Threads").
 
     LeNet's tensors are small; many threads mostly wait for each other, and on a busy machine
     oversubscribed threads can make a step ten times slower than one thread.
     """
-    global _blas_limits
-    import numba
-    from threadpoolctl import threadpool_limits
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    _blas_limits = threadpool_limits(limits=n)
+    tc.set_num_threads(n)
 
 
 # -- the model ----------------------------------------------------------------------------------------
