@@ -78,13 +78,20 @@ def batch_norm_backward_numpy(gy, x, mean, invstd, k, training):
 
 
 # -- Numba CPU: parallel over channels -----------------------------------------------------------------
+# Two loop orders.  Large planes (L >= _BLOCKS_BELOW_L): one channel per iteration, inner loops over its N
+# rows of L values, sums in float64 scalars.  Small planes (the last stages of a network, 4x4 or 2x2, and
+# (N, C) inputs), where those inner loops would be a few values long: x is viewed as (N, C*L) rows and a
+# block of channels owns one contiguous segment of every row; the inner loops run over the whole segment with
+# per-position float64 partial sums and per-position copies of the channel coefficients ("spread").
 # fastmath "reassoc" lets LLVM vectorise the float64 sums (several partial sums, as a pairwise sum would);
 # no other fast-math flag, so NaN and infinity propagate as in NumPy.
 _FAST = {"reassoc"}
+_BLOCKS_BELOW_L = 32
+_BLOCK_VALUES = 512  # values of one row a block of channels aims for; at least 8 blocks to share out
 
 
 @njit(parallel=True, cache=True, fastmath=_FAST)
-def _forward_cpu(x, gamma, beta, eps, y, mean, var, invstd):
+def _forward_channels(x, gamma, beta, eps, y, mean, var, invstd):
     N, C, L = x.shape
     t = x.dtype.type
     m = N * L
@@ -99,9 +106,7 @@ def _forward_cpu(x, gamma, beta, eps, y, mean, var, invstd):
             for j in range(L):
                 d = x[n, c, j] - mu
                 s2 += d * d
-        mean[c] = t(mu)
-        var[c] = t(s2 / m)
-        invstd[c] = t(1.0 / np.sqrt(s2 / m + eps))
+        mean[c], var[c], invstd[c] = t(mu), t(s2 / m), t(1.0 / np.sqrt(s2 / m + eps))
         # y = (x - mu) (gamma invstd) + beta in x's dtype, with mu = hi + lo split in two of that dtype: x - hi
         # is exact near the mean, so y keeps its digits when |mean| >> std
         hi = t(mu)
@@ -112,7 +117,7 @@ def _forward_cpu(x, gamma, beta, eps, y, mean, var, invstd):
 
 
 @njit(parallel=True, cache=True, fastmath=_FAST)
-def _eval_cpu(x, mean, k, beta, y):
+def _eval_channels(x, mean, k, beta, y):
     N, C, L = x.shape
     for c in prange(C):
         mu, kc, b = mean[c], k[c], beta[c]
@@ -122,7 +127,7 @@ def _eval_cpu(x, mean, k, beta, y):
 
 
 @njit(parallel=True, cache=True, fastmath=_FAST)
-def _backward_cpu(gy, x, mean, invstd, k, training, gx, sum_gy, sum_gy_xhat):
+def _backward_channels(gy, x, mean, invstd, k, training, gx, sum_gy, sum_gy_xhat):
     N, C, L = x.shape
     t = x.dtype.type
     m = N * L
@@ -136,7 +141,7 @@ def _backward_cpu(gy, x, mean, invstd, k, training, gx, sum_gy, sum_gy_xhat):
                 s += g
                 sx += g * ((x[n, c, j] - mu) * inv)
         sum_gy[c], sum_gy_xhat[c] = t(s), t(sx)
-        # dx = k dy + a + b xhat, with a = -(k/m) sum dy, b = -(k/m) sum(dy xhat); xhat = (x - mu) invstd
+        # dx = k dy + a + b (x - mu), with a = -(k/m) sum dy, b = -(k/m) sum(dy xhat) invstd
         kc = k[c]
         a = t(-k[c] * s / m) if training else t(0.0)
         b = t(-k[c] * sx / m) * inv if training else t(0.0)
@@ -145,14 +150,134 @@ def _backward_cpu(gy, x, mean, invstd, k, training, gx, sum_gy, sum_gy_xhat):
                 gx[n, c, j] = kc * gy[n, c, j] + a + b * (x[n, c, j] - mu)
 
 
+@njit(inline="always")
+def _channel_sum(acc, cc, L):
+    s = 0.0
+    for j in range(cc * L, (cc + 1) * L):
+        s += acc[j]
+    return s
+
+
+@njit(inline="always")
+def _spread(a, cc, L, v):
+    for j in range(cc * L, (cc + 1) * L):
+        a[j] = v
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _forward_blocks(x, gamma, beta, eps, y, mean, var, invstd, B):
+    N, C = x.shape[0], mean.shape[0]
+    L = x.shape[1] // C
+    t = x.dtype.type
+    m = N * L
+    for blk in prange((C + B - 1) // B):
+        c0 = blk * B
+        nc = min(C, c0 + B) - c0
+        o, w = c0 * L, nc * L
+        acc = np.zeros(w)
+        for n in range(N):
+            xr = x[n, o:o + w]
+            for i in range(w):
+                acc[i] += xr[i]
+        mu = np.empty(w)
+        for cc in range(nc):
+            _spread(mu, cc, L, _channel_sum(acc, cc, L) / m)
+        acc[:] = 0.0
+        for n in range(N):
+            xr = x[n, o:o + w]
+            for i in range(w):
+                d = xr[i] - mu[i]
+                acc[i] += d * d
+        hi, lo, k, b = np.empty(w, x.dtype), np.empty(w, x.dtype), np.empty(w, x.dtype), np.empty(w, x.dtype)
+        for cc in range(nc):
+            c, mu_c, v = c0 + cc, mu[cc * L], _channel_sum(acc, cc, L) / m
+            mean[c], var[c], invstd[c] = t(mu_c), t(v), t(1.0 / np.sqrt(v + eps))
+            h = t(mu_c)  # mu = hi + lo, as in _forward_channels
+            _spread(hi, cc, L, h)
+            _spread(lo, cc, L, t(mu_c - h))
+            _spread(k, cc, L, gamma[c] * invstd[c])
+            _spread(b, cc, L, beta[c])
+        for n in range(N):
+            xr, yr = x[n, o:o + w], y[n, o:o + w]
+            for i in range(w):
+                yr[i] = ((xr[i] - hi[i]) - lo[i]) * k[i] + b[i]
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _eval_blocks(x, mean, k, beta, y, B):
+    N, C = x.shape[0], mean.shape[0]
+    L = x.shape[1] // C
+    for blk in prange((C + B - 1) // B):
+        c0 = blk * B
+        nc = min(C, c0 + B) - c0
+        o, w = c0 * L, nc * L
+        mu, kk, b = np.empty(w, x.dtype), np.empty(w, x.dtype), np.empty(w, x.dtype)
+        for cc in range(nc):
+            _spread(mu, cc, L, mean[c0 + cc])
+            _spread(kk, cc, L, k[c0 + cc])
+            _spread(b, cc, L, beta[c0 + cc])
+        for n in range(N):
+            xr, yr = x[n, o:o + w], y[n, o:o + w]
+            for i in range(w):
+                yr[i] = (xr[i] - mu[i]) * kk[i] + b[i]
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _backward_blocks(gy, x, mean, invstd, k, training, gx, sum_gy, sum_gy_xhat, B):
+    N, C = x.shape[0], mean.shape[0]
+    L = x.shape[1] // C
+    t = x.dtype.type
+    m = N * L
+    for blk in prange((C + B - 1) // B):
+        c0 = blk * B
+        nc = min(C, c0 + B) - c0
+        o, w = c0 * L, nc * L
+        mu, inv = np.empty(w, x.dtype), np.empty(w, x.dtype)
+        for cc in range(nc):
+            _spread(mu, cc, L, mean[c0 + cc])
+            _spread(inv, cc, L, invstd[c0 + cc])
+        ag, agx = np.zeros(w), np.zeros(w)
+        for n in range(N):
+            xr, gr = x[n, o:o + w], gy[n, o:o + w]
+            for i in range(w):
+                g = gr[i]
+                ag[i] += g
+                agx[i] += g * ((xr[i] - mu[i]) * inv[i])
+        kk, a, b = np.empty(w, x.dtype), np.empty(w, x.dtype), np.empty(w, x.dtype)
+        for cc in range(nc):  # the coefficients of _backward_channels, spread
+            c = c0 + cc
+            s, sx = _channel_sum(ag, cc, L), _channel_sum(agx, cc, L)
+            sum_gy[c], sum_gy_xhat[c] = t(s), t(sx)
+            _spread(kk, cc, L, k[c])
+            _spread(a, cc, L, t(-k[c] * s / m) if training else t(0.0))
+            _spread(b, cc, L, t(-k[c] * sx / m) * invstd[c] if training else t(0.0))
+        for n in range(N):
+            xr, gr, gxr = x[n, o:o + w], gy[n, o:o + w], gx[n, o:o + w]
+            for i in range(w):
+                gxr[i] = kk[i] * gr[i] + a[i] + b[i] * (xr[i] - mu[i])
+
+
+def _blocks(x):
+    """``(x as (N, C*L) rows, channels per block)`` when x's planes are small, else None."""
+    N, C, L = x.shape
+    if L >= _BLOCKS_BELOW_L:
+        return None
+    return x.reshape(N, C * L), max(1, min(_BLOCK_VALUES // L, -(-C // 8)))
+
+
 def batch_norm_forward_cpu(x, gamma, beta, eps):
     """Numba training forward: per channel, the mean, the variance and y in three passes over cached data."""
     x = np.ascontiguousarray(x)
     C, dt = x.shape[1], x.dtype
     y = np.empty_like(x)
-    mean, var, invstd = np.empty(C, dt), np.empty(C, dt), np.empty(C, dt)
-    _forward_cpu(x, _per_channel(gamma, C, dt, 1), _per_channel(beta, C, dt, 0), float(eps), y, mean, var, invstd)
-    return y, mean, var, invstd
+    stats = np.empty(C, dt), np.empty(C, dt), np.empty(C, dt)
+    gamma, beta = _per_channel(gamma, C, dt, 1), _per_channel(beta, C, dt, 0)
+    rows = _blocks(x)
+    if rows is None:
+        _forward_channels(x, gamma, beta, float(eps), y, *stats)
+    else:
+        _forward_blocks(rows[0], gamma, beta, float(eps), y.reshape(rows[0].shape), *stats, rows[1])
+    return (y,) + stats
 
 
 def batch_norm_eval_cpu(x, mean, k, beta):
@@ -160,7 +285,12 @@ def batch_norm_eval_cpu(x, mean, k, beta):
     x = np.ascontiguousarray(x)
     C, dt = x.shape[1], x.dtype
     y = np.empty_like(x)
-    _eval_cpu(x, _per_channel(mean, C, dt, 0), _per_channel(k, C, dt, 1), _per_channel(beta, C, dt, 0), y)
+    coefs = _per_channel(mean, C, dt, 0), _per_channel(k, C, dt, 1), _per_channel(beta, C, dt, 0)
+    rows = _blocks(x)
+    if rows is None:
+        _eval_channels(x, *coefs, y)
+    else:
+        _eval_blocks(rows[0], *coefs, y.reshape(rows[0].shape), rows[1])
     return y
 
 
@@ -169,10 +299,15 @@ def batch_norm_backward_cpu(gy, x, mean, invstd, k, training):
     x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy, dtype=x.dtype)
     C, dt = x.shape[1], x.dtype
     gx = np.empty_like(x)
-    sum_gy, sum_gy_xhat = np.empty(C, dt), np.empty(C, dt)
-    _backward_cpu(gy, x, _per_channel(mean, C, dt, 0), _per_channel(invstd, C, dt, 1), _per_channel(k, C, dt, 1),
-                  bool(training), gx, sum_gy, sum_gy_xhat)
-    return gx, sum_gy, sum_gy_xhat
+    sums = np.empty(C, dt), np.empty(C, dt)
+    coefs = _per_channel(mean, C, dt, 0), _per_channel(invstd, C, dt, 1), _per_channel(k, C, dt, 1), bool(training)
+    rows = _blocks(x)
+    if rows is None:
+        _backward_channels(gy, x, *coefs, gx, *sums)
+    else:
+        shape = rows[0].shape
+        _backward_blocks(gy.reshape(shape), rows[0], *coefs, gx.reshape(shape), *sums, rows[1])
+    return (gx,) + sums
 
 
 # tinyconv's thread policy (tinyconv/threads.py) runs Numba kernels on one thread below 2**24 elements.  These

@@ -60,7 +60,10 @@ def tolerance(dtype):
 
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(5, 3), (4, 3, 7), (2, 3, 4, 5), (1, 2, 3, 3), (3, 1, 1, 2)])
+# planes below 32 values take the Numba kernels' blocked loops (blocks of 3 and 2 channels for (3, 20) and
+# (2, 17, 3)), larger ones the per-channel loops
+@pytest.mark.parametrize("shape", [(5, 3), (3, 20), (4, 3, 7), (2, 17, 3), (2, 3, 4, 5), (1, 2, 3, 3), (3, 1, 1, 2),
+                                   (2, 3, 6, 6), (1, 2, 40)])
 def test_forward_and_backward_match_the_naive_loops(target, dtype, shape):
     for affine in (True, False):
         (x, gy, gamma, beta), (y, mean, var, invstd), (gx, sgy, sgyx) = run(target, dtype, shape, affine, 1.5, 2.0)
@@ -75,10 +78,11 @@ def test_forward_and_backward_match_the_naive_loops(target, dtype, shape):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_statistics_stay_exact_when_the_mean_dwarfs_the_deviation(dtype):
-    # |mean| / std = 1e4 over 40,000 values per channel: a one-pass E[x^2] - E[x]^2 would lose every digit in
-    # float32, a float32 running sum a few; the Numba kernel sums in float64 and subtracts the mean first
-    (x, _, _, _), (y, mean, var, invstd), _ = run("cpu", dtype, (16, 2, 50, 50), False, loc=1e4, scale=1.0)
+@pytest.mark.parametrize("shape", [(16, 2, 50, 50), (20_000, 3)])
+def test_statistics_stay_exact_when_the_mean_dwarfs_the_deviation(dtype, shape):
+    # |mean| / std = 1e4 over 40,000 (20,000) values per channel: a one-pass E[x^2] - E[x]^2 would lose every
+    # digit in float32, a float32 running sum a few; the Numba kernel sums in float64 and subtracts the mean first
+    (x, _, _, _), (y, mean, var, invstd), _ = run("cpu", dtype, shape, False, loc=1e4, scale=1.0)
     y_ref, mean_ref, var_ref = naive_forward(x, None, None, 1e-5)
     np.testing.assert_allclose(mean, mean_ref, rtol=1e-7)
     np.testing.assert_allclose(var, var_ref, rtol=3e-7 if dtype == np.float32 else 1e-12)
@@ -86,7 +90,7 @@ def test_statistics_stay_exact_when_the_mean_dwarfs_the_deviation(dtype):
     np.testing.assert_allclose(y, y_ref, atol=1e-5 if dtype == np.float32 else 1e-9)
 
 
-@given(n=st.integers(1, 4), c=st.integers(1, 5), spatial=st.sampled_from([(), (1,), (6,), (2, 3), (1, 5)]),
+@given(n=st.integers(1, 4), c=st.integers(1, 19), spatial=st.sampled_from([(), (1,), (6,), (2, 3), (1, 5), (33,), (4, 9)]),
        dtype=st.sampled_from([np.float32, np.float64]), affine=st.booleans(), seed=st.integers(0, 2**16))
 def test_numba_matches_the_reference_on_drawn_shapes(n, c, spatial, dtype, affine, seed):
     shape = (n, c) + spatial
@@ -101,9 +105,10 @@ def test_numba_matches_the_reference_on_drawn_shapes(n, c, spatial, dtype, affin
 
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_eval_map_and_its_backward(target, dtype):
+@pytest.mark.parametrize("L", [5, 40])
+def test_eval_map_and_its_backward(target, dtype, L):
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((3, 4, 5)).astype(dtype)
+    x = rng.standard_normal((3, 4, L)).astype(dtype)
     gy = rng.standard_normal(x.shape).astype(dtype)
     mean, invstd = rng.standard_normal(4).astype(dtype), rng.uniform(0.5, 2, 4).astype(dtype)
     gamma, beta = rng.uniform(0.5, 2, 4).astype(dtype), rng.standard_normal(4).astype(dtype)
