@@ -21,10 +21,13 @@ Kernels (same signature for ``_numpy`` and ``_cpu``; per-channel arrays are ``(C
     batch_norm_eval(x, mean, k, beta)                 -> y = (x - mean) k + beta   evaluation, k = gamma invstd
     batch_norm_backward(gy, x, mean, invstd, k, training) -> (gx, sum_gy, sum_gy_xhat)
 
-The Numba kernels run in parallel over channels; each channel's N*L values are read once from memory and
-re-read from cache by the next pass.  Their sums accumulate in float64 (then rounded to x's dtype), so the
-float32 statistics stay accurate over large channels; the variance is the two-pass one, exact even when
-|mean| >> std.  There is no CUDA kernel: CuPy arrays take tinyconv's array-expression path.
+The NumPy reference makes about six whole-array passes each way.  The Numba kernels fuse them: each channel
+(or block of channels, for planes under 32 values) has its N*L values read once from memory and re-read from
+cache by the next pass, so the forward pass reads x and writes y once, the backward pass reads x and dy and
+writes dx once; iterations over channels run in parallel for large arrays (``parallel_min_size`` below).
+Their sums accumulate in float64 (then rounded to x's dtype), so float32 statistics stay accurate over large
+channels; the variance is the two-pass one, exact even when |mean| >> std.  There is no CUDA kernel: CuPy
+arrays take tinyconv's array-expression path.
 """
 import numpy as np
 from numba import njit, prange
@@ -310,10 +313,12 @@ def batch_norm_backward_cpu(gy, x, mean, invstd, k, training):
     return (gx,) + sums
 
 
-# tinyconv's thread policy (tinyconv/threads.py) runs Numba kernels on one thread below 2**24 elements.  These
-# split over channels with no BLAS product of their own around them; on an idle 2-core machine two threads
-# paid off from about 2**15 elements (forward, backward) and 2**17 (the one-pass evaluation map), but every
-# parallel region waits for its slowest thread, which on a busy machine may wait a scheduler slice: a
-# threshold of 2**18 keeps mobilenet_v2's (batch 16, 64x64) larger half parallel and its many small layers not.
+# tinyconv's thread policy (tinyconv/threads.py) runs a Numba kernel on one thread below 2**24 elements, or below
+# its own ``parallel_min_size``.  Measured on the 2-core machine (mobilenet_v2 training step, batch 16, 64x64;
+# batch norm's share, forward + backward, one thread throughout: 17.5 ms): with no other load, two threads
+# from 2**16 elements took 13 ms and from 2**19 15 ms; with one core busy elsewhere they took 115-130 and
+# 28-46 ms, every parallel region waiting for a thread that waits for a scheduler slice.  Two threads save
+# about a third of a kernel's time, a lost slice costs a millisecond or more: they pay for themselves, on a
+# machine that is busy half of the time, only for kernels of a few milliseconds, about 2**22 elements.
 for _kernel in (batch_norm_forward_cpu, batch_norm_backward_cpu, batch_norm_eval_cpu):
-    _kernel.parallel_min_size = 1 << 18
+    _kernel.parallel_min_size = 1 << 22
