@@ -144,3 +144,12 @@ def test_layer_norms_match_torch(torch):
              [x, g3, b3], 3)
     with pytest.raises(ValueError, match=r"trailing dimensions \(4, 4\)"):
         F.layer_norm(tc.tensor(x), (4, 4))
+
+
+def test_batch_norm_refuses_backward_after_its_input_was_written(kernels):
+    # the CPU path keeps x (not xhat) for the backward pass, so a write into x must be caught, as in PyTorch
+    x = tc.randn(4, 3, 2, requires_grad=True) * 1.0
+    y = F.batch_norm(x, None, None, tc.ones(3, requires_grad=True), None, training=True)
+    x[0] = 0.0
+    with pytest.raises(RuntimeError, match="modified by an in-place operation: input 0 of BatchNorm"):
+        y.sum().backward()
