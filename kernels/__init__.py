@@ -27,6 +27,8 @@ FAMILIES = {
     "erf": "special",
     "tanh": "special",
     "tanh_backward": "special",
+    "relu_backward": "activation",
+    "relu6_backward": "activation",
     "sgd_step": "optim",
     "batch_norm_forward": "batchnorm",
     "batch_norm_eval": "batchnorm",

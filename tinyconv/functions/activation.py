@@ -31,13 +31,17 @@ def _erf(x):
 
 
 class ReLU(Function):
+    """Saves its output (which the next layer keeps anyway), not a mask: x > 0 exactly where y > 0."""
+
     def forward(self, x):
-        self.positive = x > 0
-        return get_array_module(x).maximum(x, x.dtype.type(0))
+        self.y = get_array_module(x).maximum(x, x.dtype.type(0))
+        return self.y
 
     def backward(self, gy):
-        # relu'(x) = 1 for x > 0, else 0 (0 at x = 0)
-        return gy * self.positive
+        # relu'(x) = 1 for x > 0, else 0 (0 at x = 0): gy * [y > 0], one pass on the CPU (kernels/activation.py)
+        if get_array_module(gy) is np:
+            return backend.get_kernel("relu_backward", gy)(gy, self.y)
+        return gy * (self.y > 0)
 
 
 def relu(input, inplace=False):
@@ -46,13 +50,17 @@ def relu(input, inplace=False):
 
 
 class ReLU6(Function):
+    """Saves its output, not a mask: 0 < x < 6 exactly where 0 < y < 6."""
+
     def forward(self, x):
-        self.inside = (x > 0) & (x < 6)
-        return get_array_module(x).clip(x, 0, 6).astype(x.dtype, copy=False)
+        self.y = get_array_module(x).clip(x, 0, 6).astype(x.dtype, copy=False)
+        return self.y
 
     def backward(self, gy):
-        # relu6'(x) = 1 on the open interval (0, 6), else 0
-        return gy * self.inside
+        # relu6'(x) = 1 on the open interval (0, 6), else 0: gy * [0 < y < 6]
+        if get_array_module(gy) is np:
+            return backend.get_kernel("relu6_backward", gy)(gy, self.y)
+        return gy * ((self.y > 0) & (self.y < 6))
 
 
 def relu6(input, inplace=False):
