@@ -159,3 +159,23 @@ def test_split_work_stays_on_the_calling_thread_under_numbas_workqueue_layer(mon
     seen = set()
     assert threads.split_work(lambda i: seen.add(threading.current_thread().name) or i, [1, 2, 3]) == [1, 2, 3]
     assert seen == {threading.current_thread().name}
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("images_per_chunk", [1, 2, 5])
+@pytest.mark.parametrize("x_grad", [True, False])
+def test_pointwise_layers_image_by_image_match_im2col(groups, images_per_chunk, x_grad, monkeypatch):
+    """1x1 layers with large enough images skip im2col and col2im: the same numbers as through col."""
+    from tinyconv.functions import grouped
+    monkeypatch.setattr(grouped, "DIRECT_MAX_TAPS", 0)  # grouped layers through Conv2dFn too
+    case = dict(C=4, K=6, kernel=(1, 1), groups=groups)
+    per_image = _per_image_bytes(case)
+    monkeypatch.setattr(conv, "POINTWISE_MIN_PIXELS", 10 ** 9)  # never image by image: im2col + GEMM
+    through_col = _run(case, images_per_chunk * per_image, 0, monkeypatch, x_grad=x_grad)
+    monkeypatch.setattr(conv, "POINTWISE_MIN_PIXELS", 1)
+    monkeypatch.setattr(conv, "get_kernel", lambda name, x: pytest.fail(f"{name} called on a pointwise layer"))
+    by_image = _run(case, images_per_chunk * per_image, 0, monkeypatch, x_grad=x_grad)
+    for a, b in zip(by_image, through_col):
+        assert (a is None) == (b is None)
+        if a is not None:
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

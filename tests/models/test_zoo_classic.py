@@ -229,8 +229,10 @@ def test_inception_v3_training_returns_aux():
 def test_training_lowers_loss_large(name):
     # a few representatives of the slow ones: LRN and true 5x5 (GoogLeNet), the paper's AlexNet with its
     # init (biases 1), depthwise-separable convolutions (Xception), factorised convolutions and the aux head
-    # (Inception v3 at lr 1e-3 overshoots on its third step when BLAS runs on one thread: 11.97, 9.15, 13.20)
-    _check_training(name, lr=3e-4 if name == "inception_v3" else 0.001)
+    # (Inception v3 on a batch of 2, batch norm included, is chaotic at these rates: its third loss moved
+    # with the last bits of the products, 11.97, 9.15, 13.20 at lr 1e-3 and 12.78, 11.09, 15.55 at 3e-4 after
+    # 1x1 layers went image by image; at 1e-4 it fell 12.78, 7.60, 6.82)
+    _check_training(name, lr=1e-4 if name == "inception_v3" else 0.001)
 
 
 def test_initialisation_follows_the_papers():

@@ -140,6 +140,12 @@ class Conv2dFn(Function):
         xp = get_array_module(out)
         N, (K, Cg, KH, KW), G, (OH, OW) = out.shape[0], self.w.shape, self.groups, self.out_size
         w_g = self.w.reshape(G, K // G, Cg * KH * KW)
+        if self.per_image(n1 - n0):
+            # Y[n, g] = W[g] @ x[n, g]: (G, K/G, C/G) @ (n, G, C/G, OH*OW), written into out[n0:n1] as laid out
+            xp.matmul(w_g, self.images(self.x, n0, n1), out=self.images(out, n0, n1))
+            if b is not None:
+                out[n0:n1] += b.reshape(K, 1, 1)
+            return
         col = self.im2col(n0, n1)
         # Y[g] = W[g] @ col[g]: (G, K/G, C/G*KH*KW) @ (G, C/G*KH*KW, n*OH*OW) -> (K, n, OH, OW)
         if n1 - n0 == 1:  # one image: Y is out[n] as it is laid out, (K, OH*OW)
@@ -206,12 +212,21 @@ class Conv2dFn(Function):
         """1x1 kernel, stride 1, no padding: the im2col matrix of one image is the image, (C, H*W)."""
         return self.w.shape[2:] == (1, 1) and self.stride == (1, 1) and self.padding == (0, 0)
 
+    def per_image(self, n):
+        """Whether a chunk of ``n`` images runs image by image, with no im2col or col2im: pointwise layers,
+        for one image, or for several on the CPU when the images have ``POINTWISE_MIN_PIXELS`` pixels or more.
+        (Smaller images make thin products, better done as one GEMM over the chunk's col.)"""
+        return self.pointwise() and (n == 1 or (self.out_size[0] * self.out_size[1] >= POINTWISE_MIN_PIXELS
+                                                and get_array_module(self.x) is np))
+
+    def images(self, a, n0, n1):
+        """(N, G*P, OH, OW) -> images n0..n1-1 as (n, G, P, OH*OW), a view (P: a's channels per group)."""
+        return a[n0:n1].reshape(n1 - n0, self.groups, a.shape[1] // self.groups, -1)
+
     def im2col(self, n0, n1):
         """The windows of images n0..n1-1 as G matrices of C/G*KH*KW rows by n*OH*OW columns."""
         (SH, SW), (PH, PW), (DH, DW), (OH, OW) = self.stride, self.padding, self.dilation, self.out_size
         x, (KH, KW) = self.x[n0:n1], self.w.shape[2:]
-        if n1 - n0 == 1 and self.pointwise():
-            return x.reshape(self.groups, -1, OH * OW)
         col = get_kernel("im2col", x)(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
         return col.reshape(self.groups, -1, (n1 - n0) * OH * OW)  # (C, KH, KW, n, OH, OW): a free reshape
 
@@ -244,6 +259,8 @@ class Conv2dFn(Function):
         """``(dW of images n0..n1-1 as (G, K/G, R), dx)``: dx written into ``gx[n0:n1]`` when given."""
         xp = get_array_module(gy)
         K, G = self.w.shape[0], self.groups
+        if self.per_image(n1 - n0):
+            return self.backward_per_image(gy, n0, n1, need_w, need_x, gx)
         # dY in the GEMM's layout (G, K/G, n*OH*OW): a view for one image, else a copy
         gy_t = xp.ascontiguousarray(gy[n0:n1].transpose(1, 0, 2, 3)).reshape(G, K // G, -1)
         gw = part = None
@@ -257,6 +274,21 @@ class Conv2dFn(Function):
             part = self.input_grad(gy_t, n0, n1, None if gx is None else gx[n0:n1])
         return gw, part
 
+    def backward_per_image(self, gy, n0, n1, need_w, need_x, gx):
+        """``backward_chunk`` of a pointwise layer, image by image (``per_image``)."""
+        xp = get_array_module(gy)
+        gy4, x4 = self.images(gy, n0, n1), self.images(self.x, n0, n1)  # (n, G, K/G, HW), (n, G, C/G, HW)
+        dw = part = None
+        if need_w:  # dW[g] = sum_n dY[n, g] @ x[n, g]^T, image by image (an (n, K, C) stack could be large)
+            dw = xp.matmul(gy4[0], x4[0].transpose(0, 2, 1))
+            for i in range(1, n1 - n0):
+                dw += xp.matmul(gy4[i], x4[i].transpose(0, 2, 1))
+        if need_x:  # dx[n, g] = W[g]^T @ dY[n, g]: col2im of a 1x1 layer is the identity
+            part = xp.empty((n1 - n0,) + self.x.shape[1:], gy.dtype) if gx is None else gx[n0:n1]
+            w_t = self.w.reshape(self.groups, -1, self.x.shape[1] // self.groups).transpose(0, 2, 1)
+            xp.matmul(w_t, gy4, out=self.images(part, 0, n1 - n0))
+        return dw, part
+
     def input_grad(self, gy_t, n0, n1, out):
         """dx of images n0..n1-1 (into ``out`` if given): col2im(dcol) with dcol = W^T @ dY."""
         xp = get_array_module(gy_t)
@@ -264,10 +296,6 @@ class Conv2dFn(Function):
         K, Cg, KH, KW = self.w.shape
         G, (OH, OW), (SH, SW), (PH, PW), (DH, DW) = self.groups, self.out_size, self.stride, self.padding, self.dilation
         w_t = self.w.reshape(G, K // G, Cg * KH * KW).transpose(0, 2, 1)
-        if n1 - n0 == 1 and self.pointwise():  # one image, 1x1: col2im is the identity, dx = W^T @ dY
-            out = xp.empty((1, C, H, W), gy_t.dtype) if out is None else out
-            xp.matmul(w_t, gy_t, out=out.reshape(G, Cg, H * W))
-            return out
         # each x element collects the gradient of all its copies in col
         gcol = xp.matmul(w_t, gy_t).reshape(C, KH, KW, n1 - n0, OH, OW)
         gx = get_kernel("col2im", gcol)(gcol, H, W, SH, SW, PH, PW, DH, DW)
@@ -285,6 +313,12 @@ class Conv2dFn(Function):
 COL_CHUNK_BYTES = 1 << 20
 # A col this small, computed in one chunk, is kept from forward for backward instead of being rebuilt.
 KEEP_COL_BYTES = 1 << 18
+# A pointwise (1x1) layer runs image by image on the CPU from this many pixels an image (see ``per_image``).
+# Measured, F.conv2d forward + backward (dx and dW) on one thread, batch 16, MobileNetV2's 1x1 layers at
+# 64x64 input (ms, image by image against im2col + one GEMM per chunk): 32x32 16->96 4.6 vs 6.9; 16x16
+# 96->24 1.35 vs 1.91, 24->144 2.02 vs 2.73; 8x8 144->32 0.79 vs 1.10, 32->192 0.76 vs 0.90; 4x4 64->384
+# 0.95 vs 0.82, 384->64 1.10 vs 1.44.  At 2x2 the products alone took 2.7 against 1.1 (160->960).
+POINTWISE_MIN_PIXELS = 16
 
 
 def _conv2d(where, input, weight, bias, stride, padding, dilation, groups):
