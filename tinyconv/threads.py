@@ -185,6 +185,16 @@ def set_num_threads(n):
         _blas_limiter = threadpool_limits(limits=int(n), user_api="blas")
 
 
+def _forget_pool():
+    """In a forked child: the parent's helper threads do not exist there, so the next split makes a new pool."""
+    global _pool
+    _pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _threadsafe_kernels():
     """Whether Numba's parallel kernels may be called from two threads at once: yes with its OpenMP or TBB
     layer; its fallback layer, ``workqueue``, aborts the process on concurrent calls."""

@@ -179,3 +179,19 @@ def test_pointwise_layers_image_by_image_match_im2col(groups, images_per_chunk, 
         assert (a is None) == (b is None)
         if a is not None:
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="os.fork")
+def test_split_work_in_a_forked_child_makes_its_own_helpers(monkeypatch):
+    """A child forked after the pool started has no helper threads: it must not wait on the parent's pool."""
+    import os
+    from tinyconv import threads
+    monkeypatch.setattr(threads, "max_threads", lambda: 2)
+    assert threads.split_work(lambda i: i + 1, [1, 2]) == [2, 3]  # the parent's pool exists now
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if the split finishes and is right; SIGALRM ends a hang
+        import signal
+        signal.alarm(30)
+        os._exit(0 if threads.split_work(lambda i: i * 10, [1, 2, 3]) == [10, 20, 30] else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
