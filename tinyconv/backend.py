@@ -155,6 +155,12 @@ def get_kernel(name, x):
     return _cpu_wrappers[key]
 
 
+def reference_kernel(name):
+    """The NumPy reference of kernel ``name``: plain array expressions, which also run on CuPy arrays."""
+    import tinyconv_kernels
+    return tinyconv_kernels.get(name, "numpy")
+
+
 def cuda_kernel(fn):
     """Wrap a ``numba.cuda`` kernel function so that it takes and returns CuPy arrays, without copies or waits.
 

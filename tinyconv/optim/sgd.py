@@ -50,25 +50,14 @@ class SGD(Optimizer):
         arrays = [a for a in (data, grad, buf) if a is not None]
         if (type(data) is np.ndarray and backend.kernel_mode() != "numpy" and data.dtype.kind == "f"
                 and all(a.dtype == data.dtype and a.flags.c_contiguous for a in arrays)):
-            # the Numba kernel: one parallel pass over p, grad and buf, the same bits as the lines of _sgd
+            # the Numba kernel: one parallel pass over p, grad and buf, the same bits as its NumPy reference
             backend.get_kernel("sgd_step", data)(
                 data.reshape(-1), grad.reshape(-1), None if buf is None else buf.reshape(-1), group["lr"],
                 group["momentum"], group["dampening"], group["weight_decay"], group["nesterov"],
                 group["maximize"], first)
             return
-        blockwise(lambda p, grad, buf: _sgd(p, grad, buf, first, **group), data, grad, buf)
-
-
-def _sgd(p, grad, buf, first, lr, momentum, dampening, weight_decay, nesterov, maximize, **_):
-    """One step on (blocks of) the arrays, in place; ``buf`` is None without momentum."""
-    g = -grad if maximize else grad
-    if weight_decay != 0:
-        g = g + weight_decay * p
-    if buf is not None:
-        if first:
-            buf[...] = g
-        else:
-            buf *= momentum
-            buf += (1 - dampening) * g
-        g = g + momentum * buf if nesterov else buf
-    p -= lr * g
+        # elsewhere (CuPy, other layouts, the NumPy kernel mode) the kernel's reference lines, block by block
+        step = backend.reference_kernel("sgd_step")
+        blockwise(lambda p, g, b: step(p, g, b, group["lr"], group["momentum"], group["dampening"],
+                                       group["weight_decay"], group["nesterov"], group["maximize"], first),
+                  data, grad, buf)
