@@ -12,7 +12,6 @@ The NumPy reference does this array by array (one temporary per line); the Numba
 once and write p and buf once, on every core.  The scalars are cast to the arrays' dtype first, and each line
 rounds as NumPy's does (no fused multiply-adds), so all three give the same bits.
 """
-import numpy as np
 from numba import cuda, njit, prange
 
 _THREADS = 256

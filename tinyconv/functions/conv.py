@@ -112,7 +112,7 @@ class Conv2dFn(Function):
         xp = get_array_module(x)
         N, C, H, W = x.shape
         K, Cg, KH, KW = w.shape
-        G, (OH, OW) = self.groups, self.out_size
+        OH, OW = self.out_size
         if backend.is_shape_only():  # tinyconv.summary: count the multiply-accumulates, skip the arithmetic
             backend.count_macs(N * K * OH * OW * Cg * KH * KW)
             return xp.zeros((N, K, OH, OW), x.dtype)

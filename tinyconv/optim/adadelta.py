@@ -1,6 +1,6 @@
 """AdaDelta: AdaGrad's idea with decaying averages and units matched by a running average of updates."""
 from .. import backend
-from .optimizer import Optimizer, blockwise
+from .optimizer import Optimizer, blockwise, l2_gradient
 
 
 class Adadelta(Optimizer):
@@ -44,9 +44,7 @@ class Adadelta(Optimizer):
 def _adadelta(p, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize, **_):
     """One step on (blocks of) the arrays, in place."""
     xp = backend.get_array_module(p)
-    g = -grad if maximize else grad
-    if weight_decay != 0:
-        g = g + weight_decay * p
+    g = l2_gradient(p, grad, weight_decay, maximize)
     square_avg *= rho
     square_avg += (1 - rho) * g * g
     delta = xp.sqrt(acc_delta + eps) / xp.sqrt(square_avg + eps) * g

@@ -1,6 +1,6 @@
 """AdaGrad: per-coordinate learning rates shrinking with the accumulated squared gradient."""
 from .. import backend
-from .optimizer import Optimizer, blockwise
+from .optimizer import Optimizer, blockwise, l2_gradient
 
 
 class Adagrad(Optimizer):
@@ -40,9 +40,7 @@ class Adagrad(Optimizer):
 def _adagrad(p, grad, sum_, clr, weight_decay, eps, maximize, **_):
     """One step with learning rate ``clr`` on (blocks of) the arrays, in place."""
     xp = backend.get_array_module(p)
-    g = -grad if maximize else grad
-    if weight_decay != 0:
-        g = g + weight_decay * p
+    g = l2_gradient(p, grad, weight_decay, maximize)
     sum_ += g * g
     std = xp.sqrt(sum_) + eps
     p -= clr * (g / std)

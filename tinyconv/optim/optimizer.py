@@ -36,6 +36,13 @@ BLOCK = 1 << 16
 GPU_BLOCK = 1 << 22
 
 
+def l2_gradient(p, grad, weight_decay, maximize):
+    """The direction the coupled-decay rules use: ``g = +-grad + weight_decay * p`` (the L2 penalty folded
+    into the gradient; ``-grad`` when maximising).  A new array only where it differs from ``grad``."""
+    g = -grad if maximize else grad
+    return g + weight_decay * p if weight_decay != 0 else g
+
+
 def blockwise(rule, *arrays):
     """``rule(*blocks)`` on matching blocks of the flattened ``arrays`` (same shape; ``None`` passes through).
 

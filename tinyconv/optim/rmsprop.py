@@ -1,6 +1,6 @@
 """RMSprop: divide the gradient by a running RMS of recent gradients."""
 from .. import backend
-from .optimizer import Optimizer, blockwise
+from .optimizer import Optimizer, blockwise, l2_gradient
 
 
 class RMSprop(Optimizer):
@@ -46,9 +46,7 @@ class RMSprop(Optimizer):
 def _rmsprop(p, grad, square_avg, buf, grad_avg, lr, alpha, eps, weight_decay, momentum, centered, maximize, **_):
     """One step on (blocks of) the arrays, in place; ``buf`` / ``grad_avg`` are None when unused."""
     xp = backend.get_array_module(p)
-    g = -grad if maximize else grad
-    if weight_decay != 0:
-        g = g + weight_decay * p
+    g = l2_gradient(p, grad, weight_decay, maximize)
     square_avg *= alpha
     square_avg += (1 - alpha) * g * g
     if centered:
