@@ -11,8 +11,8 @@ both tests either way), so the output, which the next layer keeps anyway, replac
 
 ``_numpy``: the product with the mask (what the layers computed before), ``_cpu``: a Numba ufunc making one
 pass over gy and y (NumPy's ``gy * mask`` makes a temporary mask and casts it).  Outside the mask the result
-is ``gy * 0``, as in the reference: 0, or NaN where gy is infinite or NaN.  No ``_cuda``: CuPy's expression
-serves the GPU.
+is ``gy * 0``, as in the reference: 0, or NaN where gy is infinite or NaN.  No ``_cuda``: on the GPU, CuPy
+evaluates the reference expression.
 """
 import numpy as np
 from numba import float32, float64, vectorize

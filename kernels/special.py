@@ -9,8 +9,8 @@ its derivative (LeNet-5's activation).
     tanh_backward(gy, y) -> gx   (gx = gy * (1 - y*y), with y = tanh(x) saved by forward)
 
 ``_numpy`` is the reference (``math.erf`` element by element: slow but plain; ``np.tanh``), ``_cpu`` Numba,
-``_cuda`` numba.cuda (erf only: CuPy's own ``tanh`` serves the GPU).  NumPy has no vectorised ``erf``; these
-spare tinyconv a SciPy dependency.
+``_cuda`` numba.cuda (erf only: on the GPU, CuPy computes ``tanh`` and evaluates the derivative's reference
+expression).  NumPy has no vectorised ``erf``; these spare tinyconv a SciPy dependency.
 
 Why a float32 ``tanh`` of our own: NumPy's float32 ``tanh`` runs element by element (2.7 ns an element here,
 LeNet-5's 4 activations took 15% of its training step).  ``tanh_cpu`` evaluates, in float64 and in a form the

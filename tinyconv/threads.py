@@ -71,6 +71,7 @@ _blas_limiter = None   # threadpoolctl's handle: the BLAS limit holds while it i
 _local = threading.local()  # Numba's thread count is per calling thread; remember what we set
 _blas = None           # threadpoolctl's controllers of the BLAS libraries loaded (found once)
 _pool = None           # split_work's helper threads (max_threads() - 1 of them, made on first use)
+_pool_size = 0
 
 
 def _tune_malloc():
@@ -211,14 +212,14 @@ def split_work(fn, items):
     and an exception in any run is raised here.  Serial for one thread, one item, or when called from a
     helper thread (no nesting), and under Numba's ``workqueue`` layer (see ``_threadsafe_kernels``).
     """
-    global _pool
+    global _pool, _pool_size
     _start()
     T = min(max_threads(), len(items))
     if T < 2 or getattr(_local, "helper", False) or not _threadsafe_kernels():
         return [fn(item) for item in items]
-    if _pool is None or _pool._max_workers < T - 1:
-        _pool = ThreadPoolExecutor(max_workers=T - 1, thread_name_prefix="tinyconv",
-                                   initializer=setattr, initargs=(_local, "helper", True))
+    if _pool is None or _pool_size < T - 1:
+        _pool, _pool_size = ThreadPoolExecutor(max_workers=T - 1, thread_name_prefix="tinyconv",
+                                               initializer=setattr, initargs=(_local, "helper", True)), T - 1
     runs = [items[k * len(items) // T:(k + 1) * len(items) // T] for k in range(T)]
     futures = [_pool.submit(lambda run: [fn(item) for item in run], run) for run in runs[1:]]
     try:

@@ -25,6 +25,12 @@ def _sigmoid(x):
     return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
 
 
+def _rule(name, x):
+    """An elementwise derivative kernel: Numba on NumPy arrays, its reference expression on CuPy arrays
+    (these kernels have no CUDA twin; CuPy evaluates the expression on the GPU)."""
+    return backend.get_kernel(name, x) if get_array_module(x) is np else backend.reference_kernel(name)
+
+
 def _erf(x):
     """The error function on an array (a kernel: NumPy reference, Numba, numba.cuda)."""
     return backend.get_kernel("erf", x)(x)
@@ -39,9 +45,7 @@ class ReLU(Function):
 
     def backward(self, gy):
         # relu'(x) = 1 for x > 0, else 0 (0 at x = 0): gy * [y > 0], one pass on the CPU (kernels/activation.py)
-        if get_array_module(gy) is np:
-            return backend.get_kernel("relu_backward", gy)(gy, self.y)
-        return gy * (self.y > 0)
+        return _rule("relu_backward", gy)(gy, self.y)
 
 
 def relu(input, inplace=False):
@@ -58,9 +62,7 @@ class ReLU6(Function):
 
     def backward(self, gy):
         # relu6'(x) = 1 on the open interval (0, 6), else 0: gy * [0 < y < 6]
-        if get_array_module(gy) is np:
-            return backend.get_kernel("relu6_backward", gy)(gy, self.y)
-        return gy * ((self.y > 0) & (self.y < 6))
+        return _rule("relu6_backward", gy)(gy, self.y)
 
 
 def relu6(input, inplace=False):
@@ -109,9 +111,7 @@ class Tanh(Function):
 
     def backward(self, gy):
         # tanh' = 1 - tanh^2
-        if get_array_module(gy) is np:
-            return backend.get_kernel("tanh_backward", gy)(gy, self.y)
-        return gy * (1 - self.y * self.y)
+        return _rule("tanh_backward", gy)(gy, self.y)
 
 
 def tanh(input):
