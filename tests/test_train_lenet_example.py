@@ -58,12 +58,14 @@ def run_script(tmp_path, *args, timeout=120):
 
 def assert_clean_error(result, *fragments):
     assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr and result.stderr.startswith("error: ")
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if not line.startswith(("warning: ", "note: "))]
+    assert lines and lines[0].startswith("error: "), result.stderr
     for fragment in fragments:
         assert fragment in result.stderr
 
 
-def test_trains_writes_outputs_and_resumes(tmp_path, digits_dir):
+def test_trains_writes_outputs_and_refuses_to_overwrite(tmp_path, digits_dir):
     out = tmp_path / "run"
     common = ["--dataset", "mnist", "--data-dir", digits_dir, "--batch-size", 32, "--limit-train", 96,
               "--limit-test", 32, "--out", out, "--no-progress"]
@@ -76,18 +78,85 @@ def test_trains_writes_outputs_and_resumes(tmp_path, digits_dir):
     assert re.fullmatch(rf"dataset used: MNIST \(96 train / 32 test images from {re.escape(str(digits_dir))}\), "
                         r"limited by --limit-train/--limit-test; final test accuracy: \d+\.\d\d% "
                         r"\(top-1, after 1 epoch\)", last), last
+    assert "not the canonical MNIST files" in result.stderr           # synthetic digits: used, with a warning
     history = json.loads((out / "history.json").read_text())
     assert len(history) == 1 and f"{history[0]['test_acc1']:.2%}" in last
+    before = (out / "checkpoint.npz").read_bytes()
 
-    result = run_script(tmp_path, *common, "--epochs", 2, "--resume")
+    assert_clean_error(run_script(tmp_path, *common, "--epochs", 1), f"--out {out} already holds a run",
+                       "--resume", f"rm -r {out}")
+    assert (out / "checkpoint.npz").read_bytes() == before             # nothing overwritten
+    assert_clean_error(run_script(tmp_path, *common, "--resume", "--epochs", 3), "--resume keeps them",
+                       "start afresh")
+    assert_clean_error(run_script(tmp_path, *common, "--resume"), "already finished its 1 epochs",
+                       "never raises it again", "larger --epochs")
+    assert_clean_error(run_script(tmp_path, *common, "--resume", "--modern"), "--modern False", "checkpoint.npz")
+    assert_clean_error(run_script(tmp_path, *common, "--resume", "--lr", 0.01), "--lr 0.05", "asks for 0.01",
+                       "Drop --lr")
+    assert (out / "checkpoint.npz").read_bytes() == before
+
+
+def test_ctrl_c_then_resume_with_the_checkpoints_settings(tmp_path, digits_dir):
+    out = tmp_path / "run"
+    args = ["--data-dir", digits_dir, "--batch-size", 32, "--limit-train", 32, "--limit-test", 16, "--out", out,
+            "--no-progress", "--lr", 0.02, "--epochs", 150]
+    proc = subprocess.Popen([sys.executable, SCRIPT, *map(str, args)], env=env(tmp_path), cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline and not (out / "history.json").exists():
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and re.search(r"interrupted: the last checkpoint .*checkpoint.npz \(after epoch "
+                                                r"\d+\) is intact; rerun the same command with --resume", err), err
+    stopped = checkpoint.load(out / "checkpoint.npz")["epoch"]
+    assert 1 <= stopped < 150
+    result = run_script(tmp_path, "--out", out, "--resume", "--no-progress", "--data-dir", digits_dir)
     assert result.returncode == 0, result.stderr
-    assert "resumed from" in result.stdout
+    assert f"resuming after epoch {stopped} with the checkpoint's settings" in result.stdout
+    assert "SGD lr 0.02 " in result.stdout and "150 epochs" in result.stdout     # taken from the checkpoint
     history = json.loads((out / "history.json").read_text())
-    assert [r["epoch"] for r in history] == [1, 2]
-    assert checkpoint.load(out / "checkpoint.npz")["epoch"] == 2
+    assert [r["epoch"] for r in history] == list(range(1, 151))
+    lrs = [r["lr"] for r in history]
+    assert all(b <= a for a, b in zip(lrs, lrs[1:])) and lrs[0] == 0.02           # never rises
 
-    result = run_script(tmp_path, *common, "--epochs", 2, "--resume", "--modern")
-    assert_clean_error(result, "--modern False", "checkpoint.npz")
+
+@pytest.mark.parametrize("args,fragments", [
+    (["--lr", "-0.05"], ["--lr must be a positive number", "-0.05"]),
+    (["--momentum", "-1"], ["--momentum must be in [0, 1)", "-1"]),
+    (["--momentum", "1.5"], ["--momentum must be in [0, 1)"]),
+    (["--lr", "nan"], ["--lr must be a positive number"]),
+    (["--epochs", "0"], ["--epochs must be a positive whole number, got 0"]),
+    (["--weight-decay=-1e-4"], ["--weight-decay must be zero or a positive number"]),
+    (["--warmup", "-3"], ["--warmup must be zero or a positive number"]),
+    (["--data-dir", "/nonexistent/mnist"], ["--data-dir /nonexistent/mnist is not a folder"]),
+])
+def test_bad_values_are_one_paragraph_errors(tmp_path, args, fragments):
+    result = run_script(tmp_path, *args, "--out", tmp_path / "o")
+    assert_clean_error(result, *fragments)
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_fashion_mnist_files_given_as_mnist_are_refused(tmp_path):
+    folder = "/usr/share/datasets/fashion-mnist"
+    if not os.path.isfile(os.path.join(folder, "t10k-images-idx3-ubyte.gz")):
+        pytest.skip("apt-get install dataset-fashion-mnist to test against the real files")
+    assert_clean_error(run_script(tmp_path, "--dataset", "mnist", "--data-dir", folder, "--out", tmp_path / "o"),
+                       "wrong data set", "is Fashion-MNIST's train-images-idx3-ubyte", "not MNIST")
+
+
+def test_data_root_is_a_deprecated_alias(tmp_path, digits_dir):
+    result = run_script(tmp_path, "--data-root", tmp_path / "nothing", "--out", tmp_path / "o")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    note, error = result.stderr.strip().splitlines()
+    assert note.startswith("note: --data-root is deprecated") and "use --data-dir" in note
+    assert error == f"error: --data-dir {tmp_path / 'nothing'} is not a folder: expected the folder holding the " \
+                    "MNIST IDX files (train-images-idx3-ubyte[.gz], ...)."
 
 
 def test_unknown_dataset(tmp_path):
