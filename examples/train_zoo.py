@@ -12,20 +12,36 @@ the main output only.
 
 Training is ``tinyconv.train.fit``: SGD with momentum 0.9 and weight decay 5e-4 (the AlexNet/VGG recipe), a
 cosine learning-rate schedule, per-epoch test accuracy, and a checkpoint every epoch in ``--out`` (resumable
-with ``--resume``).
+with ``--resume``, which keeps the run's model and settings).
+
+The options shared with ``train_lenet.py`` (``--dataset``, ``--data-dir``, ``--epochs``, ``--lr``, ``--out``,
+``--resume``, ``--limit-train``/``--limit-test`` as seeded random subsets, ...) have the same names, checks,
+messages and exit statuses: they live in ``example_common``.  ``--data-root`` is the deprecated old name of
+``--data-dir``.  Exit status: 0 done, 1 diverged, 2 bad input (an unknown model or option, an image size the
+model cannot take, missing/corrupt/wrong data, a checkpoint of another model or run), 130 interrupted.
 """
 import argparse
+import difflib
+import os
 import sys
 
 import numpy as np
 
-import tinyconv
-import tinyconv.functional as F
-from tinyconv import models, nn
-from tinyconv.data import MNIST, DataLoader, FashionMNIST, Subset, transforms as T
-from tinyconv.train import fit
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # example_common, also when loaded by path
 
-DATASETS = {"fashion-mnist": (FashionMNIST, 0.2860, 0.3530), "mnist": (MNIST, 0.1307, 0.3081)}
+import tinyconv  # noqa: E402
+import tinyconv.functional as F  # noqa: E402
+from tinyconv import models, nn  # noqa: E402
+from tinyconv.data import DataLoader, transforms as T  # noqa: E402
+from tinyconv.nn.init import skip_init  # noqa: E402
+from tinyconv.train import CHECKPOINT_NAME, fit  # noqa: E402
+
+import example_common as common  # noqa: E402
+from example_common import DATASETS, BadInput  # noqa: E402
+
+# the settings a --resume takes from the checkpoint (a changed one is refused)
+KEPT = ("model", "option", "dataset", "image_size", "batch_size", "lr", "momentum", "weight_decay", "epochs", "seed",
+        "limit_train", "limit_test")
 
 
 def _interpolation_matrix(n_in, n_out):
@@ -94,26 +110,32 @@ def make_loss(wrapper):
     return loss_fn
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=common.RESUME_EPILOG,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", required=True, help=f"one of: {', '.join(models.list_models())}")
-    p.add_argument("--dataset", default="fashion-mnist", choices=sorted(DATASETS))
-    p.add_argument("--image-size", type=int, default=32, help="side of the resized images (default 32)")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--limit-train", type=int, default=None, help="use only the first N training images")
-    p.add_argument("--limit-test", type=int, default=None, help="use only the first N test images")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--data-root", default=None, help="where the dataset files are (default: searched)")
-    p.add_argument("--out", default=None, help="folder for checkpoints and the history (default: none)")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=32, help="side of the resized images")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="extra model option, e.g. --option modern=True --option groups=2")
-    return p.parse_args(argv)
+    common.add_common_args(p, dataset="fashion-mnist", epochs=2, lr=0.01, weight_decay=5e-4)
+    return p
+
+
+def parse_args(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.explicit = common.explicit_options(parser, sys.argv[1:] if argv is None else argv)
+    common.check_common_args(args)
+    if args.model not in models.list_models():
+        close = difflib.get_close_matches(args.model, models.list_models(), n=3)
+        hint = f" Did you mean {' or '.join(close)}?" if close else ""
+        raise BadInput(f"unknown model {args.model!r}.{hint} Available: {', '.join(models.list_models())}.")
+    if args.image_size < 1:
+        raise BadInput(f"--image-size must be a positive whole number, got {args.image_size}.")
+    args.options = dict(_parse_option_checked(o) for o in args.option)
+    if args.resume and args.out is None:
+        raise BadInput("--resume needs --out, the folder of the run to continue.")
+    return args
 
 
 def _parse_option(text):
@@ -126,36 +148,85 @@ def _parse_option(text):
     return key, {"True": True, "False": False}.get(value, value)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    tinyconv.manual_seed(args.seed)
-    dataset_cls, mean, std = DATASETS[args.dataset]
-    train = dataset_cls(root=args.data_root, train=True)
-    test = dataset_cls(root=args.data_root, train=False)
-    print(train.describe())
-    if args.limit_train:
-        train = Subset(train, np.arange(min(args.limit_train, len(train))))
-    if args.limit_test:
-        test = Subset(test, np.arange(min(args.limit_test, len(test))))
+def _parse_option_checked(text):
+    if "=" not in text:
+        raise BadInput(f"--option {text!r}: expected KEY=VALUE, e.g. --option modern=True.")
+    return _parse_option(text)
+
+
+def make_model(args, fill=True):
+    """The model of ``--model`` with ``--option``s; ``fill=False`` leaves the weights unfilled (shapes only)."""
+    try:
+        if fill:
+            return models.get_model(args.model, num_classes=10, in_channels=1, **args.options)
+        with skip_init():
+            return models.get_model(args.model, num_classes=10, in_channels=1, **args.options)
+    except (TypeError, ValueError) as e:
+        options = f" with --option {' '.join(args.option)}" if args.option else ""
+        raise BadInput(f"--model {args.model}{options} cannot be built: {e}.") from None
+
+
+def check_model(args):
+    """Refuse early a model that does not take ``--option`` or images of ``--image-size`` (shapes only)."""
+
+    def fits(model, size):
+        try:
+            tinyconv.summary(model, (1, size, size), depth=1)
+            return True
+        except (ValueError, RuntimeError, IndexError):
+            return False
+
+    probe = make_model(args, fill=False)
+    if not fits(probe, args.image_size):
+        lo, hi = args.image_size + 1, 512                  # the smallest size that fits (sizes fit upwards)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if fits(probe, mid) else (mid + 1, hi)
+        need = f"at least {lo}x{lo}" if fits(probe, lo) else "another size"
+        if args.model == "lenet5":
+            need = "exactly 32x32"
+        raise BadInput(f"--model {args.model} cannot take {args.image_size}x{args.image_size} images (a layer's "
+                       f"output would be empty or the wrong size): it needs {need}; pass --image-size accordingly.")
+
+
+def run(args):
+    tinyconv.backend.xp_for(args.device)
+    tinyconv.set_num_threads(args.threads)
+    common.check_out(args)
+    ckpt = os.path.join(args.out, CHECKPOINT_NAME) if args.out else None
+    done = common.resume_settings(args, args.explicit, KEPT, ckpt) if ckpt else 0
+    args.options = dict(_parse_option_checked(o) for o in args.option)
+    check_model(args)
+    train, test, described, _ = common.load_data(args)
+    print(f"data: {described}", flush=True)
+    _, _, mean, std = DATASETS[args.dataset]
     prep = [T.ToFloat(), T.Normalize(mean, std), Resize(args.image_size), AddChannel()]
     augment = T.Compose([T.RandomCrop(28, padding=2)] + prep)
-    train_loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, seed=args.seed, transform=augment)
-    test_loader = DataLoader(test, batch_size=256, transform=T.Compose(prep))
-
-    options = dict(_parse_option(o) for o in args.option)
-    model = models.get_model(args.model, num_classes=10, in_channels=1, **options)
+    train_loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, seed=args.seed, transform=augment,
+                              device=args.device)
+    test_loader = DataLoader(test, batch_size=256, transform=T.Compose(prep), device=args.device)
+    tinyconv.manual_seed(args.seed)
+    model = make_model(args)                   # weights drawn from the seed
     print(tinyconv.summary(model, (1, args.image_size, args.image_size), depth=1))
+    if done:
+        print(f"resuming after epoch {done} with the checkpoint's settings", flush=True)
     wrapper = MainOutput(model)
     optimizer = tinyconv.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
                                    weight_decay=args.weight_decay)
     scheduler = tinyconv.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
+    watch = common.StepWatch(optimizer, len(train_loader), num_classes=10)
     history = fit(
         wrapper, train_loader, test_loader, optimizer, make_loss(wrapper), args.epochs, scheduler=scheduler,
-        device=args.device, checkpoint_dir=args.out, resume=args.resume,
-        history_path=None if args.out is None else f"{args.out}/history", extra=vars(args))
-    best = max(r["test_acc1"] for r in history) if history else float("nan")
-    print(f"{args.model} on {args.dataset} at {args.image_size}x{args.image_size}: best test top-1 {best:.2%}")
-    return 0
+        device=args.device, checkpoint_dir=args.out, resume=args.resume, progress=not args.no_progress,
+        history_path=None if args.out is None else os.path.join(args.out, "history"),
+        extra={k: getattr(args, k) for k in KEPT}, on_step_end=watch)
+    best = max(r["test_acc1"] for r in history)
+    print(f"dataset used: {described}; {args.model} at {args.image_size}x{args.image_size}: best test top-1 "
+          f"{best:.2%}, final {history[-1]['test_acc1']:.2%} (after {len(history)} epochs)")
+
+
+def main(argv=None):
+    return common.run_main(run, parse_args, argv)
 
 
 if __name__ == "__main__":
