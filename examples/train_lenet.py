@@ -66,7 +66,7 @@ def build_parser():
                    help="ReLU and max pooling instead of tanh and average pooling")
     p.add_argument("--warmup", type=int, default=None, metavar="STEPS",
                    help="linear learning-rate warmup over the first STEPS steps (default: 500 with --modern, "
-                        "else 0)")
+                        "else 0)%(default).0s")   # (the formatter's own "(default: None)" would mislead)
     return p
 
 
