@@ -1,0 +1,106 @@
+"""PyTorch's top-level names that are small enough to need no module of their own.
+
+dtype names (``tinyconv.float32``, ``tinyconv.long``, ... as NumPy dtypes; ``float16`` exists so that code naming
+it gets a clear error, since tinyconv computes in float32 and float64 only), ``tinyconv.device``, tensor
+predicates and comparisons, and ``kernels_compiled``: whether Numba's on-disk cache already holds the CPU kernels
+(the first run compiles them, about ten seconds; later runs load them).
+"""
+import builtins
+import glob
+import importlib.util
+import os
+import sys
+
+import numpy as np
+
+from . import backend
+from .core import Tensor
+
+float32 = float = np.dtype(np.float32)
+float64 = double = np.dtype(np.float64)
+float16 = half = np.dtype(np.float16)  # a name only: Tensor refuses float16 data, naming float32/float64
+int64 = long = np.dtype(np.int64)
+int32 = int = np.dtype(np.int32)
+uint8 = np.dtype(np.uint8)
+bool = np.dtype(np.bool_)
+
+
+def get_default_dtype():
+    """The dtype of floating tensors made from Python numbers: float32."""
+    return float32
+
+
+def device(type, index=None):
+    """A device name as tinyconv uses it: ``'cpu'`` or ``'cuda'`` (``device('cuda', 0)`` and ``'cuda:0'``
+    are accepted).  tinyconv's devices are plain strings; ``model.to(device)`` and ``x.to(device)`` take them."""
+    return backend.normalize_device(type if index is None else f"{type}:{index}")
+
+
+def is_tensor(obj):
+    """True for a tinyconv ``Tensor`` (a ``Parameter`` included)."""
+    return isinstance(obj, Tensor)
+
+
+def numel(x):
+    """The number of elements of ``x``."""
+    return x.numel()
+
+
+def allclose(a, b, rtol=1e-5, atol=1e-8, equal_nan=False):
+    """Whether ``|a - b| <= atol + rtol * |b|`` everywhere (``torch.allclose``), as a Python bool."""
+    xp = backend.get_array_module(a.data)
+    return builtins.bool(xp.allclose(a.data, b.data, rtol=rtol, atol=atol, equal_nan=equal_nan))
+
+
+def equal(a, b):
+    """Whether ``a`` and ``b`` have the same shape and elements, as a Python bool."""
+    return a.shape == b.shape and builtins.bool((a.data == b.data).all())
+
+
+def mm(a, b):
+    """The matrix product of two 2-d tensors."""
+    return a.mm(b)
+
+
+def bmm(a, b):
+    """The batched matrix product of two 3-d tensors ``(B, n, m) @ (B, m, p)``."""
+    return a.bmm(b)
+
+
+def _cache_dirs(package_dir):
+    dirs = [os.path.join(package_dir, "__pycache__")]
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        root = os.environ["NUMBA_CACHE_DIR"]
+        dirs.append(os.path.join(root, os.path.abspath(package_dir).lstrip(os.sep)))
+    return dirs
+
+
+def kernels_compiled(*names):
+    """Whether Numba's on-disk cache already holds compiled CPU kernels, so the first step will not compile.
+
+    With no arguments: for every kernel family of ``tinyconv_kernels``; with kernel names (``"im2col"``,
+    ``"max_pool2d_forward"``, ...): for the families of those kernels.  True under
+    ``TINYCONV_KERNELS=numpy`` (nothing is compiled).  Numba writes its cache next to the kernels
+    (``__pycache__``) or under ``NUMBA_CACHE_DIR``; a family counts as compiled once any of its kernels is
+    cached there for this Python version (a kernel not used before still compiles on first use).
+
+    A training script can say what the first step's wait is::
+
+        if not tinyconv.kernels_compiled():
+            print("compiling the Numba kernels (first run only, about 10 s; cached for the next runs)")
+    """
+    if backend.kernel_mode() == "numpy":
+        return True
+    spec = importlib.util.find_spec("tinyconv_kernels")
+    if spec is None or spec.origin is None:
+        return True  # no kernels package: the NumPy references run
+    import tinyconv_kernels
+    unknown = [n for n in names if n not in tinyconv_kernels.FAMILIES]
+    if unknown:
+        raise ValueError(f"kernels_compiled: unknown kernel name(s) {unknown}; "
+                         f"known: {sorted(tinyconv_kernels.FAMILIES)}")
+    families = {tinyconv_kernels.FAMILIES[n] for n in names} if names else set(tinyconv_kernels.FAMILIES.values())
+    tag = f"py{sys.version_info.major}{sys.version_info.minor}"
+    dirs = _cache_dirs(os.path.dirname(spec.origin))
+    return all(any(glob.glob(os.path.join(d, f"{fam}.*.{tag}.nbi")) for d in dirs) for fam in families)
+
