@@ -6,3 +6,6 @@ from .adam import Adam, AdamW  # noqa: F401
 from .optimizer import Optimizer  # noqa: F401
 from .rmsprop import RMSprop  # noqa: F401
 from .sgd import SGD  # noqa: F401
+from .one_cycle import OneCycleLR  # noqa: F401
+
+lr_scheduler.OneCycleLR = OneCycleLR  # PyTorch's path, torch.optim.lr_scheduler.OneCycleLR (lr_scheduler.py is full)
