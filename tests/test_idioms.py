@@ -86,6 +86,13 @@ IDIOMS = {
     "interpolate_corners": lambda lib, x: _f(lib).interpolate(x, scale_factor=1.5, mode="bilinear",
                                                                align_corners=True),
     "upsample": lambda lib, x: lib.nn.Upsample(scale_factor=2, mode="nearest")(x),
+    "elu": lambda lib, x: (_f(lib).elu(x), lib.nn.ELU(alpha=0.5)(x)),
+    "normalize": lambda lib, x: (_f(lib).normalize(x, dim=1), _f(lib).normalize(x.flatten(1), p=1, dim=1)),
+    "group_norm": lambda lib, x: lib.nn.GroupNorm(3, 3)(x) + _f(lib).group_norm(x, 1),
+    "l1_smooth_l1": lambda lib, x: (lib.nn.L1Loss()(x, x * 0.5), _f(lib).smooth_l1_loss(x, x * 0.1, beta=0.5),
+                                    lib.nn.SmoothL1Loss(reduction="none")(x, -x)),
+    "bce": lambda lib, x: (lib.nn.BCELoss()(x.sigmoid(), (x > 0).float()),
+                           _f(lib).binary_cross_entropy(x.sigmoid(), x.sigmoid() * 0.5, reduction="sum")),
     # grad modes
     "no_grad_decorator": lambda lib, x: lib.no_grad()(lambda: x.clone().requires_grad_() * 2)().requires_grad,
     "inference_mode": lambda lib, x: _run_in(lib.inference_mode(), lambda: (x.requires_grad_() * 2).requires_grad),
@@ -159,6 +166,18 @@ def test_max_dim_is_a_named_tuple_for_any_batch_size():
         np.testing.assert_array_equal(i.numpy(), out.numpy().argmax(1))
         r = out.max(dim=1)
         assert r.values is r[0] and r.indices is r[1]
+
+
+def test_composed_ops_gradcheck():
+    import tinyconv.nn.functional as F
+    x = tc.randn(2, 4, 3, dtype=np.float64, requires_grad=True)
+    t = tc.rand(2, 4, 3, dtype=np.float64)
+    for fn in (F.elu, lambda x: F.normalize(x, dim=1), lambda x: F.group_norm(x, 2),
+               lambda x: F.l1_loss(x, t), lambda x: F.smooth_l1_loss(x, t, beta=0.5),
+               lambda x: F.binary_cross_entropy(x.sigmoid(), t)):
+        assert tc.gradcheck(fn, [x])
+    with pytest.raises(ValueError, match="probabilities in"):
+        F.binary_cross_entropy(x, t)
 
 
 def test_max_dim_gradient_goes_to_the_returned_index():

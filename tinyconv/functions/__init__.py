@@ -22,3 +22,5 @@ from .lrn import local_response_norm  # noqa: F401
 from .indexing import (argsort, contiguous, flip, gather, index_select, masked_fill, narrow, norm,  # noqa: F401
                        one_hot, repeat, sort, std, topk, unbind)
 from .resize import interpolate  # noqa: F401
+from .composed import (binary_cross_entropy, elu, group_norm, l1_loss, normalize,  # noqa: F401
+                       smooth_l1_loss)

@@ -149,3 +149,29 @@ class LayerNorm2d(LayerNorm):
             raise ValueError(f"{type(self).__name__}({self.extra_repr()}): expected input of shape "
                              f"(N, {C}, H, W), got {tuple(input.shape)}")
         return F.layer_norm2d(input, self.weight, self.bias, self.eps)
+
+
+class GroupNorm(Module):
+    """Group normalisation (Wu & He, 2018) of (N, C, ...) over ``num_groups`` groups of channels, with a
+    per-channel affine ``weight`` and ``bias`` (``tinyconv.functional.group_norm``)."""
+
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, device=None, dtype=None):
+        super().__init__()
+        if num_channels % num_groups:
+            raise ValueError(f"GroupNorm: num_channels={num_channels} must be divisible by num_groups={num_groups}")
+        self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, eps, affine
+        kw = dict(dtype=dtype or np.float32, device=device or "cpu")
+        if affine:
+            self.weight = Parameter(empty(num_channels, **kw))
+            self.bias = Parameter(empty(num_channels, **kw))
+            init.ones_(self.weight)
+            init.zeros_(self.bias)
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def forward(self, input):
+        return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
