@@ -68,6 +68,11 @@ IDIOMS = {
     "nonzero": lambda lib, x: (x[0, 0] > 0.5).nonzero(), "square": lambda lib, x: x.square(),
     "facts": lambda lib, x: (x.ndimension(), x.nelement(), x.is_floating_point(), x.element_size(),
                              x.is_contiguous(), x.permute(1, 0, 2, 3).is_contiguous(), x.size(1), x.dim()),
+    "reciprocal_log1p": lambda lib, x: (x.reciprocal(), x.abs().log1p()),
+    "movedim_unflatten": lambda lib, x: (x.movedim(1, -1), x.movedim((0, 1), (2, 3)), x.unflatten(2, (5, 1))),
+    "floor_ceil_round_sign": lambda lib, x: ((x * 3).floor(), (x * 3).ceil(), (x * 3).round(), x.sign()),
+    "exp_sqrt_relu_": lambda lib, x: (x.clone().exp_(), x.abs().sqrt_(), x.clone().relu_(), x.clone().sigmoid_(),
+                                      x.clone().tanh_()),
     # torch.* functions
     "cat_stack": lambda lib, x: (lib.cat([x, x], dim=1), lib.stack([x, x], dim=0)),
     "arange_likes_full": lambda lib, x: (lib.arange(10), lib.zeros_like(x), lib.ones_like(x), lib.full((2, 3), 1.5)),

@@ -8,7 +8,7 @@ tensor from a copy of x, so the function that computes it does not save the arra
 """
 from .. import backend
 from ..core import Tensor, is_grad_enabled
-from . import basic
+from . import activation, basic
 from .indexing import masked_fill
 from .shape import clone, setitem
 
@@ -52,6 +52,8 @@ add_, sub_ = _updating(_add), _updating(_sub)
 mul_, div_ = _updating(basic.mul), _updating(basic.div)
 clamp_ = clip_ = _updating(basic.clip)
 masked_fill_ = _updating(masked_fill)
+exp_, sqrt_ = _updating(basic.exp), _updating(basic.sqrt)
+relu_, sigmoid_, tanh_ = _updating(activation.relu), _updating(activation.sigmoid), _updating(activation.tanh)
 
 
 def uniform_(x, a=0.0, b=1.0):

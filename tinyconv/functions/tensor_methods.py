@@ -65,6 +65,15 @@ def _nonzero(self, as_tuple=False):
     return Tensor(get_array_module(self.data).stack(idx, axis=1).astype(np.int64))
 
 
+def _moved(ndim, source, destination):
+    src = [source] if isinstance(source, int) else list(source)
+    dst = [destination] if isinstance(destination, int) else list(destination)
+    src, dst = [s % ndim for s in src], [d % ndim for d in dst]
+    rest = iter(a for a in range(ndim) if a not in src)
+    where = dict(zip(dst, src))
+    return tuple(where[i] if i in where else next(rest) for i in range(ndim))
+
+
 _METHODS = {
     # selection and shape
     "topk": indexing.topk, "sort": indexing.sort, "argsort": indexing.argsort, "gather": indexing.gather,
@@ -95,10 +104,21 @@ _METHODS = {
     "lt": _no_grad_result(lambda a, b: a < b), "le": _no_grad_result(lambda a, b: a <= b),
     "gt": _no_grad_result(lambda a, b: a > b), "ge": _no_grad_result(lambda a, b: a >= b),
     "ne": _no_grad_result(lambda a, b: a != b), "all": _all, "any": _any, "nonzero": _nonzero,
+    "reciprocal": lambda self: 1.0 / self, "log1p": lambda self: basic.log(self + 1.0),
+    "movedim": lambda self, source, destination: shape.permute(self, _moved(self.ndim, source, destination)),
+    "unflatten": lambda self, dim, sizes: shape.reshape(
+        self, self.shape[:dim % self.ndim] + tuple(sizes) + self.shape[dim % self.ndim + 1:]),
+    # piecewise-constant: no gradient flows through them (PyTorch's is zero everywhere)
+    "floor": _no_grad_result(lambda a: get_array_module(a).floor(a)),
+    "ceil": _no_grad_result(lambda a: get_array_module(a).ceil(a)),
+    "round": _no_grad_result(lambda a: get_array_module(a).round(a)),
+    "sign": _no_grad_result(lambda a: get_array_module(a).sign(a)),
     # in place (README: "In-place writes")
     "fill_": inplace.fill_, "copy_": inplace.copy_, "add_": inplace.add_, "sub_": inplace.sub_,
     "mul_": inplace.mul_, "div_": inplace.div_, "clamp_": inplace.clamp_, "clip_": inplace.clip_,
     "masked_fill_": inplace.masked_fill_, "uniform_": inplace.uniform_, "normal_": inplace.normal_,
+    "exp_": inplace.exp_, "sqrt_": inplace.sqrt_, "relu_": inplace.relu_, "sigmoid_": inplace.sigmoid_,
+    "tanh_": inplace.tanh_,
 }
 
 for _name, _fn in _METHODS.items():
