@@ -14,7 +14,6 @@ raises (an error in a worker is re-raised in the main process, Ctrl-C included);
 interpreter exit at the latest.
 """
 import collections
-import multiprocessing
 import signal
 import weakref
 
@@ -40,6 +39,7 @@ class WorkerPool:
     with ``'spawn'``/``'forkserver'`` the dataset and transform must be picklable)."""
 
     def __init__(self, num_workers, dataset, transform, dtype, build, context=None):
+        import multiprocessing  # here: most programs never start workers, and ``import tinyconv`` stays quick
         if context is None:
             context = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         ctx = multiprocessing.get_context(context) if isinstance(context, str) else context
