@@ -7,7 +7,6 @@ predicates and comparisons, and ``kernels_compiled``: whether Numba's on-disk ca
 """
 import builtins
 import glob
-import importlib.util
 import os
 import sys
 
@@ -91,16 +90,13 @@ def kernels_compiled(*names):
     """
     if backend.kernel_mode() == "numpy":
         return True
-    spec = importlib.util.find_spec("tinyconv_kernels")
-    if spec is None or spec.origin is None:
+    families_of, folder = backend.kernel_families()
+    if folder is None:
         return True  # no kernels package: the NumPy references run
-    import tinyconv_kernels
-    unknown = [n for n in names if n not in tinyconv_kernels.FAMILIES]
+    unknown = [n for n in names if n not in families_of]
     if unknown:
-        raise ValueError(f"kernels_compiled: unknown kernel name(s) {unknown}; "
-                         f"known: {sorted(tinyconv_kernels.FAMILIES)}")
-    families = {tinyconv_kernels.FAMILIES[n] for n in names} if names else set(tinyconv_kernels.FAMILIES.values())
+        raise ValueError(f"kernels_compiled: unknown kernel name(s) {unknown}; known: {sorted(families_of)}")
+    families = {families_of[n] for n in names} if names else set(families_of.values())
     tag = f"py{sys.version_info.major}{sys.version_info.minor}"
-    dirs = _cache_dirs(os.path.dirname(spec.origin))
+    dirs = _cache_dirs(folder)
     return all(any(glob.glob(os.path.join(d, f"{fam}.*.{tag}.nbi")) for d in dirs) for fam in families)
-
