@@ -26,3 +26,11 @@ def test_readme_block_runs(i):
     if "test accuracy" in BLOCKS[i]:
         acc = float(re.search(r"test accuracy ([\d.]+)%", out.stdout).group(1))
         assert acc > 80, out.stdout  # one epoch of this small CNN learns the digits
+
+
+def test_the_readme_shows_fits_current_signature():
+    import inspect
+    from tinyconv.train import fit
+    shown = re.search(r"`tinyconv\.train\.fit\((.*?)\)`", README, flags=re.S).group(1)
+    shown = [p.split("=")[0].strip() for p in shown.replace("\n", " ").split(",")]
+    assert shown == list(inspect.signature(fit).parameters)
