@@ -69,3 +69,22 @@ def test_one_cycle_refuses_bad_arguments():
         OneCycleLR(opt, max_lr=1.0, total_steps=10, anneal_strategy="cosine")
     with pytest.raises(ValueError, match="needs an optimizer with momentum or betas"):
         OneCycleLR(optim.Adagrad([tc.zeros(2, requires_grad=True)]), max_lr=1.0, total_steps=10)
+
+
+@pytest.mark.parametrize("T_0,T_mult,eta_min", [(5, 1, 0.0), (3, 2, 0.001), (4, 3, 0.01)])
+def test_cosine_warm_restarts_matches_torch(torch, T_0, T_mult, eta_min):
+    from tinyconv.optim.lr_scheduler import CosineAnnealingWarmRestarts
+    runs = []
+    for lib, cls in ((tc, CosineAnnealingWarmRestarts), (torch, torch.optim.lr_scheduler.CosineAnnealingWarmRestarts)):
+        opt = lib.optim.SGD([lib.zeros(2, requires_grad=True)], lr=0.1, momentum=0.9)
+        sched = cls(opt, T_0=T_0, T_mult=T_mult, eta_min=eta_min)
+        lrs = []
+        for epoch in range(30):  # one step per epoch
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        for i in range(12):  # per batch: fractional epochs, as PyTorch's docs show
+            sched.step(30 + i / 4)
+            lrs.append(opt.param_groups[0]["lr"])
+        runs.append(lrs)
+    np.testing.assert_allclose(runs[0], runs[1], rtol=1e-12, atol=1e-15)
