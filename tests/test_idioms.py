@@ -68,6 +68,7 @@ IDIOMS = {
     "nonzero": lambda lib, x: (x[0, 0] > 0.5).nonzero(), "square": lambda lib, x: x.square(),
     "facts": lambda lib, x: (x.ndimension(), x.nelement(), x.is_floating_point(), x.element_size(),
                              x.is_contiguous(), x.permute(1, 0, 2, 3).is_contiguous(), x.size(1), x.dim()),
+    "add_sub_alpha": lambda lib, x: (x.add(x, alpha=2), x.sub(1.5, alpha=0.5), x.add(1)),
     "reciprocal_log1p": lambda lib, x: (x.reciprocal(), x.abs().log1p()),
     "movedim_unflatten": lambda lib, x: (x.movedim(1, -1), x.movedim((0, 1), (2, 3)), x.unflatten(2, (5, 1))),
     "floor_ceil_round_sign": lambda lib, x: ((x * 3).floor(), (x * 3).ceil(), (x * 3).round(), x.sign()),

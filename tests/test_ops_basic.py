@@ -258,7 +258,8 @@ def test_every_op_keeps_the_floating_dtype_end_to_end(dtype):
     outs = [x + 1, 1 + x, x - 2.5, 2.5 - x, x * 0.5, x / 3, 3 / (x + 1), x ** 2, 2 ** x, -x, x @ w,
             x * np.float64(2), x + np.array(1.0), x * np.int64(3), x + np.ones(3, np.int64),
             tc.exp(x), tc.log(x + 1), tc.sqrt(x), tc.abs(x), x.clip(0.2, 0.8), tc.maximum(x, 0.5),
-            tc.minimum(x, 0.5), tc.where(x > 0.5, x, 0.0), x.sum(), x.mean(0), x.var(1), x.max(), x.min(1).values, x.amin(1)]
+            tc.minimum(x, 0.5), tc.where(x > 0.5, x, 0.0), x.sum(), x.mean(0), x.var(1), x.max(), x.min(1).values,
+            x.amin(1)]
     for i, y in enumerate(outs):
         assert y.dtype == dtype, f"output {i} has dtype {y.dtype}"
     sum(y.sum() for y in outs).backward()

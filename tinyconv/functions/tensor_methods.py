@@ -88,6 +88,8 @@ _METHODS = {
     "swapaxes": shape.transpose, "swapdims": shape.transpose,
     "mm": _matmul_2d("mm", 2), "bmm": _matmul_2d("bmm", 3),
     "square": lambda self: self * self,
+    "add": lambda self, other, alpha=1: basic.add(self, other if alpha == 1 else other * alpha),
+    "sub": lambda self, other, alpha=1: basic.sub(self, other if alpha == 1 else other * alpha),
     # dtypes
     "int": lambda self: Tensor(self.data.astype(np.int32)), "bool": lambda self: Tensor(self.data.astype(bool)),
     "half": _half, "type": _type,
