@@ -25,10 +25,10 @@ import os
 import sys
 import time
 
-from . import backend, checkpoint
-from .core import Tensor, no_grad
-from .metrics import true_class_rank
-from .optim.lr_scheduler import ReduceLROnPlateau
+from .. import backend, checkpoint
+from ..core import Tensor, no_grad
+from ..metrics import true_class_rank
+from ..optim.lr_scheduler import ReduceLROnPlateau
 
 CHECKPOINT_NAME = "checkpoint.npz"
 
