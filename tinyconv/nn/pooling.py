@@ -62,7 +62,7 @@ class AvgPool2d(Module):
         super().__init__()
         where = f"AvgPool2d(kernel_size={kernel_size!r})"
         _check_window(where, kernel_size, stride, padding)
-        if divisor_override is not None and checks.integer(where, "divisor_override", divisor_override) == 0:
+        if divisor_override is not None and checks.integer(where, "divisor_override", divisor_override, None) == 0:
             raise ValueError(f"{where}: divisor_override must not be zero")
         self.kernel_size = kernel_size
         self.stride = stride if stride is not None and stride != [] else kernel_size
