@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from .. import backend, checkpoint
+from .. import backend, checkpoint, threads
 from ..core import Tensor
 
 CHECKPOINT_NAME = "checkpoint.npz"
@@ -54,6 +54,8 @@ def save_training_checkpoint(path, model, optimizer, epoch, scheduler=None, trai
         "train_loader": train_loader.state_dict() if hasattr(train_loader, "state_dict") else None,
         "history": list(history),
         "extra": extra,
+        # the last bits of products of >= 2**26 multiply-adds depend on their BLAS thread count (threads.py)
+        "threads": {"large_product_blas_threads": threads.large_product_threads()},
     }
     try:
         checkpoint.save(path, state)
@@ -143,6 +145,10 @@ def validate_training_checkpoint(path, state, model):
         raise _bad(path, f"'model_name' must be a string, got {type(name).__name__}")
     checkpoint.check_model_state(path, model, weights, name)
     _check_optimizer_state(path, state["optimizer"])
+    held = state.get("threads")
+    if held is not None and (not isinstance(held, dict) or not _is_int(held.get("large_product_blas_threads"))
+                             or held["large_product_blas_threads"] < 1):
+        raise _bad(path, f"'threads' must be {{'large_product_blas_threads': a positive int}}, got {held!r}")
     for key in ("scheduler", "train_loader"):
         if state.get(key) is not None and not isinstance(state[key], dict):
             raise _bad(path, f"'{key}' must be a dict or None, got {type(state[key]).__name__}")

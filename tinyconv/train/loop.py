@@ -22,12 +22,13 @@ epoch is checkpointed.  Either way the last checkpoint is left as it was.  When 
 written (a full disk) the previous one stays intact, the history is still written where possible, and
 ``OutputWriteError`` says so.
 """
+import contextlib
 import math
 import os
 import sys
 import time
 
-from .. import backend
+from .. import backend, threads
 from ..core import Tensor, no_grad
 from ..metrics import true_class_rank
 from ..optim.lr_scheduler import ReduceLROnPlateau
@@ -214,14 +215,33 @@ def fit(model, train_loader, test_loader, optimizer, loss_fn, epochs, scheduler=
     if resume and resume_path is None:
         raise ValueError("fit: resume=True needs checkpoint_dir (or pass the checkpoint's path as resume)")
     history, start = [], 0
-    if resume_path is not None:
-        if os.path.exists(resume_path):
-            state = load_training_checkpoint(resume_path, model, optimizer, scheduler, train_loader)
-            history, start = list(state["history"]), state["epoch"]
-            log(f"resumed from {resume_path} after epoch {start}")
-        else:
-            log(f"no checkpoint at {resume_path}: starting from epoch 1")
+    with contextlib.ExitStack() as held:
+        if resume_path is not None:
+            if os.path.exists(resume_path):
+                state = load_training_checkpoint(resume_path, model, optimizer, scheduler, train_loader)
+                history, start = list(state["history"]), state["epoch"]
+                log(f"resumed from {resume_path} after epoch {start}")
+                held.enter_context(_same_large_products(state, log))
+            else:
+                log(f"no checkpoint at {resume_path}: starting from epoch 1")
+        return _epochs(model, train_loader, test_loader, optimizer, loss_fn, epochs, scheduler, device, ckpt_path,
+                       history_path, progress, log, on_step_end, extra, check_every, history, start)
 
+
+def _same_large_products(state, log):
+    """Keep the BLAS thread count of the checkpoint's large products (their last bits depend on it), so that a
+    run resumed under another thread cap still ends bit for bit where the uninterrupted one would."""
+    n = (state.get("threads") or {}).get("large_product_blas_threads")
+    if n is None or n == threads.large_product_threads():
+        return contextlib.nullcontext()
+    log(f"note: the checkpoint's run gave matrix products of >= 2**26 multiply-adds {n} BLAS thread(s); they keep "
+        f"that count (this process would give them {threads.large_product_threads()}) so the resumed run is exact")
+    return threads.large_products_on(n)
+
+
+def _epochs(model, train_loader, test_loader, optimizer, loss_fn, epochs, scheduler, device, ckpt_path, history_path,
+            progress, log, on_step_end, extra, check_every, history, start):
+    """Epochs ``start + 1 .. epochs`` of ``fit`` (see there)."""
     for epoch in range(start + 1, epochs + 1):
         backend.seed_device_rng(epoch)  # GPU dropout masks from (seed, epoch): resumable (see backend)
         t0 = time.perf_counter()
