@@ -1,7 +1,8 @@
 """Argument and input checks shared by the layers: every refusal is a ``ValueError`` or ``TypeError`` whose
 message names the layer, the argument and the value it got.
 
-The dtype policy (PyTorch's): a layer that computes takes floating-point input only.  A layer with
+The dtype policy (PyTorch's): a layer that computes takes floating-point input only (float32 or float64:
+the kernels have no float16 versions).  A layer with
 parameters (``Conv2d``, ``Linear``, ``BatchNorm*``, ``LayerNorm*``) computes in its parameters' dtype, and
 an input of another dtype is refused rather than silently cast or promoted (``model.double()`` or
 ``x.float()`` say which precision is meant).  Layers that only move values around (``Identity``,
@@ -88,3 +89,6 @@ def floating_input(layer, input, dtype=None):
                         f"{got}; convert one of them: x.to(dtype=...) or layer.to(dtype=...)")
     if got.kind != "f":
         raise TypeError(f"{layer}: expected a floating-point input, got dtype {got}")
+    if got.itemsize < 4:
+        raise TypeError(f"{layer}: float16 input is not supported (the CPU kernels compute in float32 or float64), "
+                        f"got dtype {got}; convert it with x.to(dtype=tinyconv.float32)")

@@ -21,6 +21,7 @@ class LocalResponseNorm(Module):
         self.k = checks.real(where, "k", k)
 
     def forward(self, x):
+        checks.floating_input(self, x)
         return L._local_response_norm(x, self.size, self.alpha, self.beta, self.k, self)
 
     def extra_repr(self):

@@ -46,6 +46,7 @@ class MaxPool2d(Module):
         self.ceil_mode = ceil_mode
 
     def forward(self, x):
+        checks.floating_input(self, x)
         return P._max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
                              self.return_indices, self)
 
@@ -72,6 +73,7 @@ class AvgPool2d(Module):
         self.divisor_override = divisor_override
 
     def forward(self, x):
+        checks.floating_input(self, x)
         return P._avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                              self.count_include_pad, self.divisor_override, self)
 
@@ -92,6 +94,7 @@ class AdaptiveAvgPool2d(Module):
         self.output_size = output_size
 
     def forward(self, x):
+        checks.floating_input(self, x)
         return P._adaptive_avg_pool2d(x, self.output_size, self)
 
     def extra_repr(self):
@@ -108,6 +111,7 @@ class AdaptiveMaxPool2d(Module):
         self.return_indices = return_indices
 
     def forward(self, x):
+        checks.floating_input(self, x)
         return P._adaptive_max_pool2d(x, self.output_size, self.return_indices, self)
 
     def extra_repr(self):
