@@ -126,7 +126,13 @@ class Softmax(_Activation):
         self.dim = None if dim is None else checks.integer(f"{type(self).__name__}(dim={dim!r})", "dim", dim,
                                                            minimum=None)
 
+    def _check_dim(self, input):
+        if self.dim is not None and not -max(input.ndim, 1) <= self.dim < max(input.ndim, 1):
+            raise ValueError(f"{type(self).__name__}(dim={self.dim}): dim is out of range for an input of "
+                             f"{input.ndim} dimensions {tuple(input.shape)}")
+
     def forward(self, input):
+        self._check_dim(input)
         return F.softmax(input, self.dim)
 
     def extra_repr(self):
@@ -137,4 +143,5 @@ class LogSoftmax(Softmax):
     """Log-softmax along ``dim``."""
 
     def forward(self, input):
+        self._check_dim(input)
         return F.log_softmax(input, self.dim)

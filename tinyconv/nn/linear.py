@@ -71,6 +71,13 @@ class Flatten(Module):
         self.end_dim = checks.integer(where, "end_dim", end_dim, minimum=None)
 
     def forward(self, input):
+        d = max(input.ndim, 1)
+        start, end = self.start_dim % d if -d <= self.start_dim < d else None, \
+            self.end_dim % d if -d <= self.end_dim < d else None
+        if start is None or end is None or start > end:
+            raise ValueError(f"Flatten(start_dim={self.start_dim}, end_dim={self.end_dim}): for an input of "
+                             f"{input.ndim} dimensions {tuple(input.shape)} both must lie in [{-d}, {d - 1}] with "
+                             f"start_dim not after end_dim")
         return F.flatten(input, self.start_dim, self.end_dim)
 
     def extra_repr(self):
@@ -92,7 +99,15 @@ class Unflatten(Module):
         self.unflattened_size = sizes
 
     def forward(self, input):
+        if not -input.ndim <= self.dim < input.ndim:
+            raise ValueError(f"Unflatten(dim={self.dim}): expected an input with axis {self.dim}, got shape "
+                             f"{tuple(input.shape)}")
         d = self.dim % input.ndim
+        known = math.prod(s for s in self.unflattened_size if s != -1)
+        n = input.shape[d]
+        if (n != known) if -1 not in self.unflattened_size else (n % known != 0):
+            raise ValueError(f"Unflatten(dim={self.dim}, unflattened_size={self.unflattened_size}): axis {d} of "
+                             f"the input, of size {n}, cannot be split into {self.unflattened_size}")
         return F.reshape(input, input.shape[:d] + self.unflattened_size + input.shape[d + 1:])
 
     def extra_repr(self):
@@ -112,6 +127,10 @@ class ZeroPad2d(Module):
         self.padding = tuple(checks.integer(where, "padding", p, minimum=None) for p in self.padding)  # < 0 crops
 
     def forward(self, input):
+        left, right, top, bottom = self.padding
+        if input.ndim < 2 or input.shape[-1] + left + right < 0 or input.shape[-2] + top + bottom < 0:
+            raise ValueError(f"ZeroPad2d({self.padding}): an input of shape {tuple(input.shape)} is too small "
+                             f"to crop by these negative paddings")
         return F.pad(input, self.padding, value=0.0)
 
     def extra_repr(self):
