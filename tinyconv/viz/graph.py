@@ -33,15 +33,23 @@ class GraphvizNotFoundWarning(RuntimeWarning):
 
 
 def _functions(root):
-    """The Functions reachable from ``root``'s creator, each once, consumers before producers."""
-    order, seen, stack = [], set(), [root._ctx] if root._ctx is not None else []
+    """The Functions reachable from ``root``'s creator, each once, producers before consumers (an
+    iterative depth-first post-order: no recursion, however deep the network)."""
+    if root._ctx is None:
+        return []
+    order, done, stack = [], set(), [(root._ctx, False)]
     while stack:
-        f = stack.pop()
-        if id(f) in seen:
+        f, expanded = stack.pop()
+        if expanded:
+            order.append(f)
             continue
-        seen.add(id(f))
-        order.append(f)
-        stack.extend(ctx for ctx, _ in (e for e in f.edges if e is not None) if ctx is not None)
+        if id(f) in done:
+            continue
+        done.add(id(f))
+        stack.append((f, True))
+        for e in reversed([e for e in f.edges if e is not None and e[0] is not None]):
+            if id(e[0]) not in done:
+                stack.append((e[0], False))
     return order
 
 
@@ -150,6 +158,8 @@ class Graph:
 
     def __init__(self, root, params=None, grads=False, modules=None, depth=None, name="graph"):
         self.root, self.name, self.depth = root, name, depth
+        if params is None and modules is not None:
+            params = modules.model.named_parameters()
         self.param_names = {id(p): n for n, p in (params or ())}
         self.functions = _functions(root)
         self.modules = modules
@@ -176,7 +186,7 @@ class Graph:
                     outputs.setdefault(id(edge[0]), {})[edge[1]] = x
         if self.root._ctx is not None:
             outputs.setdefault(id(self.root._ctx), {})[self.root._out_index] = self.root
-        for f in reversed(self.functions):  # producers first: a readable node order
+        for f in self.functions:  # producers first: a readable node order
             key = self._key(f)
             if key[0] == "m":
                 members = self.nodes.setdefault(key, {"kind": "module", "path": key[1], "functions": []})
