@@ -14,5 +14,5 @@ a file atomically and returns its path; nothing touches pyplot's global state.
 from .attribution import grad_cam, occlusion, plot_heatmaps, saliency  # noqa: F401
 from .dynamics import StatsRecorder  # noqa: F401
 from .embedding import features, knn_accuracy, plot_embedding, tsne  # noqa: F401
-from .features import activations, plot_activations, plot_filters, plot_top_k, receptive_field, top_k  # noqa: F401
+from .layers import activations, plot_activations, plot_filters, plot_top_k, receptive_field, top_k  # noqa: F401
 from .graph import Graph, GraphvizNotFoundWarning, ModuleTrace, graph, trace_modules  # noqa: F401

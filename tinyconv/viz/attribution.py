@@ -14,7 +14,7 @@ import numpy as np
 from .. import functional as F
 from ..core import Tensor, no_grad
 from . import _plot
-from .features import get_layer
+from .layers import get_layer
 
 
 def _image(x):

@@ -43,7 +43,7 @@ class StatsRecorder:
         if layers is None:
             self.layers = [(n, m) for n, m in model.named_modules() if isinstance(m, LAYER_TYPES)]
         else:
-            from .features import get_layer
+            from .layers import get_layer
             self.layers = [get_layer(model, lay) for lay in layers]
         self.records, self.steps = [], 0
         self._handles, self._pending = [], {}

@@ -6,7 +6,7 @@
 import numpy as np
 
 from . import _plot
-from .features import activations
+from .layers import activations
 
 
 def features(model, layer, images, batch_size=256):
