@@ -21,7 +21,7 @@ from tinyconv.train import load_training_checkpoint
 
 args = parse_args(__doc__, extra=lambda p: p.add_argument("--checkpoint", help="a train_lenet.py checkpoint"))
 out = args.out
-n_train, epochs, n_test, n_tsne = (2000, 2, 500, 500) if args.quick else (4000, 8, 1000, 1000)
+n_train, epochs, n_test, n_tsne = (2000, 2, 500, 300) if args.quick else (4000, 8, 1000, 1000)
 
 # %% [markdown]
 # The network: LeNet-5 as in lecture 002 (tanh, average pooling).  Either a checkpoint of
@@ -69,7 +69,7 @@ for channel in (0, 5):
 
 # %% t-SNE of F6 (84 features after tanh), coloured by digit, with thumbnails.
 feats = viz.features(model, "classifier.2", x_test[:n_tsne])
-points = viz.tsne(feats, seed=args.seed)
+points = viz.tsne(feats, seed=args.seed, max_iter=500 if args.quick else 1000)
 results.update(knn5_f6=viz.knn_accuracy(feats, y_test[:n_tsne]), knn5_tsne=viz.knn_accuracy(points, y_test[:n_tsne]))
 print(f"F6: 5-NN accuracy {viz.knn_accuracy(feats, y_test[:n_tsne]):.1%} in 84-D, "
       f"{viz.knn_accuracy(points, y_test[:n_tsne]):.1%} on the t-SNE map")

@@ -15,15 +15,21 @@ def features(model, layer, images, batch_size=256):
     return a.reshape(len(a), -1).astype(np.float64)
 
 
-def tsne(feats, seed=0, perplexity=30.0, **kw):
-    """(N, D) features -> (N, 2) t-SNE coordinates (scikit-learn's ``TSNE``, PCA initialisation, seeded)."""
+def tsne(feats, seed=0, perplexity=30.0, max_iter=1000, method=None, **kw):
+    """(N, D) features -> (N, 2) t-SNE coordinates (scikit-learn's ``TSNE``, PCA initialisation, seeded).
+
+    ``method``: scikit-learn's ``'exact'`` or ``'barnes_hut'``; by default exact up to 500 points, where it
+    is the faster of the two (measured: 300 points, about 5x less CPU time), Barnes-Hut above.
+    """
     try:
         from sklearn.manifold import TSNE
     except ImportError:
         raise ImportError("viz.tsne needs scikit-learn: pip install 'tinyconv[viz]'") from None
     feats = np.asarray(feats, dtype=np.float64)
     perplexity = min(perplexity, (len(feats) - 1) / 3)
-    return TSNE(2, perplexity=perplexity, init="pca", random_state=seed, **kw).fit_transform(feats)
+    method = method or ("exact" if len(feats) <= 500 else "barnes_hut")
+    return TSNE(2, perplexity=perplexity, init="pca", random_state=seed, max_iter=max_iter, method=method,
+                **kw).fit_transform(feats)
 
 
 def knn_accuracy(points, labels, k=5):
