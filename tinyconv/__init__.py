@@ -22,6 +22,7 @@ from .creation import (arange, as_tensor, empty, empty_like, eye, from_numpy, fu
 from .gradcheck import GradcheckError, gradcheck  # noqa: F401
 from . import data, nn, optim  # noqa: F401
 from .summary import ModelSummary, summary  # noqa: F401
+from .serialization import load, save  # noqa: F401
 
 from .idioms import (allclose, bmm, bool, device, double, equal, float, float16, float32, float64,  # noqa: F401
                      get_default_dtype, half, int, int32, int64, is_tensor, kernels_compiled, long, mm, numel,
