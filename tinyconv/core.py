@@ -226,9 +226,6 @@ class Tensor:
             data = data.data
         if not backend.is_array(data):
             data = np.asarray(data)
-        if data.dtype == np.float16:
-            raise TypeError("tinyconv computes in float32 and float64 only: float16 (half precision) is not "
-                            "supported; use tinyconv.float32 (x.float()) or tinyconv.float64")
         self.data = data
         self.grad = None
         self.requires_grad = bool(requires_grad)

@@ -1,7 +1,7 @@
 """PyTorch's top-level names that are small enough to need no module of their own.
 
-dtype names (``tinyconv.float32``, ``tinyconv.long``, ... as NumPy dtypes; ``float16`` exists so that code naming
-it gets a clear error, since tinyconv computes in float32 and float64 only), ``tinyconv.device``, tensor
+dtype names (``tinyconv.float32``, ``tinyconv.long``, ... as NumPy dtypes; ``float16`` is a storage type
+only: the layers refuse it with an error naming float32 and float64, which tinyconv computes in), ``tinyconv.device``, tensor
 predicates and comparisons, and ``kernels_compiled``: whether Numba's on-disk cache already holds the CPU kernels
 (the first run compiles them, about ten seconds; later runs load them).
 """
@@ -17,7 +17,7 @@ from .core import Tensor
 
 float32 = float = np.dtype(np.float32)
 float64 = double = np.dtype(np.float64)
-float16 = half = np.dtype(np.float16)  # a name only: Tensor refuses float16 data, naming float32/float64
+float16 = half = np.dtype(np.float16)  # a storage type only: layers refuse it, naming float32/float64
 int64 = long = np.dtype(np.int64)
 int32 = int = np.dtype(np.int32)
 uint8 = np.dtype(np.uint8)

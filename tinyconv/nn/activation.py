@@ -147,12 +147,12 @@ class LogSoftmax(Softmax):
         return F.log_softmax(input, self.dim)
 
 
-class ELU(Module):
+class ELU(_Activation):
     """``functional.elu``: ``x`` for ``x > 0``, ``alpha * (exp(x) - 1)`` otherwise."""
 
     def __init__(self, alpha=1.0, inplace=False):
         super().__init__()
-        self.alpha, self.inplace = alpha, inplace
+        self.alpha, self.inplace = checks.real("ELU", "alpha", alpha), inplace
 
     def forward(self, input):
         return F.elu(input, self.alpha)

@@ -328,8 +328,9 @@ class Module:
             backend.xp_for(device)  # a clear error when CUDA is unavailable
             self._map_tensors(lambda a: backend.to_device(a, device))
         if dtype is not None:
-            if np.dtype(dtype) == np.float16:
-                Tensor(np.zeros(0, np.float16))  # raises the one message for half precision
+            if np.dtype(dtype).kind == "f" and np.dtype(dtype).itemsize < 4:
+                raise TypeError(f"{type(self).__name__}.to({np.dtype(dtype)}): tinyconv computes in float32 and "
+                                f"float64 only (half precision is not computed); use tinyconv.float32 or float64")
             self._map_tensors(lambda a: a.astype(dtype) if a.dtype.kind == "f" else a)
         return self
 

@@ -1,5 +1,6 @@
 """``Upsample``: ``functional.interpolate`` as a layer."""
 from .. import functional as F
+from . import checks
 from .module import Module
 
 
@@ -8,10 +9,16 @@ class Upsample(Module):
 
     def __init__(self, size=None, scale_factor=None, mode="nearest", align_corners=None):
         super().__init__()
-        self.size, self.scale_factor, self.mode, self.align_corners = size, scale_factor, mode, align_corners
+        self.size, self.scale_factor, self.align_corners = size, scale_factor, align_corners
+        self.mode = checks.choice("Upsample", "mode", mode, ("nearest", "bilinear"))
 
     def forward(self, input):
-        return F.interpolate(input, self.size, self.scale_factor, self.mode, self.align_corners)
+        where = f"Upsample({self.extra_repr()})"
+        checks.floating_input(where, input)
+        try:
+            return F.interpolate(input, self.size, self.scale_factor, self.mode, self.align_corners)
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
 
     def extra_repr(self):
         what = f"size={self.size}" if self.size is not None else f"scale_factor={self.scale_factor}"
