@@ -25,7 +25,9 @@ class DataLoader:
 
     ``batch_size``: samples per batch; ``shuffle``: a new random order every epoch; ``drop_last``: skip a
     final incomplete batch; ``seed``: the loader's random seed (None: drawn from tinyconv's global
-    generator); ``transform``: applied to each batch after the dataset's own transform (see
+    generator); ``sampler``: an object giving the indices of each epoch (``len`` and iteration, e.g.
+    ``tinyconv.distributed.DistributedSampler``), whose ``set_epoch`` is called before each epoch (exclusive
+    with ``shuffle``, as in PyTorch); ``transform``: applied to each batch after the dataset's own transform (see
     ``tinyconv.data.transforms``); ``device``: ``'cpu'`` or ``'cuda'``; ``dtype``: of the image Tensor.
 
     ``len(loader)`` is the number of batches per epoch.  Each ``for`` loop over the loader is one epoch; a
@@ -34,9 +36,12 @@ class DataLoader:
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, seed=None, transform=None,
-                 device="cpu", dtype=np.float32):
+                 device="cpu", dtype=np.float32, sampler=None):
         if int(batch_size) < 1:
             raise ValueError(f"DataLoader: batch_size must be >= 1, got {batch_size}")
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
+        self.sampler = sampler
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
@@ -50,7 +55,7 @@ class DataLoader:
         self._resume = False
 
     def __len__(self):
-        n = len(self.dataset)
+        n = len(self.dataset) if self.sampler is None else len(self.sampler)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def _rng(self, *key):
@@ -59,6 +64,10 @@ class DataLoader:
 
     def order(self, epoch):
         """The sample indices of ``epoch``, in the order they are served."""
+        if self.sampler is not None:
+            if hasattr(self.sampler, "set_epoch"):
+                self.sampler.set_epoch(epoch)
+            return np.fromiter(iter(self.sampler), dtype=np.int64)
         n = len(self.dataset)
         return self._rng(epoch, 0, 0).permutation(n) if self.shuffle else np.arange(n)
 
