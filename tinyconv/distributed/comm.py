@@ -46,13 +46,14 @@ def _mpi():
     return MPI
 
 
-def init(comm=None, excepthook=True):
+def init(comm=None, excepthook=True, device="cpu"):
     """Join the process group: MPI's world communicator (or ``comm``, an ``mpi4py`` communicator).
 
-    Sets the rank, the world size and the local rank (the rank among the processes of this machine, which
-    picks the GPU of a rank: ``tinyconv.distributed.get_local_rank()``).  With ``excepthook`` an uncaught
-    exception in any rank prints ``rank R: <traceback>`` and aborts the whole job.  Calling it again is a
-    no-op.  Run under ``mpiexec -n P python script.py``; without ``mpiexec`` it is a world of one.
+    Sets the rank, the world size and the local rank (the rank among the processes of this machine).  With
+    ``device='cuda'`` each rank makes GPU ``local_rank % gpu_count`` CuPy's current device (one GPU per
+    process, as NCCL expects).  With ``excepthook`` an uncaught exception in any rank prints
+    ``rank R/P failed`` with its traceback and aborts the whole job.  Calling it again is a no-op.  Run under
+    ``mpiexec -n P python script.py``; without ``mpiexec`` it is a world of one.
     """
     global _world
     if _world is not None:
@@ -62,6 +63,11 @@ def init(comm=None, excepthook=True):
     local = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.Get_rank())
     _world = _World(comm, comm.Get_rank(), comm.Get_size(), local.Get_rank())
     local.Free()
+    if backend.normalize_device(device) == "cuda":
+        cp = backend.cupy_or_none()
+        if cp is None:
+            raise RuntimeError("tinyconv.distributed.init(device='cuda'): CuPy is not installed")
+        cp.cuda.Device(_world.local_rank % cp.cuda.runtime.getDeviceCount()).use()
     if excepthook:
         install_excepthook()
 
