@@ -81,3 +81,11 @@ def test_a_crashing_rank_aborts_all(dist, tmp_path):
     assert proc.returncode != 0
     assert "rank 1/2 failed" in proc.stderr and "ValueError: boom from the test" in proc.stderr, proc.stderr
     assert "passed the barrier" not in proc.stdout
+
+
+def test_average_over_ranks_and_main_process(dist):
+    r, p = dist.get_rank(), dist.get_world_size()
+    out = dist.average_over_ranks({"loss": float(r), "images_per_s": 10.0, "epoch": 3}, mean=("loss",),
+                                  total=("images_per_s",))
+    assert out == {"loss": (p - 1) / 2, "images_per_s": 10.0 * p, "epoch": 3}
+    assert dist.is_main_process() == (r == 0)

@@ -18,6 +18,8 @@ import os
 import sys
 import traceback
 
+import numpy as np
+
 from .. import backend
 from ..core import Tensor
 
@@ -112,6 +114,34 @@ def get_world_size():
 def get_local_rank():
     """This process's rank among the processes on the same machine (the GPU it should use)."""
     return _get().local_rank
+
+
+def is_main_process():
+    """True on rank 0, and in a process that never called ``init()``: the one that logs and writes files."""
+    return _world is None or _world.rank == 0
+
+
+def average_over_ranks(record, mean=(), total=()):
+    """``record`` (a dict of numbers) with the keys in ``mean`` averaged and those in ``total`` summed over
+    the ranks (one all-reduce); unchanged outside a process group of several ranks."""
+    if _world is None or _world.size == 1:
+        return record
+    keys = [k for k in (*mean, *total) if k in record]
+    values = np.array([float(record[k]) for k in keys], np.float64)
+    _world.cpu.allreduce(values)
+    out = dict(record)
+    for k, v in zip(keys, values):
+        out[k] = v / _world.size if k in mean else v
+    return out
+
+
+def abort(code=1):
+    """End every rank of the job with exit status ``code`` (``MPI Abort``); a plain exit otherwise."""
+    if _world is not None and _world.size > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        _world.comm.Abort(code)
+    sys.exit(code)
 
 
 def barrier():
