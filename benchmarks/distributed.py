@@ -1,6 +1,6 @@
 """Data-parallel training measured here, and a ring all-reduce cost model for clusters.
 
-    python -m benchmarks.distributed                  # scaling: 1 rank x 2 threads vs 2 ranks x 1 thread
+    python -m benchmarks.distributed                  # scaling: 1 rank x 2 threads, 1 x 1, 2 ranks x 1 thread
     python -m benchmarks.distributed --equivalence    # 2 ranks vs 1 process: weight differences after N steps
     python -m benchmarks.distributed --cost-model     # the cluster table (no measurement)
 
@@ -232,15 +232,16 @@ def main(argv=None):
                   f"max |dw| {row['max_abs']:.1e}, max ||dw||/||w|| {row['max_rel']:.1e}")
         return
     one = _launch(1, 2, ["--steps", str(args.steps)])
+    single = _launch(1, 1, ["--steps", str(args.steps)])
     two = _launch(2, 1, ["--steps", str(args.steps)])
-    print(json.dumps({"1x2": one, "2x1": two}))
-    print("| model | 1 rank x 2 threads img/s | 2 ranks x 1 thread img/s | all-reduce share of a 2-rank step | "
-          "gradient all-reduce alone: measured / model ms |")
-    print("|---|---:|---:|---:|---:|")
+    print(json.dumps({"1x2": one, "1x1": single, "2x1": two}))
+    print("| model | 1 rank x 2 threads img/s | 1 rank x 1 thread img/s | 2 ranks x 1 thread img/s | all-reduce "
+          "share of a 2-rank step | gradient all-reduce alone: measured / model ms |")
+    print("|---|---:|---:|---:|---:|---:|")
     a, bw = fit_latency_bandwidth(two["sweep"])
-    for s1, s2 in zip(one["steps"], two["steps"]):
+    for s1, s11, s2 in zip(one["steps"], single["steps"], two["steps"]):
         model = 1e3 * ring_allreduce_s(s2["grad_bytes"], 2, bw, a / 2)
-        print(f"| {s1['model']} | {s1['images_per_s']:.1f} | {s2['images_per_s']:.1f} | "
+        print(f"| {s1['model']} | {s1['images_per_s']:.1f} | {s11['images_per_s']:.1f} | {s2['images_per_s']:.1f} | "
               f"{100 * s2['allreduce_share']:.0f}% | {1e3 * s2['standalone_allreduce_s']:.2f} / {model:.2f} |")
     print(f"fit over 1 KB..64 MB (2 ranks): latency a = {a * 1e6:.1f} us per all-reduce, "
           f"bandwidth {bw / 1e9:.2f} GB/s")
