@@ -27,6 +27,7 @@ import time
 
 from . import backend, checkpoint
 from .core import Tensor, no_grad
+from .distributed import comm as dist
 from .metrics import true_class_rank
 from .optim.lr_scheduler import ReduceLROnPlateau
 
@@ -273,11 +274,16 @@ def fit(model, train_loader, test_loader, optimizer, loss_fn, epochs, scheduler=
     - ``check_every``: steps between NaN checks (default: every step on the CPU, every 50 on a GPU, where each
       check waits for the device; see ``train_one_epoch``).
 
+    Under MPI (``tinyconv.distributed.init()``, the model wrapped in ``DistributedDataParallel``, the loader
+    given a ``DistributedSampler``): rank 0 alone logs and writes the checkpoint and history, every rank resumes
+    from that checkpoint, and each record's train loss and accuracy are averaged over ranks (images/s summed).
+
     Raises ``NonFiniteLossError`` if the loss becomes NaN/inf (the last checkpoint stays as it was).
     """
     device = backend.normalize_device(device)
     model.to(device)
-    log = log or (lambda line: None)
+    main = dist.is_main_process()  # under MPI rank 0 alone logs and writes; every rank resumes
+    log = (log if main else None) or (lambda line: None)
     ckpt_path = os.path.join(checkpoint_dir, CHECKPOINT_NAME) if checkpoint_dir is not None else None
     resume_path = resume if isinstance(resume, (str, os.PathLike)) else (ckpt_path if resume else None)
     if resume and resume_path is None:
@@ -297,13 +303,14 @@ def fit(model, train_loader, test_loader, optimizer, loss_fn, epochs, scheduler=
         lr = current_lr(optimizer)
         try:
             record = {"epoch": epoch, "lr": lr}
-            record.update(train_one_epoch(model, train_loader, optimizer, loss_fn, device, epoch, progress,
-                                          on_step_end, check_every))
+            record.update(dist.average_over_ranks(  # the global batch's loss and accuracy under MPI
+                train_one_epoch(model, train_loader, optimizer, loss_fn, device, epoch, progress and main,
+                                on_step_end, check_every), mean=("train_loss", "train_acc"), total=("images_per_s",)))
         except NonFiniteLossError as e:
             kept = (f"the last good checkpoint {ckpt_path} (after epoch {epoch - 1}) is unchanged"
                     if ckpt_path and os.path.exists(ckpt_path) else "no checkpoint had been written yet")
             raise NonFiniteLossError(f"training stopped: {e}; {kept}. Try a smaller learning rate.") from None
-        test = evaluate(model, test_loader, loss_fn, device=device, progress=progress)
+        test = evaluate(model, test_loader, loss_fn, device=device, progress=progress and main)
         record.update(test_loss=test["loss"], test_acc1=test["acc1"], test_acc5=test["acc5"],
                       epoch_time_s=time.perf_counter() - t0)
         if isinstance(scheduler, ReduceLROnPlateau):
@@ -311,9 +318,9 @@ def fit(model, train_loader, test_loader, optimizer, loss_fn, epochs, scheduler=
         elif scheduler is not None:
             scheduler.step()
         history.append(record)
-        if ckpt_path is not None:
+        if ckpt_path is not None and main:
             save_training_checkpoint(ckpt_path, model, optimizer, epoch, scheduler, train_loader, history, extra)
-        if history_path is not None:
+        if history_path is not None and main:
             write_history(history_path, history)
         log(format_record(record, epochs))
     return history

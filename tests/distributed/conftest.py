@@ -38,3 +38,10 @@ def two_ranks(dist):
     if dist.get_world_size() != 2:
         pytest.skip("needs mpiexec -n 2")
     return dist
+
+
+@pytest.fixture
+def shared_tmp(dist, tmp_path):
+    """A directory every rank sees: rank 0's ``tmp_path``, sent to the others."""
+    from mpi4py import MPI
+    return MPI.COMM_WORLD.bcast(str(tmp_path), root=0)
