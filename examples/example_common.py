@@ -3,7 +3,8 @@ the exit statuses with their one-paragraph messages.
 
 Exit status: 0 done, 1 training diverged (the loss became NaN/inf), 2 bad input (a bad option value, unknown
 dataset or model, missing, corrupt or wrong data files, an --out that already holds another run, a checkpoint
-of another model or run), 130 interrupted (Ctrl-C).
+of another model or run), 3 an output could not be written (a full disk: the previous checkpoint is intact),
+130 interrupted (Ctrl-C).
 """
 import argparse
 import math
@@ -15,7 +16,7 @@ import numpy as np
 
 from tinyconv import checkpoint, data, train
 
-EXIT_OK, EXIT_DIVERGED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_DIVERGED, EXIT_BAD_INPUT, EXIT_OUTPUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 # name on the command line -> (dataset class, name printed, pixel mean and std of the training set)
 DATASETS = {
@@ -227,7 +228,10 @@ def resume_settings(args, explicit, kept, ckpt_path):
 # -- running ------------------------------------------------------------------------------------------
 class StepWatch:
     """``fit``'s ``on_step_end``: an optional linear learning-rate warmup over the first ``warmup`` steps of
-    epoch 1, and a warning when the training loss is still at chance (``ln(num_classes)``) after an epoch."""
+    epoch 1, and a warning when the training loss is still at chance (``ln(num_classes)``) after an epoch (of at
+    least ``MIN_STEPS`` steps; the mean of its last 100 losses above 95% of chance's)."""
+
+    MIN_STEPS = 50
 
     def __init__(self, optimizer, steps_per_epoch, num_classes=10, warmup=0):
         self.optimizer, self.steps, self.warmup = optimizer, steps_per_epoch, min(warmup, steps_per_epoch)
@@ -248,7 +252,9 @@ class StepWatch:
         if epoch == 1 and step <= self.warmup:
             self._scale(min(1.0, (step + 1) / self.warmup))    # back at the full rate after the last one
         self.recent = (self.recent + [loss])[-100:]
-        if step == self.steps and not self.warned and sum(self.recent) / len(self.recent) > 0.95 * self.chance:
+        enough = self.steps >= self.MIN_STEPS      # a few steps on a tiny subset say nothing yet
+        at_chance = sum(self.recent) / len(self.recent) > 0.95 * self.chance
+        if step == self.steps and enough and at_chance and not self.warned:
             self.warned = True
             print(f"warning: after epoch {epoch} the training loss is still "
                   f"{sum(self.recent) / len(self.recent):.2f}, the loss of a constant guess (ln "
@@ -271,6 +277,9 @@ def run_main(run, parse, argv):
     except train.NonFiniteLossError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_DIVERGED
+    except train.OutputWriteError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_OUTPUT
     except RuntimeError as e:
         if "CUDA is not available" not in str(e):
             raise

@@ -32,7 +32,8 @@ The last line printed names the data actually used and the final test accuracy.
 
 Exit status (``example_common``): 0 done, 1 training diverged (the loss became NaN/inf), 2 bad input (a bad
 option value, unknown dataset, missing, corrupt or wrong data files, an --out holding another run, a
-checkpoint of another model or run, a changed setting on --resume), 130 interrupted.
+checkpoint of another model or run, a changed setting on --resume), 3 an output could not be written (a full
+disk: the previous checkpoint is intact), 130 interrupted.
 """
 import argparse
 import os
@@ -41,12 +42,13 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # example_common, also when loaded by path
 
 import tinyconv as tc  # noqa: E402
+import tinyconv.distributed as dist  # noqa: E402
 from tinyconv import data, functional as F, optim, train  # noqa: E402
 from tinyconv.data import transforms as T  # noqa: E402
 from tinyconv.models import lenet5  # noqa: E402
 
 import example_common as common  # noqa: E402
-from example_common import DATASETS, BadInput  # noqa: E402, F401
+from example_common import DATASETS, BadInput, load_data  # noqa: E402, F401  (load_data: a test seam)
 
 # the settings a --resume takes from the checkpoint (a changed one is refused)
 KEPT = ("dataset", "modern", "init", "augment", "batch_size", "lr", "momentum", "weight_decay", "warmup", "epochs",
@@ -88,20 +90,38 @@ def make_loaders(args, train_ds, test_ds):
     _, _, mean, std = DATASETS[args.dataset]
     to_input = T.Compose([T.Pad(2), T.ToFloat(), T.Normalize(mean, std)])   # 28x28 -> 32x32, standardised
     augment = T.Compose([T.Pad(2), T.RandomCrop(32, padding=2), T.ToFloat(), T.Normalize(mean, std)])
-    train_loader = data.DataLoader(train_ds, batch_size=args.batch_size, shuffle=True, seed=args.seed,
+    p = dist.get_world_size() if dist.is_initialized() else 1  # under mpiexec: each rank a shard, batch B/P
+    shard = dict(sampler=dist.DistributedSampler(train_ds, seed=args.seed)) if p > 1 else dict(shuffle=True)
+    train_loader = data.DataLoader(train_ds, batch_size=args.batch_size // p, seed=args.seed, **shard,
                                    transform=augment if args.augment else to_input, device=args.device)
     test_loader = data.DataLoader(test_ds, batch_size=1000, shuffle=False, transform=to_input,
                                   device=args.device)
     return train_loader, test_loader
 
 
+# -- several processes: mpiexec -n P python examples/train_lenet.py -----------------------------------
+def start_processes(args):
+    """Under ``mpiexec``: join the process group (rank 0 alone prints and writes); the number of processes."""
+    if not dist.launched_by_mpi():
+        return 1
+    dist.init(device=args.device)
+    p = dist.get_world_size()
+    if args.batch_size % p:
+        raise BadInput(f"--batch-size {args.batch_size} must be a multiple of the {p} processes (each takes an "
+                       f"equal share of every batch).")
+    if not dist.is_main_process():
+        sys.stdout = open(os.devnull, "w")
+    return p
+
+
 def run(args):
     tc.backend.xp_for(args.device)    # fail before loading anything when 'cuda' is asked for without a GPU
     tc.set_num_threads(args.threads)  # LeNet's arrays are small: on a busy machine one thread is often fastest
+    processes = start_processes(args)
     common.check_out(args)
     ckpt_path = os.path.join(args.out, train.CHECKPOINT_NAME)
     done = common.resume_settings(args, args.explicit, KEPT, ckpt_path)
-    train_ds, test_ds, described, short = common.load_data(args)
+    train_ds, test_ds, described, short = load_data(args)
     print(f"data: {described}", flush=True)
     tc.manual_seed(args.seed)
     model = lenet5(num_classes=10, in_channels=1, modern=args.modern, init=args.init)
@@ -114,6 +134,9 @@ def run(args):
           f"cosine schedule{warm}, seed {args.seed}, device {args.device}"
           + (f"; resuming after epoch {done} with the checkpoint's settings" if done else ""), flush=True)
     model.to(args.device)
+    if processes > 1:
+        model = dist.DistributedDataParallel(model)  # rank 0's weights everywhere, gradients averaged
+        print(f"data-parallel: {processes} processes x batch {args.batch_size // processes}", flush=True)
     train_loader, test_loader = make_loaders(args, train_ds, test_ds)
     optimizer = optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
     scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
@@ -125,12 +148,13 @@ def run(args):
                         history_path=os.path.join(args.out, "history"), progress=not args.no_progress,
                         extra=config, on_step_end=watch)
     outputs = ["checkpoint.npz", "history.json", "history.csv"]
-    try:
-        train.plot_history(history, os.path.join(args.out, "curves.png"),
-                           title=f"LeNet-5{' (modern)' if args.modern else ''} on {short}")
-        outputs.append("curves.png")
-    except ImportError:
-        print("note: matplotlib is not installed, so no curves.png (pip install matplotlib)")
+    if dist.is_main_process():
+        try:
+            train.plot_history(history, os.path.join(args.out, "curves.png"),
+                               title=f"LeNet-5{' (modern)' if args.modern else ''} on {short}")
+            outputs.append("curves.png")
+        except ImportError:
+            print("note: matplotlib is not installed, so no curves.png (pip install matplotlib)")
     print(f"outputs: {os.path.join(args.out, '')}{{{', '.join(outputs)}}}")
     n = len(history)
     print(f"dataset used: {described}; final test accuracy: {history[-1]['test_acc1']:.2%} (top-1, after {n} "
@@ -142,4 +166,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    if status and dist.is_initialized():
+        dist.abort(status)  # one rank failed: end them all (the others may wait in a collective for ever)
+    sys.exit(status)

@@ -33,15 +33,18 @@ def test_warmup_is_linear_over_the_first_steps_then_the_full_rate():
 
 
 def test_stuck_at_chance_is_said_once(capsys):
-    watch = common.StepWatch(sgd(), steps_per_epoch=5, num_classes=10)
+    watch = common.StepWatch(sgd(), steps_per_epoch=60, num_classes=10)
     for epoch in (1, 2):
-        for step in range(1, 6):
+        for step in range(1, 61):
             watch(epoch, step, 2.3026)
     err = capsys.readouterr().err
     assert err.count("stuck at chance") == 1 and "after epoch 1" in err and "smaller --lr" in err
-    learning = common.StepWatch(sgd(), steps_per_epoch=5)
-    for step in range(1, 6):
+    learning = common.StepWatch(sgd(), steps_per_epoch=60)
+    for step in range(1, 61):
         learning(1, step, 0.4)
+    tiny = common.StepWatch(sgd(), steps_per_epoch=2)          # two steps of a tiny subset prove nothing
+    for step in (1, 2):
+        tiny(1, step, 2.3026)
     assert "stuck" not in capsys.readouterr().err
 
 
