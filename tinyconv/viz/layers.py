@@ -81,7 +81,7 @@ def plot_filters(weight, path, title=None, max_filters=64, max_inputs=16):
         for i in range(k):
             for j in range(cols):
                 ax = axes[i * cols + j]
-                ax.imshow(sym(w[i]) [j], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+                ax.imshow(sym(w[i])[j], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
                 if j == 0:
                     ax.set_ylabel(str(i), fontsize=7, rotation=0, labelpad=8)
                 if i == 0:
