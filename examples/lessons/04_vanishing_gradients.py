@@ -5,10 +5,10 @@
 Three networks of the same depth (``--depth`` hidden layers of width 64) on MNIST digits: plain sigmoid,
 plain tanh (Xavier initialisation, which was designed to keep tanh's gradients alive, and does), and ReLU
 with batch norm and a residual connection around every layer.  One backward pass of the cross-entropy;
-the gradient norm of every layer's weight is plotted against its depth.  Through sigmoid each layer multiplies the gradient by at most 1/4
-times its weights, so the first layers of the plain network receive orders of magnitude less than the last;
-the residual path carries the gradient back unchanged.  Then a few steps of training of each show what
-that means for learning.
+the gradient norm of every layer's weight is plotted against its depth.  Through sigmoid each layer
+multiplies the gradient by at most 1/4 times its weights, so the first layers of the plain network receive
+orders of magnitude less than the last; the residual path carries the gradient back unchanged.  Then a few
+steps of training of each show what that means for learning.
 """
 # %%
 import json
