@@ -197,7 +197,7 @@ def test_classify_example_prints_top5(server, home, monkeypatch, tmp_path):
             f"runpy.run_path({os.path.join(ROOT, 'examples', 'classify.py')!r}, run_name='__main__')")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    lines = [line for line in out.stdout.splitlines() if "%" in line]
+    lines = [line for line in out.stdout.splitlines() if line.startswith("  ")]
     assert len(lines) == 5
     names = pretrained.imagenet_categories()
     assert all(any(n in line for n in names) for line in lines)

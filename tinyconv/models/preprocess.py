@@ -65,8 +65,8 @@ class ImageClassification:
         short, long_ = (h, w) if h <= w else (w, h)
         new_long = int(self.resize_size * long_ / short)
         nh, nw = (self.resize_size, new_long) if h <= w else (new_long, self.resize_size)
-        a = np.einsum("oh,hwc,pw->opc", resize_matrix(h, nh, self.interpolation), a,
-                      resize_matrix(w, nw, self.interpolation))
+        a = np.tensordot(resize_matrix(h, nh, self.interpolation), a, axes=(1, 0))            # (nh, w, 3)
+        a = np.tensordot(a, resize_matrix(w, nw, self.interpolation), axes=(1, 1)).transpose(0, 2, 1)
         c = self.crop_size
         if c > min(nh, nw):
             raise ValueError(f"crop {c} is larger than the resized image {nh}x{nw}")
