@@ -114,6 +114,18 @@ def _batch_norm(m, node, a, x, gamma, beta, mean, var):
                         momentum=1 - a.get("momentum", 0.9), eps=a.get("epsilon", 1e-5))
 
 
+def _layer_norm(m, node, a, x, scale, bias=None):
+    """ONNX LayerNormalization (opset 17): normalise over the axes from ``axis`` to the last."""
+    if len(node.output) > 1:
+        raise NotImplementedError("LayerNormalization's optional Mean/InvStdDev outputs")
+    axis = a.get("axis", -1) % x.ndim
+    shape = tuple(x.shape[axis:])
+    scale = F.reshape(_tensor(scale, x), shape) if tuple(scale.shape) != shape else _tensor(scale, x)
+    bias = None if bias is None else (F.reshape(_tensor(bias, x), shape) if tuple(bias.shape) != shape
+                                      else _tensor(bias, x))
+    return F.layer_norm(x, shape, scale, bias, eps=a.get("epsilon", 1e-5))
+
+
 def _gemm(m, node, a, A, B, C=None):
     A = F.transpose(A, 0, 1) if a.get("transA", 0) else A
     B = _tensor(B, A)
@@ -328,7 +340,7 @@ def _unary(tc_op, np_op=None):
 OPS = {
     "Conv": _conv, "MaxPool": _pool("max"), "AveragePool": _pool("avg"),
     "GlobalAveragePool": _adaptive_global(F.adaptive_avg_pool2d), "GlobalMaxPool": _adaptive_global(F.adaptive_max_pool2d),
-    "BatchNormalization": _batch_norm, "LRN": _lrn, "Gemm": _gemm,
+    "BatchNormalization": _batch_norm, "LayerNormalization": _layer_norm, "LRN": _lrn, "Gemm": _gemm,
     "MatMul": _binary(np.matmul, F.matmul), "Add": _binary(np.add, F.add), "Sub": _binary(np.subtract, F.sub),
     "Mul": _binary(np.multiply, F.mul), "Div": _binary(lambda a, b: a / b if a.dtype.kind == "f" else a // b, F.div),
     "Pow": _binary(np.power, F.pow), "Max": _variadic(F.maximum), "Min": _variadic(F.minimum), "Sum": _variadic(F.add),
