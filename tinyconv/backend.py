@@ -161,6 +161,16 @@ def reference_kernel(name):
     return tinyconv_kernels.get(name, "numpy")
 
 
+def kernel_families():
+    """``({kernel name: family module}, folder of the kernels package)``, importing no kernel (for
+    ``tinyconv.kernels_compiled``); ``({}, None)`` without the kernels package."""
+    try:
+        import tinyconv_kernels
+    except ImportError:
+        return {}, None
+    return dict(tinyconv_kernels.FAMILIES), os.path.dirname(tinyconv_kernels.__file__)
+
+
 def cuda_kernel(fn):
     """Wrap a ``numba.cuda`` kernel function so that it takes and returns CuPy arrays, without copies or waits.
 

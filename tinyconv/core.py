@@ -60,6 +60,33 @@ def enable_grad(fn=None):
     return mode(fn) if callable(fn) else mode
 
 
+def inference_mode(mode=True):
+    """PyTorch's faster ``no_grad`` for inference; here the same as ``no_grad()`` (tinyconv has no separate
+    inference tensors).  ``inference_mode(False)`` records as usual.  Context manager or decorator."""
+    if callable(mode):  # @inference_mode without parentheses
+        return _GradMode(False)(mode)
+    return _GradMode(not mode)
+
+
+class set_grad_enabled(_GradMode):
+    """Turn graph recording on or off, as ``torch.set_grad_enabled``: called as a function it sets the mode
+    at once (``set_grad_enabled(False)``); as a context manager (``with set_grad_enabled(is_train):``) or a
+    decorator it restores the previous mode on exit.  The mode is per thread."""
+
+    def __init__(self, mode):
+        super().__init__(bool(mode))
+        self._prev_at_call = is_grad_enabled()
+        _state.grad_enabled = self.enabled
+
+    def __enter__(self):
+        self.prev.append(self._prev_at_call)
+        _state.grad_enabled = self.enabled
+
+    def __call__(self, fn):
+        _state.grad_enabled = self._prev_at_call  # as a decorator it changes nothing until fn runs
+        return super().__call__(fn)
+
+
 class Function:
     """Base class of every differentiable operation.
 
