@@ -12,6 +12,7 @@ the CUDA kernel for CuPy arrays; for NumPy arrays the Numba-JIT kernel, or the p
 ``TINYCONV_KERNELS=numpy`` is set (or ``use_kernels('numpy')`` is active).  All three share one signature.
 """
 import contextlib
+import contextvars
 import os
 
 import numpy as np
@@ -106,27 +107,29 @@ def scatter_add(target, index, values):
 
 # -- kernels ------------------------------------------------------------------------------------------
 _KERNEL_MODES = ("auto", "numba", "numpy")
-_kernel_mode = os.environ.get("TINYCONV_KERNELS", "auto").lower()
-if _kernel_mode not in _KERNEL_MODES:
-    raise ValueError(f"TINYCONV_KERNELS={_kernel_mode!r}: expected one of {', '.join(_KERNEL_MODES)}")
+_env_mode = os.environ.get("TINYCONV_KERNELS", "auto").lower()
+if _env_mode not in _KERNEL_MODES:
+    raise ValueError(f"TINYCONV_KERNELS={_env_mode!r}: expected one of {', '.join(_KERNEL_MODES)}")
+# context-local like grad mode: use_kernels in one thread (or asyncio task) never changes another's kernels
+_kernel_mode = contextvars.ContextVar("tinyconv_kernel_mode", default=_env_mode)
 
 
 def kernel_mode():
-    """The CPU kernel choice in force: ``'auto'``, ``'numba'`` or ``'numpy'``."""
-    return _kernel_mode
+    """The CPU kernel choice in force here: ``'auto'``, ``'numba'`` or ``'numpy'``."""
+    return _kernel_mode.get()
 
 
 @contextlib.contextmanager
 def use_kernels(mode):
-    """Temporarily force the CPU kernel implementation: ``'numpy'`` (reference) or ``'numba'``/``'auto'``."""
-    global _kernel_mode
+    """Force the CPU kernel implementation inside the block, in this thread/context only: ``'numpy'`` (the
+    plain references, no chunking, no helper threads) or ``'numba'``/``'auto'``."""
     if mode not in _KERNEL_MODES:
         raise ValueError(f"unknown kernel mode {mode!r}: expected one of {', '.join(_KERNEL_MODES)}")
-    prev, _kernel_mode = _kernel_mode, mode
+    token = _kernel_mode.set(mode)
     try:
         yield
     finally:
-        _kernel_mode = prev
+        _kernel_mode.reset(token)
 
 
 _cuda_wrappers = {}
@@ -144,10 +147,11 @@ def get_kernel(name, x):
             import tinyconv_kernels
             _cuda_wrappers[name] = cuda_kernel(tinyconv_kernels.get(name, "cuda"))
         return _cuda_wrappers[name]
-    key = (name, _kernel_mode == "numpy")  # found once: ops ask for their kernels on every call
+    numpy_mode = _kernel_mode.get() == "numpy"
+    key = (name, numpy_mode)  # found once: ops ask for their kernels on every call
     if key not in _cpu_wrappers:
         import tinyconv_kernels
-        if _kernel_mode == "numpy":
+        if numpy_mode:
             _cpu_wrappers[key] = tinyconv_kernels.get(name, "numpy")
         else:  # the thread policy of ``threads.py``: small kernels on one thread
             from .threads import sized
@@ -279,7 +283,7 @@ class _MacCounter:
         self.total = 0
 
 
-_macs = None
+_macs = contextvars.ContextVar("tinyconv_shape_only", default=None)  # context-local, like grad mode
 
 
 @contextlib.contextmanager
@@ -287,24 +291,26 @@ def shape_only():
     """Propagate shapes without the arithmetic: inside, convolutions record their multiply-accumulates
     (``count_macs``) and return zeros of the right shape instead of computing; matrix products record theirs
     too.  Yields the counter (``.total``).  Used by ``tinyconv.summary``; run the model under ``no_grad``.
+    The mode is context-local (a ``contextvars`` variable): other threads keep computing for real.
     """
-    global _macs
-    prev, _macs = _macs, _MacCounter()
+    counter = _MacCounter()
+    token = _macs.set(counter)
     try:
-        yield _macs
+        yield counter
     finally:
-        _macs = prev
+        _macs.reset(token)
 
 
 def is_shape_only():
-    """True inside ``shape_only()``: expensive ops may return zeros of the output shape."""
-    return _macs is not None
+    """True inside ``shape_only()`` (in this thread/context): expensive ops may return zeros of the output shape."""
+    return _macs.get() is not None
 
 
 def count_macs(n):
     """Add ``n`` multiply-accumulates to the active ``shape_only()`` counter (no-op outside it)."""
-    if _macs is not None:
-        _macs.total += int(n)
+    counter = _macs.get()
+    if counter is not None:
+        counter.total += int(n)
 
 
 # -- random numbers -----------------------------------------------------------------------------------
