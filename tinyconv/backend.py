@@ -13,6 +13,7 @@ the CUDA kernel for CuPy arrays; for NumPy arrays the Numba-JIT kernel, or the p
 """
 import contextlib
 import contextvars
+import functools
 import os
 
 import numpy as np
@@ -32,12 +33,6 @@ def cupy_or_none():
         except Exception:  # ImportError, or a CUDA library that fails to load
             _cupy = None
     return _cupy
-
-
-def numba_module():
-    """The ``numba`` module, imported on first use (the CPU kernels' compiler and thread pool; ``threads.py``)."""
-    import numba
-    return numba
 
 
 def _is_cupy(x):
@@ -136,33 +131,95 @@ _cuda_wrappers = {}
 _cpu_wrappers = {}
 
 
-def get_kernel(name, x):
-    """The implementation of kernel ``name`` for the device of array ``x``.
-
-    CUDA kernels (written with ``numba.cuda``) take and return Numba device arrays; the function returned here
-    wraps them (see ``cuda_kernel``), so an op sees CuPy in and CuPy out.
-    """
+def kernel_target(x):
+    """Which implementation of a kernel runs on array ``x`` here: ``'cuda'`` for a CuPy array, else ``'numpy'``
+    under ``use_kernels('numpy')`` / ``TINYCONV_KERNELS=numpy``, else ``'cpu'`` (the Numba kernels)."""
     if _is_cupy(x):
-        if name not in _cuda_wrappers:
-            import tinyconv_kernels
-            _cuda_wrappers[name] = cuda_kernel(tinyconv_kernels.get(name, "cuda"))
-        return _cuda_wrappers[name]
-    numpy_mode = _kernel_mode.get() == "numpy"
-    key = (name, numpy_mode)  # found once: ops ask for their kernels on every call
-    if key not in _cpu_wrappers:
-        import tinyconv_kernels
-        if numpy_mode:
-            _cpu_wrappers[key] = tinyconv_kernels.get(name, "numpy")
-        else:  # the thread policy of ``threads.py``: small kernels on one thread
-            from .threads import sized
-            _cpu_wrappers[key] = sized(tinyconv_kernels.get(name, "cpu"))
-    return _cpu_wrappers[key]
+        return "cuda"
+    return "numpy" if _kernel_mode.get() == "numpy" else "cpu"
+
+
+def get_kernel(name, x):
+    """The implementation of kernel ``name`` for array ``x``: the one place that picks device and algorithm.
+
+    The rules, in order:
+
+    - inside ``shape_only()`` (``tinyconv.summary``), the kernel's ``shape`` twin: it records the
+      multiply-accumulates and returns zeros of the output's shape (only the expensive kernels have one);
+    - the implementation for ``kernel_target(x)``: ``_cuda`` (wrapped by ``cuda_kernel`` so that it takes and
+      returns CuPy arrays), ``_cpu`` (Numba, run under the thread policy of ``kernels/threads.py``: small
+      kernels on one thread), or ``_numpy`` (the reference);
+    - a kernel without that twin runs its NumPy reference: plain array code, which CuPy evaluates as well;
+    - a composite kernel (built from other kernels and array calls, such as ``conv2d_forward``; its
+      implementations take the keywords ``xp`` and ``kernel``) is handed ``xp``, the array module of ``x``, and
+      ``kernel``, which returns the primitives for the same target: the reference's im2col under
+      ``TINYCONV_KERNELS=numpy``, the Numba one on the CPU, the CUDA one on the GPU.
+    """
+    target = kernel_target(x)
+    if _macs.get() is not None:
+        shape = _shape_twin(name, target)
+        if shape is not None:
+            return shape
+    cache = _cuda_wrappers if target == "cuda" else _cpu_wrappers
+    key = (name, target)  # found once: ops ask for their kernels on every call
+    if key not in cache:
+        cache[key] = _implementation(name, target)
+    return cache[key]
+
+
+def _implementation(name, target):
+    import tinyconv_kernels
+    try:
+        fn = tinyconv_kernels.get(name, target)
+    except NotImplementedError:  # no twin for this target: the NumPy reference, on whatever arrays it gets
+        fn, target = tinyconv_kernels.get(name, "numpy"), "numpy" if target != "cuda" else "reference-on-cuda"
+    if tinyconv_kernels.is_composite(name):
+        xp = cupy_or_none() if target in ("cuda", "reference-on-cuda") else np
+        primitives = "cuda" if xp is not np else target
+        return functools.partial(fn, xp=xp, kernel=lambda primitive: _primitive(primitive, primitives))
+    if target == "cuda":
+        return cuda_kernel(fn)
+    if target == "cpu":
+        import tinyconv_kernels.threads
+        return tinyconv_kernels.threads.sized(fn)
+    return fn
+
+
+def _primitive(name, target):
+    """``get_kernel`` for a target rather than an array (composite kernels call it from helper threads, where
+    the caller's ``use_kernels`` context is not in force: the target was fixed when the composite was found)."""
+    cache = _cuda_wrappers if target == "cuda" else _cpu_wrappers
+    if (name, target) not in cache:
+        cache[(name, target)] = _implementation(name, target)
+    return cache[(name, target)]
+
+
+def _shape_twin(name, target):
+    """Kernel ``name``'s stand-in under ``shape_only()``: counts its MACs, returns zeros; None if it has none."""
+    import tinyconv_kernels
+    try:
+        shape = tinyconv_kernels.get(name, "shape")
+    except NotImplementedError:
+        return None
+    xp = cupy_or_none() if target == "cuda" else np
+
+    def run(*args, **kwargs):
+        macs, out = shape(*args, xp=xp, **kwargs)
+        count_macs(macs)
+        return out
+    return run
 
 
 def reference_kernel(name):
     """The NumPy reference of kernel ``name``: plain array expressions, which also run on CuPy arrays."""
     import tinyconv_kernels
     return tinyconv_kernels.get(name, "numpy")
+
+
+def cpu_threads():
+    """The CPU thread policy (``tinyconv_kernels.threads``): what ``tinyconv.threads`` hands the user."""
+    import tinyconv_kernels.threads
+    return tinyconv_kernels.threads
 
 
 def cuda_kernel(fn):
