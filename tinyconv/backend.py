@@ -35,6 +35,21 @@ def cupy_or_none():
     return _cupy
 
 
+_cuda_available = None
+
+
+def cuda_is_available():
+    """True when CuPy imports and sees at least one CUDA device (checked once; ``tinyconv.cuda.is_available``)."""
+    global _cuda_available
+    if _cuda_available is None:
+        cp = cupy_or_none()
+        try:
+            _cuda_available = cp is not None and cp.cuda.runtime.getDeviceCount() > 0
+        except Exception:  # no driver, no device, broken CUDA install
+            _cuda_available = False
+    return _cuda_available
+
+
 def _is_cupy(x):
     return type(x).__module__.startswith("cupy")
 
@@ -69,8 +84,7 @@ def xp_for(device):
     """The array module of a device; ``'cuda'`` without a usable GPU raises a clear error."""
     if normalize_device(device) == "cpu":
         return np
-    from . import cuda
-    if not cuda.is_available():
+    if not cuda_is_available():
         raise RuntimeError("device 'cuda' requested, but CUDA is not available: install CuPy "
                            "(pip install -e '.[cuda]') on a machine with an NVIDIA GPU")
     return cupy_or_none()

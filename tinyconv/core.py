@@ -304,10 +304,10 @@ class Tensor:
         self._version += 1
         return self
 
-    def __setitem__(self, index, value):
-        """``x[index] = value`` in place, recorded by autograd (``functions.shape.setitem``)."""
-        from .functions.shape import setitem  # functions/ builds on this module
-        setitem(self, index, value)
+    def _adopt_history(self, out):
+        """Make this tensor stand for ``out`` in the graph (an in-place write: ``x[index] = value`` is recorded
+        as ``out = SetItem(x, value)``, and x, which now holds out's values, takes out's place)."""
+        self._ctx, self._out_index, self.requires_grad = out._ctx, 0, True
 
     # -- backward -----------------------------------------------------------------------------------
     def backward(self, grad=None, retain_graph=False):
