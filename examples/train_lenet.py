@@ -23,7 +23,8 @@ one loadable; ``--resume`` continues from it), ``history.json`` / ``history.csv`
 The last line printed names the data actually used and the final test accuracy.
 
 Exit status: 0 done, 1 training diverged (the loss became NaN/inf), 2 bad input (unknown dataset, missing or
-corrupt data files, a checkpoint of another model or run), 130 interrupted.
+corrupt data files, a checkpoint of another model or run), 3 an output could not be written (a full disk: the
+previous checkpoint is intact), 130 interrupted.
 """
 import argparse
 import os
@@ -253,6 +254,9 @@ def main(argv=None):
     except train.NonFiniteLossError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except train.OutputWriteError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
     except RuntimeError as e:
         if "CUDA is not available" not in str(e):
             raise

@@ -27,7 +27,13 @@ The policy, applied at the first kernel call:
   parallel kernel that has finished leaves both cores to BLAS and to other processes.
 - **Small matrix products run on one BLAS thread.**  OpenBLAS parallelises any product above 2**18
   multiply-adds; the convolution and linear layers run theirs under ``gemm(macs)``, which holds BLAS to one
-  thread below ``BLAS_PARALLEL_MIN_MACS`` (2**26, about a millisecond on one core) and restores it after.
+  thread below ``BLAS_PARALLEL_MIN_MACS`` (2**26, about a millisecond on one core) and to
+  ``large_product_threads()`` (the cap, else the library's default) above it, whichever Python thread runs
+  them: the last bits of a product depend on how many threads split it, so this makes them a function of
+  the product alone.  The count is process-wide, so blocks that need different counts take turns (two
+  models trained at once in two threads give the same bits as each trained alone).  The count is set with
+  OpenBLAS's ``openblas_set_num_threads_local``, which works from any thread; ``openblas_set_num_threads``
+  (what threadpoolctl calls) is ignored off the main thread by OpenBLAS 0.3.31.
   (OpenBLAS's idle threads spin for about 0.1 s after a parallel product; ``OPENBLAS_THREAD_TIMEOUT=4`` in
   the environment before NumPy is imported shortens that.)
 - **A small convolution splits its images across threads instead.**  Below ``BLAS_PARALLEL_MIN_MACS`` a
@@ -45,6 +51,9 @@ This module belongs to the kernels (``tinyconv_kernels.threads``): the ops above
 ``tinyconv.set_num_threads`` and ``tinyconv.threads`` are the user's handles on it, through ``tinyconv.backend``.
 """
 import contextlib
+import contextvars
+import ctypes
+import numbers
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -56,7 +65,6 @@ BLAS_PARALLEL_MIN_MACS = 1 << 26
 
 _started = False
 _limit = None          # the cap set by set_num_threads / TINYCONV_THREADS (None: every core)
-_blas_limiter = None   # threadpoolctl's handle: the BLAS limit holds while it is referenced
 _local = threading.local()  # Numba's thread count is per calling thread; remember what we set
 _blas = None           # threadpoolctl's controllers of the BLAS libraries loaded (found once)
 _pool = None           # split_work's helper threads (max_threads() - 1 of them, made on first use)
@@ -115,46 +123,122 @@ def sized(kernel):
     return run
 
 
-@contextlib.contextmanager
-def gemm(macs):
-    """Run the matrix products of the block on one BLAS thread when they are small (``macs`` multiply-adds)."""
-    global _blas
-    _start()  # the NumPy kernels call no Numba kernel: the settings of _start apply from the first product
-    if macs >= BLAS_PARALLEL_MIN_MACS:
-        yield
-        return
+# -- the BLAS policy: how many threads each matrix product of the layers runs on --------------------------
+# OpenBLAS splits a product's rows and columns among its threads, and the last bits of the result depend on
+# that split (measured with OpenBLAS 0.3.31: 1 and 2 threads differ, and so does a product cut in two row
+# blocks on one thread).  So the count a product runs on must be a function of the product alone, not of
+# which Python thread runs it or of what another thread is doing: products below BLAS_PARALLEL_MIN_MACS run
+# on one thread, larger ones on ``large_product_threads()``.  The count is process-wide state of the library,
+# so blocks that need different counts take turns (``_blas_turn``); blocks that need the same one run at once.
+_blas_turn = threading.Condition()
+_blas_now = [None, 0]  # the count BLAS is set to for the blocks running now, and how many blocks run
+_blas_default = None   # the library's own count, found with it
+_large = contextvars.ContextVar("tinyconv_large_product_threads", default=None)
+
+
+def _blas_libs():
+    """threadpoolctl's controllers of the BLAS libraries loaded (found once, with their default count)."""
+    global _blas, _blas_default
     if _blas is None:
         from threadpoolctl import ThreadpoolController
-        _blas = ThreadpoolController().select(user_api="blas").lib_controllers
-    before = [lib.get_num_threads() for lib in _blas]
-    for lib, n in zip(_blas, before):
-        if n != 1:
-            lib.set_num_threads(1)
+        libs = ThreadpoolController().select(user_api="blas").lib_controllers
+        _blas_default = max([lib.get_num_threads() for lib in libs], default=1)
+        _blas = libs
+    return _blas
+
+
+def _local_setter(lib):
+    """OpenBLAS's ``openblas_set_num_threads_local`` (0.3.27+), or None.  threadpoolctl calls
+    ``openblas_set_num_threads``, which OpenBLAS (0.3.31, pthreads) ignores off the main thread; this one
+    works from any thread (and sets the same process-wide count)."""
+    if getattr(lib, "internal_api", None) != "openblas":
+        return None
+    dll = getattr(lib, "dynlib", None) or ctypes.CDLL(lib.filepath)
+    prefix = getattr(lib, "prefix", "openblas")
+    for name in ("openblas_set_num_threads_local", f"{prefix}_set_num_threads_local",
+                 f"{prefix}_set_num_threads_local64_"):
+        fn = getattr(dll, name, None)
+        if fn is not None:
+            fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+            return fn
+    return None
+
+
+def _set_blas_threads(n):
+    """Set every BLAS library to ``n`` threads, from whichever Python thread calls."""
+    for lib in _blas_libs():
+        setter = _local_setter(lib)
+        if setter is not None:
+            setter(n)
+        else:
+            lib.set_num_threads(n)
+
+
+def large_product_threads():
+    """BLAS threads for a product of at least ``BLAS_PARALLEL_MIN_MACS`` multiply-adds: the count held by
+    ``large_products_on`` (a resumed run keeps its checkpoint's), else the cap, else the library's default."""
+    _blas_libs()
+    return _large.get() or _limit or _blas_default
+
+
+@contextlib.contextmanager
+def large_products_on(n):
+    """Run this thread's large products on ``n`` BLAS threads in the block (``fit`` resumes with the count
+    the checkpoint's run used, so that the resumed run is bit-exact; see the README's "Reproducibility")."""
+    token = _large.set(int(n) if n else None)
     try:
         yield
     finally:
-        for lib, n in zip(_blas, before):
-            if n != 1:
-                lib.set_num_threads(n)
+        _large.reset(token)
+
+
+@contextlib.contextmanager
+def gemm(macs):
+    """Run the block's matrix products (``macs`` multiply-adds each, at most) on the BLAS thread count the
+    policy gives them: one thread below ``BLAS_PARALLEL_MIN_MACS``, ``large_product_threads()`` above."""
+    _start()  # the NumPy kernels call no Numba kernel: the settings of _start apply from the first product
+    if getattr(_local, "in_gemm", False):   # nested: the products run under the outer block's count
+        yield
+        return
+    n = 1 if macs < BLAS_PARALLEL_MIN_MACS else large_product_threads()
+    with _blas_turn:
+        while _blas_now[1] and _blas_now[0] != n:
+            _blas_turn.wait()
+        if _blas_now[0] != n:
+            _set_blas_threads(n)
+            _blas_now[0] = n
+        _blas_now[1] += 1
+    _local.in_gemm = True
+    try:
+        yield
+    finally:
+        _local.in_gemm = False
+        with _blas_turn:
+            _blas_now[1] -= 1
+            if _blas_now[1] == 0:
+                resting = _limit or _blas_default   # other products (tc.matmul, user code) run on the cap
+                if _blas_now[0] != resting:
+                    _set_blas_threads(resting)
+                    _blas_now[0] = resting
+                _blas_turn.notify_all()
 
 
 def set_num_threads(n):
     """Cap tinyconv's CPU parallelism at ``n`` threads: the Numba kernels and the BLAS library.
 
-    ``n=None`` lifts the cap (every core again).  The BLAS limit applies process-wide (threadpoolctl).
+    ``n=None`` lifts the cap (every core again).  The BLAS limit applies process-wide, set from any thread.
     """
-    global _limit, _blas_limiter
-    if n is not None and (int(n) != n or n < 1):
+    global _limit
+    if n is not None and (not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 1):
         raise ValueError(f"set_num_threads: expected a positive integer or None, got {n!r}")
     _start()
     _limit = None if n is None else int(n)
     _local.numba_threads = None
-    if _blas_limiter is not None:
-        _blas_limiter.restore_original_limits()
-        _blas_limiter = None
-    if n is not None:
-        from threadpoolctl import threadpool_limits
-        _blas_limiter = threadpool_limits(limits=int(n), user_api="blas")
+    with _blas_turn:                # from any thread; blocks running now keep their count until they end
+        _blas_libs()
+        if _blas_now[1] == 0:
+            _set_blas_threads(_limit or _blas_default)
+            _blas_now[0] = _limit or _blas_default
 
 
 def _forget_pool():

@@ -19,6 +19,7 @@ from .creation import (arange, empty, empty_like, from_numpy, full, full_like, o
 from .gradcheck import GradcheckError, gradcheck  # noqa: F401
 from . import data, nn, optim  # noqa: F401
 from .summary import ModelSummary, summary  # noqa: F401
+from .serialization import load, save  # noqa: F401
 
 float32 = __import__("numpy").float32
 float64 = __import__("numpy").float64

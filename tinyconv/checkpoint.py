@@ -69,13 +69,19 @@ def atomic_write(path, write):
     """Call ``write(file)`` on a temporary file next to ``path``, fsync it, then rename it to ``path``.
 
     If ``write`` (or anything before the rename) fails, the temporary file is removed and ``path`` keeps
-    its previous content.
+    its previous content.  Temporary files of ``path`` left by an earlier writer that was killed mid-write
+    (``.NAME.*.tmp``) are removed first: one folder has one writer per file (two processes writing the same
+    checkpoint at once is not supported).  The file gets the mode a plain ``open(path, 'w')`` would give it
+    (the umask's, or the mode of the file it replaces), not ``mkstemp``'s 0600.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    prefix = "." + os.path.basename(path) + "."
+    remove_stale_temporaries(folder, prefix)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".tmp")
     try:
+        os.fchmod(fd, new_file_mode(path))
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -86,6 +92,43 @@ def atomic_write(path, write):
             os.remove(tmp)
         raise
     _fsync_dir(folder)
+
+
+def remove_stale_temporaries(folder, prefix, suffix=".tmp"):
+    """Delete ``folder/<prefix>XXXXXXXX<suffix>``, the temporary files ``mkstemp`` makes for one destination."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        middle = name[len(prefix):-len(suffix)] if name.startswith(prefix) and name.endswith(suffix) else ""
+        if len(middle) == 8 and all(c.isalnum() or c == "_" for c in middle):
+            try:
+                os.remove(os.path.join(folder, name))
+            except OSError:
+                pass
+
+
+def _umask():
+    """The process's umask, read without changing it where Linux allows (``os.umask`` sets it, for all threads)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o22)
+    os.umask(mask)
+    return mask
+
+
+def new_file_mode(path):
+    """The permission bits for a new ``path``: those of the file it replaces, else ``0o666`` less the umask."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
 
 
 def _fsync_dir(folder):

@@ -9,6 +9,8 @@ policy and the measurements behind it); no op imports it.  This module is what a
   threads (``TINYCONV_THREADS=n`` in the environment does the same); ``set_num_threads(1)`` is the right
   choice when several training processes share the machine.
 - ``thread_policy()``: one line describing the policy in force (printed by the benchmarks).
+- ``large_product_threads()`` / ``large_products_on(n)``: the BLAS thread count of the large matrix products
+  (their last bits depend on it; ``fit`` holds a resumed run to its checkpoint's count).
 - ``tune_malloc()``: let glibc keep freed memory for reuse.  ``import tinyconv`` calls it once (see below).
 
 **The allocator.**  glibc's ``malloc`` hands memory back to the OS as soon as more than a few MB are free at the
@@ -65,6 +67,20 @@ def get_num_threads():
 def num_threads(n):
     """``with tinyconv.threads.num_threads(1): ...``: ``set_num_threads(n)`` for the block, then the previous cap."""
     with backend.cpu_threads().num_threads(n):
+        yield
+
+
+def large_product_threads():
+    """BLAS threads for a large matrix product (at least ``BLAS_PARALLEL_MIN_MACS`` multiply-adds): the count
+    held by ``large_products_on``, else the cap, else the library's default."""
+    return backend.cpu_threads().large_product_threads()
+
+
+@contextlib.contextmanager
+def large_products_on(n):
+    """Run this thread's large products on ``n`` BLAS threads in the block (a resumed run keeps its
+    checkpoint's count, so that it is bit-exact)."""
+    with backend.cpu_threads().large_products_on(n):
         yield
 
 

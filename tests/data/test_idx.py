@@ -1,5 +1,6 @@
 """IDX reader/writer: round trips for every dtype, gzip detection by content, and every corruption check."""
 import gzip
+import re
 
 import numpy as np
 import pytest
@@ -126,3 +127,12 @@ def test_round_trip_property(tmp_path_factory, shape, code, compress):
     y = read_idx(path)
     assert y.shape == tuple(shape) and y.dtype == x.dtype
     np.testing.assert_array_equal(y, x)
+
+
+def test_header_dimensions_whose_product_overflows_int64_are_named(tmp_path):
+    # 65536**4 = 2**64 wraps to 0 in int64: the file then "matched" its 0 bytes of data and reshape failed
+    path = tmp_path / "huge-idx4-ubyte"
+    path.write_bytes(bytes([0, 0, 0x08, 4]) + (65536).to_bytes(4, "big") * 4)
+    with pytest.raises(IDXError, match=rf"^{re.escape(str(path))}: truncated: the header declares shape "
+                                       r"\(65536, 65536, 65536, 65536\)"):
+        read_idx(path)

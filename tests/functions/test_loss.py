@@ -210,3 +210,65 @@ def test_bce_with_logits_is_stable():
     np.testing.assert_allclose(x.grad.numpy(), [-1.0, 1.0, 0.0], atol=1e-6)
     with pytest.raises(ValueError, match=r"target size \(2,\) must be the same as input size \(3,\)"):
         F.binary_cross_entropy_with_logits(x, tc.tensor([1.0, 0.0]))
+
+
+# -- no NaN from 0 * -inf: classes the target does not weigh contribute nothing ------------------------------
+def exact_cross_entropy(row, target, eps=0.0):
+    """The loss of one row in exact arithmetic (Python floats; -inf logits allowed)."""
+    row = [float(v) for v in row]
+    m = max(row)
+    lse = m + math.log(sum(math.exp(v - m) for v in row))
+    log_p = [v - lse for v in row]
+    C = len(row)
+    q = [(1 - eps) * (c == target) + eps / C for c in range(C)]
+    return -sum(qc * lp for qc, lp in zip(q, log_p) if qc != 0)
+
+
+@pytest.mark.parametrize("logits, target, expected", [
+    ([[1.0, -np.inf, 0.0]], 0, 0.31326168751822286),
+    ([[3e38, -3e38]], 0, 0.0),
+    ([[-3e38, 3e38, 0.0]], 1, 0.0),
+    ([[np.float32(3.4e38), np.float32(-3.4e38), 0.0]], 0, 0.0),
+])
+def test_cross_entropy_has_no_nan_from_zero_times_minus_inf(logits, target, expected):
+    x = tc.tensor(np.array(logits, dtype=np.float32), requires_grad=True)
+    y = tc.tensor(np.array([target]))
+    loss = F.cross_entropy(x, y)
+    assert np.isfinite(loss.item()) and loss.item() == pytest.approx(expected, abs=1e-6)
+    assert loss.item() == pytest.approx(exact_cross_entropy(logits[0], target), abs=1e-6)
+    loss.backward()
+    assert np.isfinite(x.grad.numpy()).all()
+    for reduction in ("sum", "none"):
+        assert np.isfinite(F.cross_entropy(x, y, reduction=reduction).numpy()).all()
+
+
+def test_nll_loss_ignores_minus_inf_log_probabilities_of_other_classes():
+    log_p = tc.tensor(np.array([[-0.5, -np.inf, -1.0], [-np.inf, -0.1, -np.inf]], np.float32), requires_grad=True)
+    loss = F.nll_loss(log_p, tc.tensor(np.array([0, 1])))
+    assert loss.item() == pytest.approx(0.3)
+    loss.backward()
+    assert np.array_equal(log_p.grad.numpy(), [[-0.5, 0, 0], [0, -0.5, 0]])
+
+
+def test_label_smoothing_with_minus_inf_logits_is_inf_not_nan():
+    # every class carries eps / C of the target: a -inf logit makes the exact loss +inf
+    x = tc.tensor(np.array([[1.0, -np.inf, 0.0]], np.float32))
+    assert F.cross_entropy(x, tc.tensor(np.array([0])), label_smoothing=0.1).item() == np.inf
+    big = tc.tensor(np.array([[3e38, -3e38]], np.float32))
+    got = F.cross_entropy(big, tc.tensor(np.array([0])), label_smoothing=0.1).item()
+    # the exact loss, 0.05 * 6e38 = 3e38, is finite, but log p = -6e38 is not a float32 (PyTorch: inf too)
+    assert got == np.inf
+
+
+@pytest.mark.torch
+def test_extreme_logits_match_torch(torch):
+    cases = [([[1.0, -np.inf, 0.0]], [0]), ([[3e38, -3e38]], [0]), ([[-3e38, 3e38, 0.0], [0.0, 1.0, 2.0]], [1, 2]),
+             ([[0.0, -np.inf], [-np.inf, 5.0]], [0, 1])]
+    for logits, target in cases:
+        for eps in (0.0, 0.2):
+            x = np.array(logits, np.float32)
+            got = F.cross_entropy(tc.tensor(x), tc.tensor(np.array(target)), label_smoothing=eps).item()
+            want = torch.nn.functional.cross_entropy(torch.tensor(x), torch.tensor(target),
+                                                     label_smoothing=eps).item()
+            assert (np.isnan(got) and np.isnan(want)) or got == pytest.approx(want, rel=1e-6, abs=1e-6), \
+                (logits, target, eps, got, want)

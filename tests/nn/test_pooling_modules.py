@@ -57,18 +57,23 @@ def test_return_indices_and_3d_input():
     assert nn.AvgPool2d(3, 1, 1)(x).shape == (3, 6, 6)
 
 
-@pytest.mark.parametrize("layer,x_shape,message", [
-    (nn.MaxPool2d(3, 2), (3, 224), r"^MaxPool2d\(kernel_size=3, stride=2, padding=0, dilation=1, ceil_mode=False\): "
-                                   r"expected input of shape \(N, C, H, W\) or \(C, H, W\), got \(3, 224\)"),
-    (nn.MaxPool2d(5), (1, 3, 4, 4), r"^MaxPool2d\(kernel_size=5.*given input of shape \(1, 3, 4, 4\), "
-                                    r"the computed output size is \(N, C, 0, 0\)"),
-    (nn.AvgPool2d(2, padding=2), (1, 3, 8, 8), r"^AvgPool2d\(kernel_size=2, stride=2, padding=2\): pad should be"),
-    (nn.AdaptiveAvgPool2d((0, 1)), (1, 3, 8, 8), r"^AdaptiveAvgPool2d\(output_size=\(0, 1\)\): output size must"),
-    (nn.LocalResponseNorm(3), (4, 4), r"^LocalResponseNorm\(3, alpha=0.0001, beta=0.75, k=1.0\): expected input of 3"),
+@pytest.mark.parametrize("make,x_shape,message", [
+    (lambda: nn.MaxPool2d(3, 2), (3, 224), r"^MaxPool2d\(kernel_size=3, stride=2, padding=0, dilation=1, "
+                                           r"ceil_mode=False\): expected input of shape \(N, C, H, W\) or \(C, H, W\), "
+                                           r"got \(3, 224\)"),
+    (lambda: nn.MaxPool2d(5), (1, 3, 4, 4), r"^MaxPool2d\(kernel_size=5.*given input of shape \(1, 3, 4, 4\), "
+                                            r"the computed output size is \(N, C, 0, 0\)"),
+    # refused by the constructor already
+    (lambda: nn.AvgPool2d(2, padding=2), (1, 3, 8, 8), r"^AvgPool2d\(kernel_size=2\): padding should be at most "
+                                                       r"half of kernel_size, got padding=2"),
+    (lambda: nn.AdaptiveAvgPool2d((0, 1)), (1, 3, 8, 8), r"^AdaptiveAvgPool2d\(\(0, 1\)\): output_size must be "
+                                                         r"positive, got output_size=0"),
+    (lambda: nn.LocalResponseNorm(3), (4, 4), r"^LocalResponseNorm\(3, alpha=0.0001, beta=0.75, k=1.0\): expected "
+                                              r"input of 3"),
 ])
-def test_errors_name_the_layer(layer, x_shape, message):
+def test_errors_name_the_layer(make, x_shape, message):
     with pytest.raises(ValueError, match=message):
-        layer(tc.randn(*x_shape))
+        make()(tc.randn(*x_shape))
 
 
 def test_lrn_layer_in_a_sequential_backpropagates():

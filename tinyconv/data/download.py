@@ -14,6 +14,8 @@ import os
 import tempfile
 import time
 
+from ..checkpoint import new_file_mode
+
 CHUNK = 1 << 16
 
 
@@ -89,6 +91,7 @@ def download_url(urls, path, md5=None, sha256=None, attempts=2, timeout=30.0, pr
         for attempt in range(1, max(1, attempts) + 1):
             fd, tmp_path = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".part")
             try:
+                os.fchmod(fd, new_file_mode(path))      # the umask's mode, not mkstemp's 0600
                 with os.fdopen(fd, "wb") as tmp:
                     digest = _fetch(url, tmp, algorithm, timeout, progress, os.path.basename(path))
                 if expected and digest != expected.lower():

@@ -13,6 +13,7 @@ MNIST's ``train-images-idx3-ubyte`` starts ``00 00 08 03`` (uint8, 3 dims: 60000
 magic ``1f 8b``), not from the file name.  Every check that fails raises :class:`IDXError` naming the file.
 """
 import gzip
+import math
 import os
 import zlib
 
@@ -61,7 +62,7 @@ def parse_idx(buf, name="<bytes>"):
         raise IDXError(f"{name}: truncated header: expected {header} bytes for {ndim} dimensions, got {len(buf)}")
     shape = tuple(int(d) for d in np.frombuffer(buf, dtype=">u4", count=ndim, offset=4))
     dtype = DTYPES[code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize   # Python ints: 65536**4 must not wrap to 0 in int64
     actual = len(buf) - header
     if actual != expected:
         what = "truncated" if actual < expected else "too long"

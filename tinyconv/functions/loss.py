@@ -49,6 +49,13 @@ def _log_softmax_rows(z):
     return z - xp.log(xp.exp(z).sum(axis=1, keepdims=True))
 
 
+def _weighted_rows(q, log_p):
+    """``l_i = -sum_c q_ic log p_ic`` over the entries with ``q_ic != 0`` only: a class the target does not
+    weigh contributes nothing even where ``log p_ic = -inf`` (a ``-inf`` logit, or a float32 logit 6e38 below the
+    row's maximum), where the plain product would give ``0 * -inf = NaN``."""
+    return -(q * get_array_module(q).where(q != 0, log_p, log_p.dtype.type(0))).sum(axis=1)
+
+
 def _target_weights(name, t, weight, C, dtype, ignore_index, eps, probs):
     """``(q, denom)``: the ``(M, C)`` target weight matrix of the module docstring and the mean's divisor."""
     xp = get_array_module(t)
@@ -130,7 +137,7 @@ class CrossEntropy(Function):
                                              self.label_smoothing, self.probs)
         self.p, self.x_shape = get_array_module(x).exp(log_p), x.shape
         self.loss_shape = (x.shape[0],) + x.shape[2:] if x.ndim > 1 else ()
-        losses = -(self.q * log_p).sum(axis=1)
+        losses = _weighted_rows(self.q, log_p)
         return _reduce(losses.reshape(self.loss_shape), self.reduction, self.denom)
 
     def backward(self, gy):
@@ -162,7 +169,7 @@ class NLLLoss(Function):
         self.q, self.denom = _target_weights("nll_loss", target, weight, log_p.shape[1], x.dtype,
                                              self.ignore_index, 0.0, False)
         self.x_shape = x.shape
-        losses = -(self.q * log_p).sum(axis=1)
+        losses = _weighted_rows(self.q, log_p)
         return _reduce(losses.reshape((x.shape[0],) + x.shape[2:] if x.ndim > 1 else ()), self.reduction, self.denom)
 
     def backward(self, gy):

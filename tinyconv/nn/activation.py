@@ -2,10 +2,20 @@
 arguments and ``repr``.  ``inplace=True`` is accepted (torchvision passes it) but the result is always a new
 tensor: autograd here never overwrites an input."""
 from .. import functions as F
+from . import checks
 from .module import Module
 
 
-class _Inplace(Module):
+class _Activation(Module):
+    """An elementwise function of floating-point input (an integer input is refused, naming the layer)."""
+
+    def __call__(self, *args, **kwargs):
+        if args:
+            checks.floating_input(f"{type(self).__name__}({self.extra_repr()})", args[0])
+        return super().__call__(*args, **kwargs)
+
+
+class _Inplace(_Activation):
     """An activation that accepts PyTorch's ``inplace`` flag."""
 
     fn = None
@@ -46,12 +56,13 @@ class Hardsigmoid(_Inplace):
     fn = F.hardsigmoid
 
 
-class LeakyReLU(Module):
+class LeakyReLU(_Activation):
     """``x`` for ``x > 0``, ``negative_slope * x`` otherwise."""
 
     def __init__(self, negative_slope=0.01, inplace=False):
         super().__init__()
-        self.negative_slope, self.inplace = negative_slope, inplace
+        self.negative_slope = checks.real(f"LeakyReLU({negative_slope!r})", "negative_slope", negative_slope)
+        self.inplace = inplace
 
     def forward(self, input):
         return F.leaky_relu(input, self.negative_slope)
@@ -60,21 +71,21 @@ class LeakyReLU(Module):
         return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
 
 
-class Sigmoid(Module):
+class Sigmoid(_Activation):
     """The logistic function, stable for large ``|x|``."""
 
     def forward(self, input):
         return F.sigmoid(input)
 
 
-class Tanh(Module):
+class Tanh(_Activation):
     """Hyperbolic tangent."""
 
     def forward(self, input):
         return F.tanh(input)
 
 
-class GELU(Module):
+class GELU(_Activation):
     """``x * Phi(x)`` (``approximate='none'``) or its tanh approximation (``'tanh'``)."""
 
     def __init__(self, approximate="none"):
@@ -90,12 +101,15 @@ class GELU(Module):
         return f"approximate={self.approximate!r}"
 
 
-class Softplus(Module):
+class Softplus(_Activation):
     """``log(1 + exp(beta x)) / beta``, linear above ``threshold``."""
 
     def __init__(self, beta=1.0, threshold=20.0):
         super().__init__()
-        self.beta, self.threshold = beta, threshold
+        where = f"Softplus(beta={beta!r}, threshold={threshold!r})"
+        self.beta, self.threshold = checks.real(where, "beta", beta), checks.real(where, "threshold", threshold)
+        if self.beta == 0:
+            raise ValueError(f"{where}: beta must not be zero (softplus divides by it)")
 
     def forward(self, input):
         return F.softplus(input, self.beta, self.threshold)
@@ -104,14 +118,21 @@ class Softplus(Module):
         return f"beta={self.beta}, threshold={self.threshold}"
 
 
-class Softmax(Module):
+class Softmax(_Activation):
     """Softmax along ``dim``."""
 
     def __init__(self, dim=None):
         super().__init__()
-        self.dim = dim
+        self.dim = None if dim is None else checks.integer(f"{type(self).__name__}(dim={dim!r})", "dim", dim,
+                                                           minimum=None)
+
+    def _check_dim(self, input):
+        if self.dim is not None and not -max(input.ndim, 1) <= self.dim < max(input.ndim, 1):
+            raise ValueError(f"{type(self).__name__}(dim={self.dim}): dim is out of range for an input of "
+                             f"{input.ndim} dimensions {tuple(input.shape)}")
 
     def forward(self, input):
+        self._check_dim(input)
         return F.softmax(input, self.dim)
 
     def extra_repr(self):
@@ -122,4 +143,5 @@ class LogSoftmax(Softmax):
     """Log-softmax along ``dim``."""
 
     def forward(self, input):
+        self._check_dim(input)
         return F.log_softmax(input, self.dim)

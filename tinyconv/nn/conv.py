@@ -4,8 +4,8 @@ import math
 import numpy as np
 
 from .. import creation
-from ..functions.conv import _conv2d, _pair
-from . import init
+from ..functions.conv import _conv2d
+from . import checks, init
 from .module import Module, Parameter
 
 
@@ -24,23 +24,27 @@ class Conv2d(Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
                  bias=True, padding_mode="zeros", device=None, dtype=None):
         super().__init__()
-        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.stride, self.dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
-        self.padding = padding if isinstance(padding, str) else _pair(padding, "padding")
+        where = f"Conv2d({in_channels!r}, {out_channels!r}, kernel_size={kernel_size!r})"
+        self.in_channels = checks.integer(where, "in_channels", in_channels)
+        self.out_channels = checks.integer(where, "out_channels", out_channels)
+        self.groups = checks.integer(where, "groups", groups)
+        self.kernel_size = checks.pair(where, "kernel_size", kernel_size)
+        self.stride = checks.pair(where, "stride", stride)
+        self.dilation = checks.pair(where, "dilation", dilation)
+        if isinstance(padding, str):
+            checks.choice(where, "padding", padding, ("same", "valid"))
+            self.padding = padding
+        else:
+            self.padding = checks.pair(where, "padding", padding, minimum=0)
         self.padding_mode = padding_mode
-        where = self._where()
-        if self.groups < 1 or self.in_channels % self.groups or self.out_channels % self.groups:
+        if self.in_channels % self.groups or self.out_channels % self.groups:
             raise ValueError(f"{where}: groups={groups} must divide in_channels ({in_channels}) "
                              f"and out_channels ({out_channels})")
         if padding_mode != "zeros":
             raise ValueError(f"{where}: padding_mode={padding_mode!r} is not supported (only 'zeros')")
-        if isinstance(padding, str) and padding not in ("same", "valid"):
-            raise ValueError(f"{where}: padding must be 'same', 'valid', an int or a pair, got {padding!r}")
         if padding == "same" and self.stride != (1, 1):
             raise ValueError(f"{where}: padding='same' is not supported for strided convolutions")
-        if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.dilation) < 1:
-            raise ValueError(f"{where}: kernel_size, stride and dilation must be >= 1")
+        checks.parameter_dtype(where, dtype)
         dtype = np.float32 if dtype is None else dtype
         device = "cpu" if device is None else device
         shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
@@ -60,6 +64,7 @@ class Conv2d(Module):
         return f"{type(self).__name__}({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size})"
 
     def forward(self, input):
+        checks.floating_input(self._where(), input, self.weight.dtype)
         if input.ndim not in (3, 4) or input.shape[-3] != self.in_channels:
             raise ValueError(f"{self._where()}: expected input of shape (N, {self.in_channels}, H, W), "
                              f"got {tuple(input.shape)}")

@@ -1,14 +1,14 @@
 """Dropout modules: active in training mode, the identity after ``.eval()``."""
 from .. import functions as F
+from . import checks
 from .module import Module
 
 
 class _DropoutNd(Module):
     def __init__(self, p=0.5, inplace=False):
         super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"{type(self).__name__}: dropout probability has to be between 0 and 1, but got {p}")
-        self.p, self.inplace = p, inplace
+        self.p = checks.real(f"{type(self).__name__}(p={p!r})", "p", p, 0.0, 1.0)
+        self.inplace = inplace
 
     def extra_repr(self):
         return f"p={self.p}, inplace={self.inplace}"
@@ -18,6 +18,7 @@ class Dropout(_DropoutNd):
     """Inverted dropout: zero each element with probability ``p``, scale the rest by ``1/(1-p)``."""
 
     def forward(self, input):
+        checks.floating_input(f"{type(self).__name__}(p={self.p})", input)
         return F.dropout(input, self.p, self.training)
 
 
@@ -25,6 +26,7 @@ class Dropout2d(_DropoutNd):
     """Zero whole channels of ``(N, C, H, W)`` with probability ``p``, scale the rest by ``1/(1-p)``."""
 
     def forward(self, input):
+        checks.floating_input(f"{type(self).__name__}(p={self.p})", input)
         if input.ndim not in (3, 4):
             raise ValueError(f"{type(self).__name__}(p={self.p}): expected input of shape (N, C, H, W) or "
                              f"(C, H, W), got {tuple(input.shape)}")
@@ -37,13 +39,13 @@ class StochasticDepth(Module):
 
     def __init__(self, p, mode="row"):
         super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"{type(self).__name__}: drop probability has to be between 0 and 1, but got {p}")
+        p = checks.real(f"{type(self).__name__}(p={p!r})", "p", p, 0.0, 1.0)
         if mode not in ("row", "batch"):
             raise ValueError(f"{type(self).__name__}: mode has to be either 'batch' or 'row', but got {mode!r}")
         self.p, self.mode = p, mode
 
     def forward(self, input):
+        checks.floating_input(f"{type(self).__name__}(p={self.p})", input)
         return F.stochastic_depth(input, self.p, self.mode, self.training)
 
     def __repr__(self):

@@ -5,6 +5,7 @@ class weights are registered as buffers named ``weight`` (and ``pos_weight``), s
 """
 from .. import functions as F
 from ..core import Tensor
+from . import checks
 from .module import Module
 
 
@@ -20,7 +21,12 @@ def _legacy_reduction(size_average, reduce, reduction):
 class _Loss(Module):
     def __init__(self, size_average=None, reduce=None, reduction="mean"):
         super().__init__()
-        self.reduction = _legacy_reduction(size_average, reduce, reduction)
+        self.reduction = checks.choice(type(self).__name__, "reduction",
+                                       _legacy_reduction(size_average, reduce, reduction), ("none", "mean", "sum"))
+
+    def __call__(self, input, *args, **kwargs):
+        checks.floating_input(f"{type(self).__name__}(reduction={self.reduction!r})", input)
+        return super().__call__(input, *args, **kwargs)
 
 
 class _WeightedLoss(_Loss):
@@ -35,7 +41,8 @@ class CrossEntropyLoss(_WeightedLoss):
     def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
                  label_smoothing=0.0):
         super().__init__(weight, size_average, reduce, reduction)
-        self.ignore_index, self.label_smoothing = ignore_index, label_smoothing
+        self.ignore_index = checks.integer("CrossEntropyLoss", "ignore_index", ignore_index, minimum=None)
+        self.label_smoothing = checks.real("CrossEntropyLoss", "label_smoothing", label_smoothing, 0.0, 1.0)
 
     def forward(self, input, target):
         return F.cross_entropy(input, target, self.weight, self.ignore_index, self.reduction, self.label_smoothing)
@@ -46,7 +53,7 @@ class NLLLoss(_WeightedLoss):
 
     def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
         super().__init__(weight, size_average, reduce, reduction)
-        self.ignore_index = ignore_index
+        self.ignore_index = checks.integer("NLLLoss", "ignore_index", ignore_index, minimum=None)
 
     def forward(self, input, target):
         return F.nll_loss(input, target, self.weight, self.ignore_index, self.reduction)
@@ -66,7 +73,7 @@ class MultiMarginLoss(_WeightedLoss):
         super().__init__(weight, size_average, reduce, reduction)
         if p not in (1, 2):
             raise ValueError(f"MultiMarginLoss: only p == 1 and p == 2 are supported, got {p}")
-        self.p, self.margin = p, margin
+        self.p, self.margin = p, checks.real("MultiMarginLoss", "margin", margin)
 
     def forward(self, input, target):
         return F.multi_margin_loss(input, target, self.p, self.margin, self.weight, self.reduction)

@@ -1,5 +1,6 @@
 """``LocalResponseNorm``: AlexNet's cross-channel normalisation as a layer, PyTorch's convention."""
 from ..functions import lrn as L
+from . import checks
 from .module import Module
 
 
@@ -13,12 +14,14 @@ class LocalResponseNorm(Module):
 
     def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0):
         super().__init__()
-        self.size = size
-        self.alpha = alpha
-        self.beta = beta
-        self.k = k
+        where = f"LocalResponseNorm({size!r})"
+        self.size = checks.integer(where, "size", size)
+        self.alpha = checks.real(where, "alpha", alpha)
+        self.beta = checks.real(where, "beta", beta)
+        self.k = checks.real(where, "k", k)
 
     def forward(self, x):
+        checks.floating_input(self, x)
         return L._local_response_norm(x, self.size, self.alpha, self.beta, self.k, self)
 
     def extra_repr(self):

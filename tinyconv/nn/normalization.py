@@ -9,7 +9,7 @@ import numpy as np
 from .. import functions as F
 from ..core import Tensor
 from ..creation import empty, ones, zeros
-from . import init
+from . import checks, init
 from .module import Module, Parameter
 
 
@@ -26,7 +26,11 @@ class _BatchNorm(Module):
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
                  device=None, dtype=None, *, bias=True):
         super().__init__()
-        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        where = f"{type(self).__name__}({num_features!r})"
+        self.num_features = checks.integer(where, "num_features", num_features)
+        self.eps = checks.real(where, "eps", eps, low=0.0, low_open=True)
+        self.momentum = checks.real(where, "momentum", momentum, 0.0, 1.0, optional=True)
+        checks.parameter_dtype(where, dtype)
         self.affine, self.track_running_stats = affine, track_running_stats
         kw = dict(dtype=dtype or np.float32, device=device or "cpu")
         if affine:
@@ -72,6 +76,9 @@ class _BatchNorm(Module):
                             self.weight, self.bias, use_batch_stats, factor, self.eps)
 
     def _check_input(self, input):
+        param = self.weight if self.weight is not None else self.running_mean
+        checks.floating_input(f"{type(self).__name__}({self.num_features})", input,
+                              None if param is None else param.dtype)
         if input.ndim not in self._ndims or input.shape[1] != self.num_features:
             raise ValueError(f"{type(self).__name__}({self.num_features}): expected input of shape "
                              f"{self._expected}, got {tuple(input.shape)}")
@@ -100,8 +107,15 @@ class LayerNorm(Module):
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, device=None, dtype=None):
         super().__init__()
-        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-        self.normalized_shape, self.eps, self.elementwise_affine = shape, eps, elementwise_affine
+        where = f"{type(self).__name__}({normalized_shape!r})"
+        if not isinstance(normalized_shape, (tuple, list)):
+            normalized_shape = (normalized_shape,)
+        shape = tuple(checks.integer(where, "normalized_shape", n) for n in normalized_shape)
+        if not shape:
+            raise ValueError(f"{where}: normalized_shape must not be empty")
+        self.normalized_shape, self.elementwise_affine = shape, elementwise_affine
+        self.eps = checks.real(where, "eps", eps, low=0.0, low_open=True)
+        checks.parameter_dtype(where, dtype)
         kw = dict(dtype=dtype or np.float32, device=device or "cpu")
         if elementwise_affine:
             self.weight = Parameter(empty(*shape, **kw))
@@ -120,6 +134,8 @@ class LayerNorm(Module):
             init.zeros_(self.bias)
 
     def forward(self, input):
+        checks.floating_input(f"{type(self).__name__}({self.extra_repr()})", input,
+                              None if self.weight is None else self.weight.dtype)
         k = len(self.normalized_shape)
         if input.ndim < k or tuple(input.shape[input.ndim - k:]) != self.normalized_shape:
             raise ValueError(f"{type(self).__name__}({self.extra_repr()}): expected input with trailing "
@@ -144,6 +160,8 @@ class LayerNorm2d(LayerNorm):
             raise ValueError(f"LayerNorm2d: normalized_shape must be the channel count C, got {normalized_shape!r}")
 
     def forward(self, input):
+        checks.floating_input(f"{type(self).__name__}({self.extra_repr()})", input,
+                              None if self.weight is None else self.weight.dtype)
         C = self.normalized_shape[0]
         if input.ndim != 4 or input.shape[1] != C:
             raise ValueError(f"{type(self).__name__}({self.extra_repr()}): expected input of shape "

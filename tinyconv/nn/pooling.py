@@ -5,7 +5,28 @@ Each layer calls the op of ``tinyconv.functions.pooling``; its errors name the l
 (N, C, H, W) or (C, H, W), got (3, 224)``.
 """
 from ..functions import pooling as P
+from . import checks
 from .module import Module
+
+
+def _check_window(layer, kernel_size, stride, padding, dilation=1):
+    """The constructor's checks of a pooling window (the op checks them against the input again)."""
+    kernel = checks.pair(layer, "kernel_size", kernel_size)
+    if stride is not None and stride != []:
+        checks.pair(layer, "stride", stride)
+    pad = checks.pair(layer, "padding", padding, minimum=0)
+    checks.pair(layer, "dilation", dilation)
+    if pad[0] > kernel[0] // 2 or pad[1] > kernel[1] // 2:
+        raise ValueError(f"{layer}: padding should be at most half of kernel_size, got padding={padding!r}")
+
+
+def _check_output_size(layer, output_size):
+    sizes = output_size if isinstance(output_size, (tuple, list)) else (output_size, output_size)
+    if len(sizes) != 2:
+        raise ValueError(f"{layer}: output_size must be an int or a pair, got {output_size!r}")
+    for v in sizes:
+        if v is not None:
+            checks.integer(layer, "output_size", v)
 
 
 class MaxPool2d(Module):
@@ -16,6 +37,7 @@ class MaxPool2d(Module):
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
         super().__init__()
+        _check_window(f"MaxPool2d(kernel_size={kernel_size!r})", kernel_size, stride, padding, dilation)
         self.kernel_size = kernel_size
         self.stride = stride if stride is not None and stride != [] else kernel_size
         self.padding = padding
@@ -24,6 +46,7 @@ class MaxPool2d(Module):
         self.ceil_mode = ceil_mode
 
     def forward(self, x):
+        checks.floating_input(self, x)
         return P._max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
                              self.return_indices, self)
 
@@ -38,6 +61,10 @@ class AvgPool2d(Module):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                  divisor_override=None):
         super().__init__()
+        where = f"AvgPool2d(kernel_size={kernel_size!r})"
+        _check_window(where, kernel_size, stride, padding)
+        if divisor_override is not None and checks.integer(where, "divisor_override", divisor_override, None) == 0:
+            raise ValueError(f"{where}: divisor_override must not be zero")
         self.kernel_size = kernel_size
         self.stride = stride if stride is not None and stride != [] else kernel_size
         self.padding = padding
@@ -46,6 +73,7 @@ class AvgPool2d(Module):
         self.divisor_override = divisor_override
 
     def forward(self, x):
+        checks.floating_input(self, x)
         return P._avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                              self.count_include_pad, self.divisor_override, self)
 
@@ -62,9 +90,11 @@ class AdaptiveAvgPool2d(Module):
 
     def __init__(self, output_size):
         super().__init__()
+        _check_output_size(f"AdaptiveAvgPool2d({output_size!r})", output_size)
         self.output_size = output_size
 
     def forward(self, x):
+        checks.floating_input(self, x)
         return P._adaptive_avg_pool2d(x, self.output_size, self)
 
     def extra_repr(self):
@@ -76,10 +106,12 @@ class AdaptiveMaxPool2d(Module):
 
     def __init__(self, output_size, return_indices=False):
         super().__init__()
+        _check_output_size(f"AdaptiveMaxPool2d({output_size!r})", output_size)
         self.output_size = output_size
         self.return_indices = return_indices
 
     def forward(self, x):
+        checks.floating_input(self, x)
         return P._adaptive_max_pool2d(x, self.output_size, self.return_indices, self)
 
     def extra_repr(self):

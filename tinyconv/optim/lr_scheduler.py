@@ -85,7 +85,50 @@ class LRScheduler:
         return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
 
     def load_state_dict(self, state_dict):
-        self.__dict__.update(state_dict)
+        """Restore ``state_dict()``: only this scheduler's own attributes, each with the type it has now
+        (a number stays a number, a list a list of numbers); anything else raises ``ValueError``/``TypeError``
+        naming the key, before any attribute changes.  (PyTorch updates ``__dict__`` with whatever the file
+        holds, so a file could replace ``optimizer`` or ``get_lr``.)"""
+        self.__dict__.update(_checked_state(self, state_dict))
+
+
+def _is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _fits(current, new):
+    """Whether ``new`` may replace the attribute value ``current`` (plain data of the same kind)."""
+    if isinstance(current, bool):
+        return isinstance(new, bool)
+    if _is_number(current):
+        return _is_number(new)
+    if isinstance(current, str):
+        return isinstance(new, str)
+    if isinstance(current, (list, tuple)):
+        return isinstance(new, (list, tuple)) and all(_is_number(v) or v is None for v in new)
+    if isinstance(current, dict):
+        return isinstance(new, dict) and all(_is_number(v) for v in new.values()) \
+            and all(_is_number(k) or isinstance(k, str) for k in new)
+    if current is None:
+        return new is None or _is_number(new) or isinstance(new, (str, bool)) or _fits([], new)
+    return False
+
+
+def _checked_state(scheduler, state_dict, exclude=()):
+    """The entries of ``state_dict`` that ``scheduler`` may take, all checked before any is used."""
+    name = type(scheduler).__name__
+    if not isinstance(state_dict, dict):
+        raise TypeError(f"{name}.load_state_dict: expected a dict, got {type(state_dict).__name__}")
+    own = {k: v for k, v in scheduler.__dict__.items() if k != "optimizer" and k not in exclude}
+    unknown = [k for k in state_dict if k not in own and k not in exclude]
+    if unknown:
+        raise ValueError(f"{name}.load_state_dict: unknown keys {', '.join(map(repr, unknown))} (this scheduler "
+                         f"has {', '.join(own)}); is the state dict of another scheduler?")
+    for k, v in state_dict.items():
+        if k not in exclude and not _fits(own[k], v):
+            raise TypeError(f"{name}.load_state_dict: {k!r} must be like {own[k]!r} "
+                            f"({type(own[k]).__name__}), got {type(v).__name__} {v!r:.80}")
+    return {k: v for k, v in state_dict.items() if k not in exclude}
 
 
 class LambdaLR(LRScheduler):
@@ -112,8 +155,12 @@ class LambdaLR(LRScheduler):
         return state
 
     def load_state_dict(self, state_dict):
-        state = dict(state_dict)
-        saved = state.pop("lr_lambdas")
+        state = _checked_state(self, state_dict, exclude=("lr_lambdas",))
+        saved = state_dict.get("lr_lambdas", [None] * len(self.lr_lambdas))
+        if not isinstance(saved, list) or len(saved) != len(self.lr_lambdas) \
+                or not all(a is None or isinstance(a, dict) for a in saved):
+            raise TypeError(f"LambdaLR.load_state_dict: 'lr_lambdas' must be a list of {len(self.lr_lambdas)} "
+                            f"dicts or None, got {saved!r:.80}")
         self.__dict__.update(state)
         for fn, attrs in zip(self.lr_lambdas, saved):
             if attrs is not None:
@@ -287,8 +334,13 @@ class SequentialLR(LRScheduler):
         return state
 
     def load_state_dict(self, state_dict):
-        state = dict(state_dict)
-        saved = state.pop("_schedulers")
+        state = _checked_state(self, state_dict, exclude=("_schedulers",))
+        saved = state_dict.get("_schedulers")
+        if not isinstance(saved, list) or len(saved) != len(self._schedulers):
+            raise TypeError(f"SequentialLR.load_state_dict: '_schedulers' must be a list of "
+                            f"{len(self._schedulers)} state dicts, got {saved!r:.80}")
+        for s, sd in zip(self._schedulers, saved):
+            _checked_state(s, sd, exclude=("lr_lambdas", "_schedulers"))   # all checked before any changes
         self.__dict__.update(state)
         for s, sd in zip(self._schedulers, saved):
             s.load_state_dict(sd)

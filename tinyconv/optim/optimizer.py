@@ -126,6 +126,7 @@ class Optimizer:
             for p in group["params"]:
                 if p.grad is not None:
                     self._update(p, p.grad.data, self.state.setdefault(p, {}), group)
+                    p._version += 1   # an in-place write: a graph that saved p now refuses to back-propagate
         return loss
 
     def _update(self, p, grad, state, group):

@@ -1,4 +1,5 @@
-"""The training loop: ``fit`` and ``evaluate``, per-epoch history, checkpoints and exact resume.
+"""The training loop: ``fit``, ``train_one_epoch`` and ``evaluate`` (checkpoints: ``checkpointing.py``,
+the history and its plots: ``history.py``).
 
 One epoch of ``fit`` is the minibatch SGD of the lectures:
 
@@ -15,22 +16,25 @@ checkpoint.  The checkpoint holds everything the next epoch depends on: model we
 run that is killed and resumed (``resume=True``) from its last checkpoint ends with exactly the same
 weights, bit for bit, as one that never stopped.
 
-A loss that becomes NaN or infinite stops training before the bad step is applied
-(``NonFiniteLossError``, naming the epoch and the step); the last checkpoint is left as it was.
+A training loss that becomes NaN or infinite stops training before the bad step is applied
+(``NonFiniteLossError``, naming the epoch and the step); a non-finite test loss stops it too, before that
+epoch is checkpointed.  Either way the last checkpoint is left as it was.  When a checkpoint cannot be
+written (a full disk) the previous one stays intact, the history is still written where possible, and
+``OutputWriteError`` says so.
 """
-import csv
-import json
+import contextlib
 import math
 import os
 import sys
 import time
 
-from . import backend, checkpoint
-from .core import Tensor, no_grad
-from .metrics import true_class_rank
-from .optim.lr_scheduler import ReduceLROnPlateau
-
-CHECKPOINT_NAME = "checkpoint.npz"
+from .. import backend, threads
+from ..core import Tensor, no_grad
+from ..metrics import true_class_rank
+from ..optim.lr_scheduler import ReduceLROnPlateau
+from .checkpointing import (CHECKPOINT_NAME, OutputWriteError, load_training_checkpoint,  # noqa: F401
+                            save_training_checkpoint, write_error)
+from .history import format_record, write_history
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -177,80 +181,6 @@ class _EpochSums:
             raise NonFiniteLossError(f"the training loss became {value} at epoch {epoch}, {steps}")
 
 
-# -- checkpoints --------------------------------------------------------------------------------------
-def save_training_checkpoint(path, model, optimizer, epoch, scheduler=None, train_loader=None, history=(),
-                             extra=None):
-    """Write the full training state after ``epoch`` completed epochs to ``path`` (atomically, on the host)."""
-    state = {
-        "epoch": int(epoch),
-        "model_name": type(model).__name__,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "rng": backend.get_rng_state(),
-        "train_loader": train_loader.state_dict() if hasattr(train_loader, "state_dict") else None,
-        "history": list(history),
-        "extra": extra,
-    }
-    checkpoint.save(path, state)
-
-
-def load_training_checkpoint(path, model, optimizer=None, scheduler=None, train_loader=None):
-    """Restore what ``save_training_checkpoint`` wrote into the given objects; returns the state dict.
-
-    The model's weights are checked first: a checkpoint of another model raises ``CheckpointError`` naming
-    the file and the mismatched keys and shapes.  Weights are copied onto the model's device (and the
-    optimiser puts its state next to its parameters), so a checkpoint loads on the CPU or a GPU whichever
-    wrote it.  The returned dict has ``epoch`` (completed epochs), ``history`` and ``extra``.
-    """
-    state = checkpoint.load(path)
-    required = ("epoch", "model", "optimizer", "rng", "history")
-    if not isinstance(state, dict) or any(k not in state for k in required):
-        raise checkpoint.CheckpointError(f"checkpoint {path} is not a training checkpoint (it lacks "
-                                         f"{', '.join(k for k in required if k not in state)})")
-    checkpoint.check_model_state(path, model, state["model"], state.get("model_name"))
-    model.load_state_dict(state["model"])
-    try:
-        if optimizer is not None:
-            optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state["scheduler"] is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        if train_loader is not None and state["train_loader"] is not None:
-            train_loader.load_state_dict(state["train_loader"])
-    except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as e:
-        raise checkpoint.CheckpointError(f"checkpoint {path} does not fit this optimiser, scheduler or data "
-                                         f"loader ({type(e).__name__}: {e})") from None
-    backend.set_rng_state(state["rng"])
-    return state
-
-
-# -- history ------------------------------------------------------------------------------------------
-def write_history(path, history):
-    """Write the per-epoch records to ``<path>.json`` and ``<path>.csv`` (``path`` with or without suffix)."""
-    stem = os.fspath(path)
-    stem = stem[:-5] if stem.endswith(".json") else stem[:-4] if stem.endswith(".csv") else stem
-    checkpoint.atomic_write(stem + ".json", lambda f: f.write(json.dumps(history, indent=1).encode()))
-    if not history:
-        return
-    columns = list(history[0])
-
-    def write_csv(f):
-        import io
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(history)
-        f.write(text.getvalue().encode())
-    checkpoint.atomic_write(stem + ".csv", write_csv)
-
-
-def format_record(r, epochs):
-    """One human-readable line for an epoch record."""
-    return (f"epoch {r['epoch']}/{epochs}  lr {r['lr']:.4g}  train loss {r['train_loss']:.4f} "
-            f"acc {r['train_acc']:.2%}  |  test loss {r['test_loss']:.4f} top-1 {r['test_acc1']:.2%} "
-            f"top-5 {r['test_acc5']:.2%}  |  {r['images_per_s']:.0f} img/s, {r['epoch_time_s']:.1f} s")
-
-
 # -- the loop -----------------------------------------------------------------------------------------
 def fit(model, train_loader, test_loader, optimizer, loss_fn, epochs, scheduler=None, device="cpu",
         checkpoint_dir=None, resume=False, history_path=None, progress=True, log=print,
@@ -273,7 +203,9 @@ def fit(model, train_loader, test_loader, optimizer, loss_fn, epochs, scheduler=
     - ``check_every``: steps between NaN checks (default: every step on the CPU, every 50 on a GPU, where each
       check waits for the device; see ``train_one_epoch``).
 
-    Raises ``NonFiniteLossError`` if the loss becomes NaN/inf (the last checkpoint stays as it was).
+    Raises ``NonFiniteLossError`` if the training or test loss becomes NaN/inf (the last checkpoint stays as it
+    was), ``OutputWriteError`` (an ``OSError``) if a checkpoint or the history cannot be written, e.g. on a full
+    disk: the previous checkpoint is intact and the error's ``history`` holds every finished epoch.
     """
     device = backend.normalize_device(device)
     model.to(device)
@@ -283,14 +215,33 @@ def fit(model, train_loader, test_loader, optimizer, loss_fn, epochs, scheduler=
     if resume and resume_path is None:
         raise ValueError("fit: resume=True needs checkpoint_dir (or pass the checkpoint's path as resume)")
     history, start = [], 0
-    if resume_path is not None:
-        if os.path.exists(resume_path):
-            state = load_training_checkpoint(resume_path, model, optimizer, scheduler, train_loader)
-            history, start = list(state["history"]), state["epoch"]
-            log(f"resumed from {resume_path} after epoch {start}")
-        else:
-            log(f"no checkpoint at {resume_path}: starting from epoch 1")
+    with contextlib.ExitStack() as held:
+        if resume_path is not None:
+            if os.path.exists(resume_path):
+                state = load_training_checkpoint(resume_path, model, optimizer, scheduler, train_loader)
+                history, start = list(state["history"]), state["epoch"]
+                log(f"resumed from {resume_path} after epoch {start}")
+                held.enter_context(_same_large_products(state, log))
+            else:
+                log(f"no checkpoint at {resume_path}: starting from epoch 1")
+        return _epochs(model, train_loader, test_loader, optimizer, loss_fn, epochs, scheduler, device, ckpt_path,
+                       history_path, progress, log, on_step_end, extra, check_every, history, start)
 
+
+def _same_large_products(state, log):
+    """Keep the BLAS thread count of the checkpoint's large products (their last bits depend on it), so that a
+    run resumed under another thread cap still ends bit for bit where the uninterrupted one would."""
+    n = (state.get("threads") or {}).get("large_product_blas_threads")
+    if n is None or n == threads.large_product_threads():
+        return contextlib.nullcontext()
+    log(f"note: the checkpoint's run gave matrix products of >= 2**26 multiply-adds {n} BLAS thread(s); they keep "
+        f"that count (this process would give them {threads.large_product_threads()}) so the resumed run is exact")
+    return threads.large_products_on(n)
+
+
+def _epochs(model, train_loader, test_loader, optimizer, loss_fn, epochs, scheduler, device, ckpt_path, history_path,
+            progress, log, on_step_end, extra, check_every, history, start):
+    """Epochs ``start + 1 .. epochs`` of ``fit`` (see there)."""
     for epoch in range(start + 1, epochs + 1):
         backend.seed_device_rng(epoch)  # GPU dropout masks from (seed, epoch): resumable (see backend)
         t0 = time.perf_counter()
@@ -300,49 +251,49 @@ def fit(model, train_loader, test_loader, optimizer, loss_fn, epochs, scheduler=
             record.update(train_one_epoch(model, train_loader, optimizer, loss_fn, device, epoch, progress,
                                           on_step_end, check_every))
         except NonFiniteLossError as e:
-            kept = (f"the last good checkpoint {ckpt_path} (after epoch {epoch - 1}) is unchanged"
-                    if ckpt_path and os.path.exists(ckpt_path) else "no checkpoint had been written yet")
-            raise NonFiniteLossError(f"training stopped: {e}; {kept}. Try a smaller learning rate.") from None
+            raise NonFiniteLossError(f"training stopped: {e}; {_kept(ckpt_path, epoch)}. Try a smaller "
+                                     "learning rate.") from None
         test = evaluate(model, test_loader, loss_fn, device=device, progress=progress)
         record.update(test_loss=test["loss"], test_acc1=test["acc1"], test_acc5=test["acc5"],
                       epoch_time_s=time.perf_counter() - t0)
+        if not math.isfinite(test["loss"]):
+            raise NonFiniteLossError(
+                f"training stopped: the test loss became {test['loss']} after epoch {epoch} (training loss "
+                f"{record['train_loss']:.4g}), so this epoch is not checkpointed; {_kept(ckpt_path, epoch)}. "
+                "Try a smaller learning rate.")
         if isinstance(scheduler, ReduceLROnPlateau):
             scheduler.step(test["loss"] if scheduler.mode == "min" else test["acc1"])
         elif scheduler is not None:
             scheduler.step()
         history.append(record)
-        if ckpt_path is not None:
-            save_training_checkpoint(ckpt_path, model, optimizer, epoch, scheduler, train_loader, history, extra)
-        if history_path is not None:
-            write_history(history_path, history)
+        _write_epoch(ckpt_path, history_path, model, optimizer, epoch, scheduler, train_loader, history, extra)
         log(format_record(record, epochs))
     return history
 
 
-# -- plots --------------------------------------------------------------------------------------------
-def plot_history(history, path, title=None):
-    """Save the training curves as a PNG: loss (train and test) and accuracy (train, test top-1 and top-5).
+def _kept(ckpt_path, epoch):
+    return (f"the last good checkpoint {ckpt_path} (after epoch {epoch - 1}) is unchanged"
+            if ckpt_path and os.path.exists(ckpt_path) else "no checkpoint had been written yet")
 
-    Uses Matplotlib's Agg canvas directly (no pyplot, no global backend change); needs ``matplotlib``.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
-    epochs = [r["epoch"] for r in history]
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    FigureCanvasAgg(fig)
-    loss_ax, acc_ax = fig.subplots(1, 2)
-    loss_ax.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
-    loss_ax.plot(epochs, [r["test_loss"] for r in history], "s-", label="test")
-    loss_ax.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
-    for key, label, style in (("train_acc", "train", "o-"), ("test_acc1", "test top-1", "s-"),
-                              ("test_acc5", "test top-5", "^--")):
-        acc_ax.plot(epochs, [100 * r[key] for r in history], style, label=label)
-    acc_ax.set(xlabel="epoch", ylabel="accuracy, %", title="accuracy")
-    for ax in (loss_ax, acc_ax):
-        ax.grid(alpha=0.3)
-        ax.legend()
-        ax.xaxis.get_major_locator().set_params(integer=True)
-    if title:
-        fig.suptitle(title)
-    checkpoint.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
+def _write_epoch(ckpt_path, history_path, model, optimizer, epoch, scheduler, train_loader, history, extra):
+    """Checkpoint, then history; if the checkpoint fails the history is still tried (it is small: on a
+    nearly full disk it may fit), and the one ``OutputWriteError`` raised says what was kept."""
+    error = None
+    if ckpt_path is not None:
+        try:
+            save_training_checkpoint(ckpt_path, model, optimizer, epoch, scheduler, train_loader, history, extra)
+        except OutputWriteError as e:
+            error = e
+    if history_path is not None:
+        try:
+            write_history(history_path, history)
+            kept = f"The history up to epoch {epoch} was written to {os.fspath(history_path)}(.json, .csv)."
+        except OSError as e:
+            if error is None:
+                error = write_error(e, os.fspath(history_path) + ".json", epoch, history, what="history")
+            kept = f"The history could not be written either ({os.strerror(e.errno) if e.errno else e})."
+        if error is not None:
+            error.message += " " + kept
+    if error is not None:
+        raise error
