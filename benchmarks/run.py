@@ -4,7 +4,8 @@ Times, on the same data and weights, tinyconv's default CPU path (Numba kernels)
 reference kernels and PyTorch (when installed): LeNet-5 training steps, one convolution's forward + backward
 for the layer shapes of the classic networks, training steps of ResNet-18, MobileNet v2 and VGG-11, the peak
 memory of a training step (each in a fresh process, see ``memory.py``) and NumPy's float32 GEMM, the ceiling
-of im2col + GEMM.  Prints markdown tables and writes them, with the machine, to ``benchmarks/RESULTS.md``.
+of im2col + GEMM.  Prints markdown tables and writes them, with the machine, to ``benchmarks/RESULTS.md``
+(a full run) or ``benchmarks/RESULTS-partial.md`` (``--quick`` or some sections only; git-ignored).
 
 Numba's compilation (or its load from the on-disk cache) is paid in a warm-up before anything is timed and
 reported on its own line.  Times are medians over rounds in which the implementations alternate
@@ -233,6 +234,7 @@ def run(config, sections=tuple(SECTIONS), with_numpy=True, with_torch=True, out=
 
 
 GPU_HEADING = "## GPU results"
+PARTIAL_RESULTS = "RESULTS-partial.md"  # quick and partial runs report here (git-ignored), not in RESULTS.md
 
 
 def gpu_section(text):
@@ -262,13 +264,20 @@ def main(argv=None):
     p.add_argument("--reps", type=int, default=None, help="timed rounds per workload (default 7, quick 3)")
     p.add_argument("--no-numpy", action="store_true", help="skip tinyconv's NumPy reference path")
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch")
-    p.add_argument("--output", default=os.path.join(HERE, "RESULTS.md"), help="markdown report ('' to skip)")
+    p.add_argument("--output", default=None,
+                   help="markdown report ('' to skip); default: benchmarks/RESULTS.md for a full run of every "
+                        f"section, else benchmarks/{PARTIAL_RESULTS} (git-ignored), so a quick or partial run "
+                        "never replaces the committed full results")
     args = p.parse_args(argv)
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         p.error(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
     command = "python -m benchmarks" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
+    if args.output is None:
+        full = (not args.quick and args.reps is None and set(sections) == set(SECTIONS)
+                and not args.no_numpy and not args.no_torch)
+        args.output = os.path.join(HERE, "RESULTS.md" if full else PARTIAL_RESULTS)
     run(Config("quick" if args.quick else "full", args.reps), sections, not args.no_numpy, not args.no_torch,
         results_path=args.output or None, command=command)
 

@@ -47,6 +47,8 @@ FAMILIES = {
 }
 
 COMPOSITE = frozenset({"conv2d_forward", "conv2d_backward"})
+# families written in NumPy calls only (strategies over other kernels, BLAS products): nothing for Numba to compile
+UNCOMPILED_FAMILIES = frozenset({"conv2d", "linear"})
 
 _TARGETS = ("numpy", "cpu", "cuda", "shape")
 

@@ -85,3 +85,32 @@ def test_profile_of_torch_runs(torch):
     lines = profile.profile_row("conv:LeNet C1 5x5", steps=1, scale="tiny")
     assert any(line.startswith("PyTorch") for line in lines)
     assert any("convolution" in line for line in lines)
+
+
+def test_quick_run_leaves_the_committed_results_alone(monkeypatch):
+    """``python -m benchmarks --quick`` reports to the git-ignored RESULTS-partial.md: ``git status`` stays clean."""
+    import shutil
+    import subprocess
+    if shutil.which("git") is None or subprocess.run(["git", "-C", ROOT, "rev-parse"], capture_output=True).returncode:
+        pytest.skip("not a git checkout")
+    committed = os.path.join(ROOT, "benchmarks", "RESULTS.md")
+    before = open(committed, "rb").read()
+    status = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "benchmarks"],
+                            capture_output=True, text=True).stdout
+    written = []
+    real_run = run.run
+
+    def tiny_run(config, sections, *args, results_path=None, **kw):  # the quick run's arguments, tiny sizes
+        written.append(results_path)
+        return real_run(run.Config("tiny"), ["gemm"], False, False, results_path=results_path, **kw)
+
+    monkeypatch.setattr(run, "run", tiny_run)
+    run.main(["--quick", "--only", "gemm", "--no-torch"])
+    assert written == [os.path.join(run.HERE, run.PARTIAL_RESULTS)] and os.path.exists(written[0])
+    assert open(committed, "rb").read() == before
+    assert subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "benchmarks"],
+                          capture_output=True, text=True).stdout == status
+    os.remove(written[0])
+    monkeypatch.setattr(run, "run", lambda *a, results_path=None, **kw: written.append(results_path))
+    run.main([])  # the full run of every section is the one that rewrites RESULTS.md
+    assert written[-1] == committed

@@ -111,3 +111,31 @@ def test_tuple_outputs_and_inputs_without_gradient():
     assert tc.gradcheck(lambda x: tc.split(x * x, [1, 2], dim=1), [x])
     with pytest.raises(ValueError, match="no input requires grad"):
         tc.gradcheck(tc.exp, [x.detach()])
+
+
+def test_gradcheck_takes_a_float32_module_and_checks_a_float64_copy():
+    from tinyconv import nn
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(3 * 4 * 4, 2))
+    before = {k: v.numpy().copy() for k, v in model.state_dict().items()}
+    x = tc.randn(2, 2, 4, 4, requires_grad=True)
+    assert tc.gradcheck(model, [x], check_params=True)
+    for k, v in model.state_dict().items():  # the model itself is untouched: float32, same values
+        assert v.dtype == before[k].dtype and np.array_equal(v.numpy(), before[k]), k
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_gradcheck_on_a_module_names_the_wrong_parameter():
+    from tinyconv import nn
+
+    class Wrong(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = nn.Parameter(tc.ones(3))
+
+        def forward(self, x):
+            return _MulForgetsB.apply(x, self.scale)  # the parameter's gradient is lost
+
+    assert tc.gradcheck(Wrong(), [tc.randn(3, requires_grad=True)])  # the input's gradient is right
+    with pytest.raises(GradcheckError, match="parameter 'scale'"):
+        tc.gradcheck(Wrong(), [tc.randn(3, requires_grad=True)], check_params=True)

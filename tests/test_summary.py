@@ -148,3 +148,13 @@ def test_zoo_table_example(capsys):
     assert "61,706" in lines["lenet5"] and " = " in lines["lenet5"]
     assert "62,378,344" in lines["alexnet"] and "1.135" in lines["alexnet"]
     assert "60,965,224" in lines["alexnet groups=2"]
+
+
+def test_rows_in_definition_order_parents_before_children():
+    with skip_init():
+        model = models.resnet18()
+    names = [r["name"] for r in tinyconv.summary(model, (3, 64, 64), depth=None).rows]
+    defined = [name for name, _ in model.named_modules() if name]
+    assert names == [n for n in defined if n in names]
+    assert names.index("layer2.0") < names.index("layer2.0.conv1") < names.index("layer2.0.downsample")
+    assert names.index("layer2.0.downsample") < names.index("layer2.0.downsample.0")

@@ -238,6 +238,17 @@ def cpu_threads():
     return tinyconv_kernels.threads
 
 
+def kernel_families():
+    """``({kernel name: family module}, folder of the kernels package)``, importing no kernel (for
+    ``tinyconv.kernels_compiled``); ``({}, None)`` without the kernels package."""
+    try:
+        import tinyconv_kernels
+    except ImportError:
+        return {}, None
+    return ({name: family for name, family in tinyconv_kernels.FAMILIES.items()
+             if family not in tinyconv_kernels.UNCOMPILED_FAMILIES}, os.path.dirname(tinyconv_kernels.__file__))
+
+
 def cuda_kernel(fn):
     """Wrap a ``numba.cuda`` kernel function so that it takes and returns CuPy arrays, without copies or waits
     (``cuda_bridge.cuda_kernel``, which documents how)."""

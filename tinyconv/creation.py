@@ -106,3 +106,29 @@ empty_like = _like(empty)
 def full_like(x, fill_value, dtype=None, requires_grad=False, device=None):
     """``full`` with the shape, dtype and device of ``x``."""
     return full(x.shape, fill_value, dtype=dtype or x.dtype, requires_grad=requires_grad, device=device or x.device)
+
+
+def randperm(n, dtype=np.int64, device="cpu"):
+    """A random permutation of ``0 .. n-1`` from the seeded host generator."""
+    return _place(backend.host_rng().permutation(n).astype(dtype), device, False)
+
+
+def linspace(start, end, steps, dtype=DEFAULT_DTYPE, requires_grad=False, device="cpu"):
+    """``steps`` evenly spaced values from ``start`` to ``end``, both included."""
+    return _place(np.linspace(start, end, steps).astype(dtype), device, requires_grad)
+
+
+def eye(n, m=None, dtype=DEFAULT_DTYPE, requires_grad=False, device="cpu"):
+    """The ``n x m`` identity matrix (``m`` defaults to ``n``)."""
+    return _place(np.eye(n, m, dtype=dtype), device, requires_grad)
+
+
+def as_tensor(data, dtype=None, device=None):
+    """``data`` as a tensor, without a copy where it already is an array of that dtype on that device."""
+    if isinstance(data, Tensor) and dtype is None and device is None:
+        return data
+    arr = data.data if isinstance(data, Tensor) else data
+    if not backend.is_array(arr):
+        return tensor(arr, dtype=dtype, device=device or "cpu")
+    arr = arr.astype(dtype, copy=False) if dtype is not None else arr
+    return Tensor(backend.to_device(arr, device) if device is not None else arr)

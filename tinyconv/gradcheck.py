@@ -11,7 +11,13 @@ instead, comparing the directional derivative ``(L(x + eps d) - L(x - eps d)) / 
 ``<dL/dx, d>``: k+1 evaluations instead of 2n.
 
 Elements pass when ``|analytic - numeric| <= atol + rtol * |numeric|``.
+
+``fn`` may be a module (``gradcheck(model, [x])``): a float32 model is checked as written, by running a deep
+copy of it whose parameters and buffers are cast to float64 (the model itself is left untouched); its
+parameters' gradients are checked too with ``check_params=True``.
 """
+import copy
+
 import numpy as np
 
 from . import backend
@@ -32,21 +38,35 @@ def _loss(fn, inputs, vs):
     return float(sum((backend.to_numpy(y.data).astype(np.float64) * v).sum() for y, v in zip(ys, vs)))
 
 
-def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, directions=None, seed=0, raise_exception=True):
+def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, directions=None, seed=0, raise_exception=True,
+              check_params=False):
     """Check the gradients of ``fn`` at ``inputs`` (a Tensor or a sequence; non-tensors pass through).
 
     Every floating-point tensor input with ``requires_grad`` is checked, after being copied to float64.
+    ``fn`` may be a function or a module (an object with ``parameters()`` and ``double()``, such as any
+    ``nn.Module``): a float32 module is checked in float64 on a deep copy with its parameters and buffers cast
+    (``model`` itself is not changed); ``check_params=True`` also checks the gradient of every parameter that
+    requires grad (call ``model.eval()`` first if it has dropout, whose masks change from call to call).
     ``directions``: ``None`` checks every element; an int ``k`` checks ``k`` random directions per input
     (for inputs too large to perturb one element at a time).  Returns True, or raises ``GradcheckError``
-    naming the input, the element, the analytic and numerical values and the max abs/rel error
-    (returns False instead when ``raise_exception=False``).
+    naming the input or parameter, the element, the analytic and numerical values and the max abs/rel
+    error (returns False instead when ``raise_exception=False``).
     """
     if isinstance(inputs, Tensor):
         inputs = (inputs,)
     inputs = [Tensor(x.data.astype(np.float64, order="C"), requires_grad=x.requires_grad)
               if isinstance(x, Tensor) and x.dtype.kind == "f" else x for x in inputs]
-    checked = [i for i, x in enumerate(inputs) if isinstance(x, Tensor) and x.requires_grad]
-    if not checked:
+    targets = [(f"input {i}", x) for i, x in enumerate(inputs) if isinstance(x, Tensor) and x.requires_grad]
+    if hasattr(fn, "parameters") and hasattr(fn, "double"):  # a module: check a float64 copy
+        fn = copy.deepcopy(fn).double()
+        for name, p in fn.named_parameters():
+            p.grad = None
+            p.data = p.data.copy(order="C")  # perturbed through a flat view below
+            if check_params and p.requires_grad:
+                targets.append((f"parameter '{name}'", p))
+    elif check_params:
+        raise TypeError("gradcheck: check_params=True needs a module (with parameters())")
+    if not targets:
         raise ValueError("gradcheck: no input requires grad")
 
     ys = _outputs(fn(*inputs))
@@ -58,8 +78,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, directions=None, seed=
     for k, (y, vk) in enumerate(live):
         y.backward(xp.asarray(vk, dtype=y.dtype), retain_graph=k < len(live) - 1)
 
-    for i in checked:
-        x = inputs[i]
+    for i, x in targets:
         analytic = np.zeros(x.shape) if x.grad is None else backend.to_numpy(x.grad.data).astype(np.float64)
         flat = x.data.reshape(-1)  # a view: perturbing it perturbs x
         if directions is None:
@@ -101,7 +120,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, directions=None, seed=
 def _fail(raise_exception, i, shape, where, a, n, analytic, numeric):
     err = np.abs(analytic - numeric)
     rel = err / np.maximum(np.abs(numeric), 1e-12)
-    msg = (f"gradcheck: gradient of input {i} (shape {tuple(shape)}) disagrees at {where}: "
+    msg = (f"gradcheck: gradient of {i} (shape {tuple(shape)}) disagrees at {where}: "
            f"analytic {float(a):.8g} vs numeric {float(n):.8g}; max abs error {err.max():.3g}, "
            f"max rel error {rel.max():.3g}")
     if raise_exception:

@@ -83,15 +83,13 @@ def summary(model, input_shape, depth=3, dtype=np.float32):
     device = params[0].device if params else "cpu"
     x = Tensor(backend.xp_for(device).zeros(shape, dtype))
     modules = [(name, m) for name, m in model.named_modules() if name]
-    records, order = {}, []
+    records = {}
 
     def wrap(name, m, forward):
         def counted(*args, **kwargs):
             before = counter.total
             out = forward(*args, **kwargs)
-            if name not in records:
-                records[name] = {"macs": 0}
-                order.append(name)
+            records.setdefault(name, {"macs": 0})
             records[name]["macs"] += counter.total - before
             records[name]["output_shape"] = _shape_of(out)
             return out
@@ -117,11 +115,11 @@ def summary(model, input_shape, depth=3, dtype=np.float32):
         return {"name": name, "type": type(m).__name__, "depth": name.count(".") + 1, "params": n,
                 "output_shape": rec.get("output_shape"), "macs": rec.get("macs", 0)}
 
-    by_name = dict(modules)
     shown = lambda name: depth is None or name.count(".") + 1 <= depth  # noqa: E731
-    rows = [row(name, by_name[name], records[name]) for name in order if shown(name)]
-    rows += [row(name, m, {}) for name, m in modules
-             if name not in records and shown(name) and any(True for _ in m.parameters())]
+    # definition order, parents before children (as torchinfo); modules never called are listed when they
+    # hold parameters
+    rows = [row(name, m, records.get(name, {})) for name, m in modules
+            if shown(name) and (name in records or any(True for _ in m.parameters()))]
     total = sum(p.numel() for p in params)
     trainable = sum(p.numel() for p in params if p.requires_grad)
     return ModelSummary(rows, total, trainable, total_macs, shape, type(model).__name__)

@@ -164,6 +164,21 @@ def test_shape_ops_and_reductions(gpu_fast):
     check(lambda x: F.pad(x, (1, 2)) ** 2, x)
 
 
+def test_idiom_ops(gpu_fast):
+    x = randn(2, 3, 4, 5)
+    check(lambda x: x.max(dim=1).values + x.min(1, keepdim=True).values, x)
+    check(lambda x: x.flatten(1).topk(3, dim=1).values * 2 + x.flatten(1).sort(dim=1).values[:, :3], x)
+    check(lambda x: x.masked_fill(x > 1.5, 0.5).repeat(1, 2, 1, 1).std(dim=1), x)
+    check(lambda x: F.interpolate(x, scale_factor=2).sum() + F.interpolate(x, size=(3, 7), mode="bilinear",
+                                                                           align_corners=True).sum(), x)
+    check(lambda x: F.group_norm(x, 3) + F.elu(x) + F.normalize(x, dim=1), x, rtol=1e-4, atol=1e-5)
+    idx = tc.tensor(np.array([[0, 3], [2, 2]])).to("cuda")
+    assert np.array_equal(host(tc.tensor(x).to("cuda").flatten(2)[:, 0].gather(1, idx)),
+                          np.take_along_axis(x.reshape(2, 3, -1)[:, 0], np.array([[0, 3], [2, 2]]), 1))
+    assert np.array_equal(host(tc.tensor(x).to("cuda").argmax(dim=1)), x.argmax(1))
+    assert np.array_equal(host(F.one_hot(tc.tensor([1, 0]).to("cuda"), 3)), [[0, 1, 0], [1, 0, 0]])
+
+
 # -- dropout and initialisation: one seed, same numbers on every device --------------------------------
 def test_dropout_draws_masks_on_the_device_from_the_seed(gpu_fast):
     x = tc.ones(64, 64).to("cuda")

@@ -43,6 +43,9 @@ LAYERS = {
     "Unflatten": (lambda: nn.Unflatten(1, (2, 3)), (2, 6), "any"),
     "ZeroPad2d": (lambda: nn.ZeroPad2d(1), (2, 3, 2, 2), "any"),
     "ChannelShuffle": (lambda: nn.ChannelShuffle(2), (2, 4, 2, 2), "any"),
+    "ELU": (lambda: nn.ELU(), (2, 3), "float"),
+    "GroupNorm": (lambda: nn.GroupNorm(2, 4), (2, 4, 3, 3), "params"),
+    "Upsample": (lambda: nn.Upsample(scale_factor=2), (2, 3, 2, 2), "float"),
 }
 LOSSES = {  # input shape, target
     "CrossEntropyLoss": ((4, 3), np.array([0, 1, 2, 1])),
@@ -50,6 +53,9 @@ LOSSES = {  # input shape, target
     "MultiMarginLoss": ((4, 3), np.array([0, 1, 2, 1])),
     "MSELoss": ((4, 3), np.zeros((4, 3), np.float32)),
     "BCEWithLogitsLoss": ((4, 3), np.zeros((4, 3), np.float32)),
+    "BCELoss": ((4, 3), np.zeros((4, 3), np.float32)),
+    "L1Loss": ((4, 3), np.zeros((4, 3), np.float32)),
+    "SmoothL1Loss": ((4, 3), np.zeros((4, 3), np.float32)),
 }
 CONTAINERS = {"Module", "Sequential", "ModuleList", "ModuleDict"}
 
@@ -100,7 +106,8 @@ def test_float_dtypes(name):
 def test_losses_refuse_integer_input(name):
     shape, target = LOSSES[name]
     loss = getattr(nn, name)()
-    assert np.isfinite(float(loss(sample(shape, np.float32), tc.tensor(target)).item()))
+    x = sample(shape, np.float32)
+    assert np.isfinite(float(loss(x.sigmoid() if name == "BCELoss" else x, tc.tensor(target)).item()))
     with pytest.raises(TypeError, match=rf"^{name}\b.*floating-point input, got dtype int64"):
         loss(sample(shape, np.int64), tc.tensor(target))
 

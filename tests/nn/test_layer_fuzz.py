@@ -83,6 +83,12 @@ SPECS = {
                                                               st.tuples(small, small, small, small))}),
                   nchw(), "train"),
     "ChannelShuffle": (st.fixed_dictionaries({"groups": maybe_float(small)}), nchw(), "train"),
+    "ELU": (st.fixed_dictionaries({"alpha": st.sampled_from([1.0, 0.5, 2.0])}), nchw(), "train"),
+    "GroupNorm": (st.fixed_dictionaries({
+        "num_groups": st.sampled_from([1, 2, 3]), "num_channels": st.sampled_from([2, 3, 4]),
+        "eps": st.sampled_from([1e-5, 0.1]), "affine": st.booleans()}), nchw(st.sampled_from([2, 3, 4])), "train"),
+    "Upsample": (st.fixed_dictionaries({"scale_factor": st.sampled_from([2, 3, 1.5]),
+                                        "mode": st.sampled_from(["nearest", "bilinear"])}), nchw(), "train"),
 }
 for _name in ("ReLU", "ReLU6", "SiLU", "Hardswish", "Hardsigmoid", "Sigmoid", "Tanh", "Identity"):
     SPECS[_name] = (st.just({}), nchw(), "train")
@@ -93,7 +99,8 @@ def test_every_layer_is_fuzzed():
     layers = {n for n, c in vars(nn).items() if inspect.isclass(c) and issubclass(c, nn.Module)}
     skipped = {"Module", "Sequential", "ModuleList", "ModuleDict",            # containers
                "LayerNorm2d", "StochasticDepth", "DropPath",                   # no torch.nn twin
-               "CrossEntropyLoss", "NLLLoss", "MSELoss", "MultiMarginLoss", "BCEWithLogitsLoss"}  # test_loss.py
+               "CrossEntropyLoss", "NLLLoss", "MSELoss", "MultiMarginLoss", "BCEWithLogitsLoss",  # test_loss.py
+               "BCELoss", "L1Loss", "SmoothL1Loss"}  # tests/test_idioms.py
     assert layers - skipped == set(SPECS)
 
 

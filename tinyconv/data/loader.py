@@ -18,6 +18,7 @@ import numpy as np
 from .. import backend
 from ..core import Tensor
 from .transforms import apply_batch
+from .workers import WorkerPool
 
 
 class DataLoader:
@@ -25,8 +26,16 @@ class DataLoader:
 
     ``batch_size``: samples per batch; ``shuffle``: a new random order every epoch; ``drop_last``: skip a
     final incomplete batch; ``seed``: the loader's random seed (None: drawn from tinyconv's global
-    generator); ``transform``: applied to each batch after the dataset's own transform (see
+    generator); ``sampler``: an object giving the indices of each epoch (``len`` and iteration, e.g.
+    ``tinyconv.distributed.DistributedSampler``), whose ``set_epoch`` is called before each epoch (exclusive
+    with ``shuffle``, as in PyTorch); ``transform``: applied to each batch after the dataset's own transform (see
     ``tinyconv.data.transforms``); ``device``: ``'cpu'`` or ``'cuda'``; ``dtype``: of the image Tensor.
+
+    ``num_workers``: processes that build the next batches while the step runs (``workers.py``; the batches
+    are the same as with 0, in the same order); ``prefetch_factor``: batches in flight per worker (default
+    2); ``persistent_workers``: keep the processes between epochs (they see the dataset as it was when
+    they started); ``multiprocessing_context``: ``'fork'`` (the default where available), ``'spawn'`` or
+    ``'forkserver'`` (those need a picklable dataset and transform).  ``close()`` stops persistent workers.
 
     ``len(loader)`` is the number of batches per epoch.  Each ``for`` loop over the loader is one epoch; a
     loop abandoned part-way (``break``) still counts as an epoch, unless the loader was just restored with
@@ -34,9 +43,24 @@ class DataLoader:
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, seed=None, transform=None,
-                 device="cpu", dtype=np.float32):
+                 device="cpu", dtype=np.float32, sampler=None, num_workers=0, prefetch_factor=None,
+                 persistent_workers=False, multiprocessing_context=None):
         if int(batch_size) < 1:
             raise ValueError(f"DataLoader: batch_size must be >= 1, got {batch_size}")
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
+        if int(num_workers) < 0:
+            raise ValueError(f"DataLoader: num_workers must be >= 0, got {num_workers}")
+        if num_workers == 0 and (prefetch_factor is not None or persistent_workers):
+            raise ValueError("DataLoader: prefetch_factor and persistent_workers need num_workers > 0")
+        if prefetch_factor is not None and int(prefetch_factor) < 1:
+            raise ValueError(f"DataLoader: prefetch_factor must be >= 1, got {prefetch_factor}")
+        self.sampler = sampler
+        self.num_workers = int(num_workers)
+        self.prefetch_factor = 2 if prefetch_factor is None else int(prefetch_factor)
+        self.persistent_workers = bool(persistent_workers)
+        self.multiprocessing_context = multiprocessing_context
+        self._pool = None
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
@@ -50,7 +74,7 @@ class DataLoader:
         self._resume = False
 
     def __len__(self):
-        n = len(self.dataset)
+        n = len(self.dataset) if self.sampler is None else len(self.sampler)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def _rng(self, *key):
@@ -59,6 +83,10 @@ class DataLoader:
 
     def order(self, epoch):
         """The sample indices of ``epoch``, in the order they are served."""
+        if self.sampler is not None:
+            if hasattr(self.sampler, "set_epoch"):
+                self.sampler.set_epoch(epoch)
+            return np.fromiter(iter(self.sampler), dtype=np.int64)
         n = len(self.dataset)
         return self._rng(epoch, 0, 0).permutation(n) if self.shuffle else np.arange(n)
 
@@ -68,33 +96,44 @@ class DataLoader:
         elif self._batch > 0:  # the previous loop stopped part-way: start the next epoch
             self.epoch, self._batch = self.epoch + 1, 0
         epoch, order = self.epoch, self.order(self.epoch)
-        for b in range(self._batch, len(self)):
-            indices = order[b * self.batch_size:(b + 1) * self.batch_size]
-            batch = self._make_batch(indices, self._rng(epoch, 1, b))
-            self._batch = b + 1
-            yield batch
+        slices = [(b, order[b * self.batch_size:(b + 1) * self.batch_size]) for b in range(self._batch, len(self))]
+        if self.num_workers == 0:
+            host = (host_batch(self.dataset, self.transform, self.dtype, idx, self._rng(epoch, 1, b))
+                    for b, idx in slices)
+        else:
+            host = self._from_workers(epoch, slices)
+        try:
+            for (b, _), (images, labels) in zip(slices, host):
+                self._batch = b + 1
+                yield self._to_tensors(images, labels)
+        finally:
+            host.close()  # a loop left early (break, an exception, Ctrl-C) stops the workers now
         self.epoch, self._batch = epoch + 1, 0
 
-    def _make_batch(self, indices, rng):
-        ds = self.dataset
-        if hasattr(ds, "get_batch"):
-            images, labels = ds.get_batch(indices, rng)
-        else:
-            items = [ds[int(i)] for i in indices]
-            images = np.stack([backend.to_numpy(getattr(x, "data", x)) for x, _ in items])
-            labels = np.array([int(y) for _, y in items])
-        images = apply_batch(self.transform, images, rng)
-        return self._to_tensor(images), Tensor(backend.to_device(np.asarray(labels, np.int64), self.device))
+    def _from_workers(self, epoch, slices):
+        pool = self._pool or WorkerPool(self.num_workers, self.dataset, self.transform, self.dtype, host_batch,
+                                        self.multiprocessing_context)
+        self._pool = pool if self.persistent_workers else None
+        try:
+            yield from pool.batches([(self.seed, epoch, b, idx) for b, idx in slices],
+                                    self.num_workers * self.prefetch_factor)
+        except Exception:
+            if self.persistent_workers:  # a failed worker pool is not reused
+                self.close()
+            raise
+        finally:
+            if not self.persistent_workers:
+                pool.close()
 
-    def _to_tensor(self, images):
-        images = np.asarray(images)
-        if images.ndim == 3:  # (N, H, W) grayscale -> (N, 1, H, W)
-            images = images[:, None]
-        if images.dtype == np.uint8:
-            images = images.astype(self.dtype) * self.dtype.type(1 / 255)
-        else:
-            images = images.astype(self.dtype, copy=False)
-        return Tensor(backend.to_device(np.ascontiguousarray(images), self.device))
+    def close(self):
+        """Stop the worker processes kept by ``persistent_workers=True`` (they also stop at garbage collection)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def _to_tensors(self, images, labels):
+        return (Tensor(backend.to_device(images, self.device)),
+                Tensor(backend.to_device(labels, self.device)))
 
     def state_dict(self):
         """``{'seed', 'epoch', 'batch', ...}``: where the loader is (batches of ``epoch`` already served)."""
@@ -114,6 +153,31 @@ class DataLoader:
         self.seed, self.epoch, self._batch = int(state["seed"]), int(state["epoch"]), int(state["batch"])
         self._resume = True
 
+    def __getstate__(self):  # a loader handed to another process leaves its worker pool behind
+        state = dict(self.__dict__)
+        state["_pool"] = None
+        return state
+
     def __repr__(self):
         return (f"DataLoader({self.dataset!r}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
                 f"drop_last={self.drop_last}, seed={self.seed}, device='{self.device}')")
+
+
+def host_batch(dataset, transform, dtype, indices, rng):
+    """One batch as NumPy arrays ``(images (N, C, H, W) of dtype, labels (N,) int64)``, on the host: sliced by the
+    dataset's ``get_batch`` (or item by item), transformed, uint8 scaled to [0, 1], a channel axis added to
+    (N, H, W).  Run by the loader itself or by its worker processes."""
+    if hasattr(dataset, "get_batch"):
+        images, labels = dataset.get_batch(indices, rng)
+    else:
+        items = [dataset[int(i)] for i in indices]
+        images = np.stack([backend.to_numpy(getattr(x, "data", x)) for x, _ in items])
+        labels = np.array([int(y) for _, y in items])
+    images = np.asarray(apply_batch(transform, images, rng))
+    if images.ndim == 3:  # (N, H, W) grayscale -> (N, 1, H, W)
+        images = images[:, None]
+    if images.dtype == np.uint8:
+        images = images.astype(dtype) * dtype.type(1 / 255)
+    else:
+        images = images.astype(dtype, copy=False)
+    return np.ascontiguousarray(images), np.asarray(labels, np.int64)

@@ -5,7 +5,6 @@ subclasses in this package and bound here, once, at import.
 """
 import numpy as np
 
-from ..backend import get_array_module
 from ..core import Tensor
 from . import activation, basic, reduction, shape
 
@@ -49,7 +48,8 @@ _METHODS = {
     "exp": basic.exp, "log": basic.log, "sqrt": basic.sqrt, "abs": basic.abs,
     "clip": basic.clip, "clamp": basic.clip, "maximum": basic.maximum, "minimum": basic.minimum,
     "sum": reduction.sum, "mean": reduction.mean, "var": reduction.var, "max": reduction.max,
-    "min": reduction.min, "amax": reduction.max, "amin": reduction.min,
+    "min": reduction.min, "amax": reduction.amax, "amin": reduction.amin,
+    "argmax": reduction.argmax, "argmin": reduction.argmin,
     "astype": basic.astype,
     "reshape": shape.reshape, "view": _view, "permute": shape.permute, "transpose": shape.transpose,
     "flatten": shape.flatten, "squeeze": shape.squeeze, "unsqueeze": shape.unsqueeze,
@@ -67,8 +67,4 @@ Tensor.T = property(lambda self: shape.transpose(self))
 Tensor.float = lambda self: basic.astype(self, np.float32)
 Tensor.double = lambda self: basic.astype(self, np.float64)
 Tensor.long = lambda self: Tensor(self.data.astype(np.int64))
-Tensor.argmax = lambda self, axis=None, dim=None, keepdims=False: Tensor(
-    get_array_module(self.data).argmax(self.data, axis=dim if dim is not None else axis, keepdims=keepdims))
-Tensor.argmin = lambda self, axis=None, dim=None, keepdims=False: Tensor(
-    get_array_module(self.data).argmin(self.data, axis=dim if dim is not None else axis, keepdims=keepdims))
 Tensor.size_of = lambda self, dim: self.shape[dim]

@@ -9,9 +9,9 @@ import builtins
 
 import numpy as np
 
-from ..backend import get_array_module
-from ..core import Function, as_tensor
-from .basic import _floating
+from ..backend import get_array_module, is_array as backend_is_array, scatter_add
+from ..core import Function, Tensor, as_tensor
+from .basic import _floating, maximum, minimum
 
 
 def _norm_axis(axis, ndim):
@@ -91,17 +91,103 @@ class MaxMin(Function):
         return gy.reshape(shape) * self.mask / count.astype(gy.dtype)
 
 
-def max(x, axis=None, keepdims=False, dim=None, keepdim=None):
-    """Maximum over ``axis`` (alias ``dim``); tied maxima share the gradient equally.
+class ValuesIndices(tuple):
+    """The ``(values, indices)`` pair of ``max``/``min``/``topk``/``sort`` along a dim (``torch.return_types``).
 
-    Returns the values only (NumPy's ``max``), not PyTorch's ``(values, indices)`` pair; use ``argmax``.
+    Unpacks as a tuple (``v, i = x.max(dim=1)``) and names its fields (``.values``, ``.indices``).
     """
+
+    __slots__ = ()
+
+    def __new__(cls, values, indices):
+        return super().__new__(cls, (values, indices))
+
+    values = property(lambda self: self[0])
+    indices = property(lambda self: self[1])
+
+    def __repr__(self):
+        return f"return_types(\nvalues={self[0]!r},\nindices={self[1]!r})"
+
+
+class TakeAlongDim(Function):
+    """``x`` at ``indices`` along ``axis`` (``np.take_along_axis``, ``torch.gather``)."""
+
+    def forward(self, x):
+        self.x_shape = x.shape
+        return get_array_module(x).take_along_axis(x, self.indices, axis=self.axis)
+
+    def backward(self, gy):
+        xp = get_array_module(gy)
+        gx = xp.zeros(self.x_shape, dtype=gy.dtype)
+        # dy_j/dx_i = 1 where i is the index picked for output j: scatter-add gy back (an index may repeat)
+        grid = list(xp.ogrid[tuple(slice(n) for n in self.indices.shape)])
+        grid[self.axis] = self.indices
+        scatter_add(gx, tuple(grid), gy)
+        return gx
+
+
+def _extremum(x, axis, keepdims, dim, keepdim, other, is_max):
+    if other is None and (isinstance(axis, Tensor) or backend_is_array(axis)):
+        other, axis = axis, None  # torch.max(input, other)
+    if other is not None:  # the elementwise extremum of two tensors
+        return (maximum if is_max else minimum)(x, other)
+    x = as_tensor(x)
+    axis = _axes(axis, dim)
+    keep = bool(keepdim or keepdims)
+    if axis is None:  # over all elements: the value only; tied extrema share the gradient (torch.amax)
+        return MaxMin.apply(x, axis=None, keepdims=keep, is_max=is_max)
+    if isinstance(axis, (tuple, list)):
+        raise TypeError(f"{'max' if is_max else 'min'}(dim={axis}): a single dim returns (values, indices); "
+                        f"for several dims use {'amax' if is_max else 'amin'}(x, dim={tuple(axis)})")
+    (a,) = _norm_axis(axis, x.ndim)
+    xp = get_array_module(x.data)
+    idx = (xp.argmax if is_max else xp.argmin)(x.data, axis=a, keepdims=True) if x.ndim else xp.zeros((), np.int64)
+    values = TakeAlongDim.apply(x, indices=idx, axis=a) if x.ndim else x.clone()
+    if not keep and x.ndim:
+        values, idx = values.squeeze(a), idx.squeeze(a)
+    return ValuesIndices(values, Tensor(idx.astype(np.int64)))
+
+
+def max(x, axis=None, keepdims=False, dim=None, keepdim=None, other=None):
+    """Maximum, as ``torch.max``: over all elements a tensor; along ``dim`` (alias ``axis``) the named pair
+    ``(values, indices)`` (``v, i = x.max(dim=1)``); with a tensor ``other``, the elementwise maximum.
+
+    Along a dim the gradient goes to the index returned (the first maximum), as in PyTorch; over all elements
+    tied maxima share it equally.  ``amax`` reduces several dims and returns values only.
+    """
+    return _extremum(x, axis, keepdims, dim, keepdim, other, is_max=True)
+
+
+def min(x, axis=None, keepdims=False, dim=None, keepdim=None, other=None):
+    """Minimum, as ``torch.min``: a tensor over all elements, ``(values, indices)`` along ``dim``."""
+    return _extremum(x, axis, keepdims, dim, keepdim, other, is_max=False)
+
+
+def amax(x, dim=None, keepdim=False, axis=None, keepdims=False):
+    """Maximum over ``dim`` (an int, a tuple, or None for all), values only; tied maxima share the gradient."""
     return MaxMin.apply(as_tensor(x), axis=_axes(axis, dim), keepdims=bool(keepdim or keepdims), is_max=True)
 
 
-def min(x, axis=None, keepdims=False, dim=None, keepdim=None):
-    """Minimum over ``axis`` (alias ``dim``); tied minima share the gradient equally."""
+def amin(x, dim=None, keepdim=False, axis=None, keepdims=False):
+    """Minimum over ``dim`` (an int, a tuple, or None for all), values only; tied minima share the gradient."""
     return MaxMin.apply(as_tensor(x), axis=_axes(axis, dim), keepdims=bool(keepdim or keepdims), is_max=False)
 
 
-amax, amin = max, min  # PyTorch's names for the reductions that return values only
+def argmax(x, dim=None, keepdim=False, axis=None, keepdims=False):
+    """Index of the maximum along ``dim`` (of the flattened tensor when None), as an int64 tensor."""
+    return _arg(x, dim if dim is not None else axis, keepdim or keepdims, is_max=True)
+
+
+def argmin(x, dim=None, keepdim=False, axis=None, keepdims=False):
+    """Index of the minimum along ``dim`` (of the flattened tensor when None), as an int64 tensor."""
+    return _arg(x, dim if dim is not None else axis, keepdim or keepdims, is_max=False)
+
+
+def _arg(x, dim, keepdim, is_max):
+    x = as_tensor(x)
+    xp = get_array_module(x.data)
+    fn = xp.argmax if is_max else xp.argmin
+    if dim is None:
+        out = fn(x.data.reshape(-1))
+        return Tensor(xp.asarray(out).astype(np.int64).reshape((1,) * x.ndim if keepdim else ()))
+    return Tensor(fn(x.data, axis=dim, keepdims=bool(keepdim)).astype(np.int64))

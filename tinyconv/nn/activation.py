@@ -145,3 +145,17 @@ class LogSoftmax(Softmax):
     def forward(self, input):
         self._check_dim(input)
         return F.log_softmax(input, self.dim)
+
+
+class ELU(_Activation):
+    """``functional.elu``: ``x`` for ``x > 0``, ``alpha * (exp(x) - 1)`` otherwise."""
+
+    def __init__(self, alpha=1.0, inplace=False):
+        super().__init__()
+        self.alpha, self.inplace = checks.real("ELU", "alpha", alpha), inplace
+
+    def forward(self, input):
+        return F.elu(input, self.alpha)
+
+    def extra_repr(self):
+        return f"alpha={self.alpha}"

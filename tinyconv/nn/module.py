@@ -328,6 +328,9 @@ class Module:
             backend.xp_for(device)  # a clear error when CUDA is unavailable
             self._map_tensors(lambda a: backend.to_device(a, device))
         if dtype is not None:
+            if np.dtype(dtype).kind == "f" and np.dtype(dtype).itemsize < 4:
+                raise TypeError(f"{type(self).__name__}.to({np.dtype(dtype)}): tinyconv computes in float32 and "
+                                f"float64 only (half precision is not computed); use tinyconv.float32 or float64")
             self._map_tensors(lambda a: a.astype(dtype) if a.dtype.kind == "f" else a)
         return self
 
@@ -346,6 +349,10 @@ class Module:
     def double(self):
         """Cast floating parameters and buffers to float64."""
         return self.to(dtype=np.float64)
+
+    def half(self):
+        """Refused: tinyconv does not compute in float16 (the error names float32 and float64)."""
+        return self.to(dtype=np.float16)
 
     # -- state dict ---------------------------------------------------------------------------------
     def state_dict(self, destination=None, prefix="", keep_vars=False):

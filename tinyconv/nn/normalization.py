@@ -167,3 +167,37 @@ class LayerNorm2d(LayerNorm):
             raise ValueError(f"{type(self).__name__}({self.extra_repr()}): expected input of shape "
                              f"(N, {C}, H, W), got {tuple(input.shape)}")
         return F.layer_norm2d(input, self.weight, self.bias, self.eps)
+
+
+class GroupNorm(Module):
+    """Group normalisation (Wu & He, 2018) of (N, C, ...) over ``num_groups`` groups of channels, with a
+    per-channel affine ``weight`` and ``bias`` (``tinyconv.functional.group_norm``)."""
+
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, device=None, dtype=None):
+        super().__init__()
+        where = f"GroupNorm({num_groups!r}, {num_channels!r})"
+        self.num_groups = checks.integer(where, "num_groups", num_groups)
+        self.num_channels = checks.integer(where, "num_channels", num_channels)
+        if self.num_channels % self.num_groups:
+            raise ValueError(f"{where}: num_channels must be divisible by num_groups")
+        self.eps, self.affine = checks.real(where, "eps", eps, low=0.0, low_open=True), affine
+        checks.parameter_dtype(where, dtype)
+        kw = dict(dtype=dtype or np.float32, device=device or "cpu")
+        if affine:
+            self.weight = Parameter(empty(self.num_channels, **kw))
+            self.bias = Parameter(empty(self.num_channels, **kw))
+            init.ones_(self.weight)
+            init.zeros_(self.bias)
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def forward(self, input):
+        where = f"GroupNorm({self.extra_repr()})"
+        checks.floating_input(where, input, None if self.weight is None else self.weight.dtype)
+        if input.ndim < 2 or input.shape[1] != self.num_channels:
+            raise ValueError(f"{where}: expected input (N, {self.num_channels}, ...), got shape {input.shape}")
+        return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
