@@ -34,6 +34,7 @@ import warnings
 import numpy as np
 
 import tinyconv as tc
+import tinyconv.distributed as dist
 from tinyconv import checkpoint, data, functional as F, nn, optim, train
 from tinyconv.data import transforms as T
 from tinyconv.models import lenet5
@@ -156,11 +157,28 @@ def make_loaders(args, train_ds, test_ds):
     _, _, mean, std = DATASETS[args.dataset]
     to_input = T.Compose([T.Pad(2), T.ToFloat(), T.Normalize(mean, std)])   # 28x28 -> 32x32, standardised
     augment = T.Compose([T.Pad(2), T.RandomCrop(32, padding=2), T.ToFloat(), T.Normalize(mean, std)])
-    train_loader = data.DataLoader(train_ds, batch_size=args.batch_size, shuffle=True, seed=args.seed,
+    p = dist.get_world_size() if dist.is_initialized() else 1  # under mpiexec: each rank a shard, batch B/P
+    shard = dict(sampler=dist.DistributedSampler(train_ds, seed=args.seed)) if p > 1 else dict(shuffle=True)
+    train_loader = data.DataLoader(train_ds, batch_size=args.batch_size // p, seed=args.seed, **shard,
                                    transform=augment if args.augment else to_input, device=args.device)
     test_loader = data.DataLoader(test_ds, batch_size=1000, shuffle=False, transform=to_input,
                                   device=args.device)
     return train_loader, test_loader
+
+
+# -- several processes: mpiexec -n P python examples/train_lenet.py -----------------------------------
+def start_processes(args):
+    """Under ``mpiexec``: join the process group (rank 0 alone prints and writes); the number of processes."""
+    if not dist.launched_by_mpi():
+        return 1
+    dist.init(device=args.device)
+    p = dist.get_world_size()
+    if args.batch_size % p:
+        raise BadInput(f"--batch-size {args.batch_size} must be a multiple of the {p} processes (each takes an "
+                       f"equal share of every batch).")
+    if not dist.is_main_process():
+        sys.stdout = open(os.devnull, "w")
+    return p
 
 
 # -- the machine --------------------------------------------------------------------------------------
@@ -207,6 +225,7 @@ def check_resume(args, ckpt_path):
 def run(args):
     tc.backend.xp_for(args.device)    # fail before loading anything when 'cuda' is asked for without a GPU
     limit_threads(args.threads)
+    processes = start_processes(args)
     train_ds, test_ds, described, short = load_data(args)
     print(f"data: {described}", flush=True)
     tc.manual_seed(args.seed)
@@ -219,6 +238,9 @@ def run(args):
           f"SGD lr {args.lr} momentum {args.momentum}, batch {args.batch_size}, {args.epochs} epoch{'s' if args.epochs != 1 else ''}, "
           f"cosine schedule, device {args.device}", flush=True)
     model.to(args.device)
+    if processes > 1:
+        model = dist.DistributedDataParallel(model)  # rank 0's weights everywhere, gradients averaged
+        print(f"data-parallel: {processes} processes x batch {args.batch_size // processes}", flush=True)
     train_loader, test_loader = make_loaders(args, train_ds, test_ds)
     optimizer = optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
     scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(args.epochs, 1))
@@ -230,7 +252,7 @@ def run(args):
                         scheduler=scheduler, device=args.device, checkpoint_dir=args.out, resume=args.resume,
                         history_path=os.path.join(args.out, "history"), progress=not args.no_progress,
                         extra=config)
-    if history:
+    if history and dist.is_main_process():
         try:
             train.plot_history(history, os.path.join(args.out, "curves.png"),
                                title=f"LeNet-5{' (modern)' if args.modern else ''} on {short}")
@@ -270,4 +292,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    if status and dist.is_initialized():
+        dist.abort(status)  # one rank failed: end them all (the others may wait in a collective for ever)
+    sys.exit(status)

@@ -211,6 +211,29 @@ class _Size(int):
         return self.shape if dim is None else self.shape[dim]
 
 
+class _HookHandle:
+    """Returned by a hook registration; ``remove()`` unregisters the hook."""
+
+    _next_id = 0
+
+    def __init__(self, hooks, hook):
+        self.hooks, self.id = hooks, _HookHandle._next_id
+        _HookHandle._next_id += 1
+        hooks[self.id] = hook
+
+    def remove(self):
+        self.hooks.pop(self.id, None)
+
+
+def queue_callback(fn):
+    """Run ``fn()`` once the backward pass now running has finished (PyTorch's
+    ``Variable._execution_engine.queue_callback``); only valid inside a backward pass (from a hook)."""
+    queue = getattr(_state, "callbacks", None)
+    if queue is None:
+        raise RuntimeError("queue_callback: no backward pass is running")
+    queue.append(fn)
+
+
 class Tensor:
     """An n-dimensional array with automatic differentiation.
 
@@ -220,6 +243,7 @@ class Tensor:
     """
 
     __array_priority__ = 1000  # make ``ndarray * Tensor`` call Tensor.__rmul__
+    _grad_hooks = None  # {id: hook} once register_post_accumulate_grad_hook was called
 
     def __init__(self, data, requires_grad=False):
         if isinstance(data, Tensor):
@@ -320,6 +344,16 @@ class Tensor:
         self.requires_grad = flag
         return self
 
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(self)`` each time a backward pass has added a gradient into this leaf's ``.grad``
+        (PyTorch's name).  Returns a handle whose ``remove()`` unregisters it.  Data-parallel training uses it
+        to start reducing a bucket of gradients while the rest of the backward pass runs."""
+        if self._ctx is not None:
+            raise RuntimeError("register_post_accumulate_grad_hook: only leaf tensors accumulate a .grad")
+        if self._grad_hooks is None:
+            self._grad_hooks = {}
+        return _HookHandle(self._grad_hooks, hook)
+
     def retain_grad(self):
         """Keep ``.grad`` on this non-leaf tensor after backward."""
         self._retain_grad = True
@@ -357,6 +391,16 @@ class Tensor:
             g = xp.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
             if g.shape != self.data.shape:
                 raise ValueError(f"backward(): grad has shape {tuple(g.shape)}, expected {self.shape}")
+        outer, _state.callbacks = getattr(_state, "callbacks", None), []
+        try:
+            self._backward(g, retain_graph)
+            callbacks = _state.callbacks
+        finally:
+            _state.callbacks = outer
+        for fn in callbacks:  # queued by hooks during the pass (data-parallel gradient reduction)
+            fn()
+
+    def _backward(self, g, retain_graph):
         if self._ctx is None:
             _accumulate(self, g)
             return
@@ -445,6 +489,9 @@ def _accumulate(t, g, own=False):
         t.grad = Tensor(g if own and g.dtype == t.dtype else g.astype(t.dtype, order="C", copy=True))
     else:
         t.grad = Tensor(t.grad.data + g)
+    if t._grad_hooks:
+        for hook in list(t._grad_hooks.values()):
+            hook(t)
 
 
 def _topological_order(root):

@@ -26,7 +26,9 @@ class DataLoader:
 
     ``batch_size``: samples per batch; ``shuffle``: a new random order every epoch; ``drop_last``: skip a
     final incomplete batch; ``seed``: the loader's random seed (None: drawn from tinyconv's global
-    generator); ``transform``: applied to each batch after the dataset's own transform (see
+    generator); ``sampler``: an object giving the indices of each epoch (``len`` and iteration, e.g.
+    ``tinyconv.distributed.DistributedSampler``), whose ``set_epoch`` is called before each epoch (exclusive
+    with ``shuffle``, as in PyTorch); ``transform``: applied to each batch after the dataset's own transform (see
     ``tinyconv.data.transforms``); ``device``: ``'cpu'`` or ``'cuda'``; ``dtype``: of the image Tensor.
 
     ``num_workers``: processes that build the next batches while the step runs (``workers.py``; the batches
@@ -41,16 +43,19 @@ class DataLoader:
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, seed=None, transform=None,
-                 device="cpu", dtype=np.float32, num_workers=0, prefetch_factor=None, persistent_workers=False,
-                 multiprocessing_context=None):
+                 device="cpu", dtype=np.float32, sampler=None, num_workers=0, prefetch_factor=None,
+                 persistent_workers=False, multiprocessing_context=None):
         if int(batch_size) < 1:
             raise ValueError(f"DataLoader: batch_size must be >= 1, got {batch_size}")
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
         if int(num_workers) < 0:
             raise ValueError(f"DataLoader: num_workers must be >= 0, got {num_workers}")
         if num_workers == 0 and (prefetch_factor is not None or persistent_workers):
             raise ValueError("DataLoader: prefetch_factor and persistent_workers need num_workers > 0")
         if prefetch_factor is not None and int(prefetch_factor) < 1:
             raise ValueError(f"DataLoader: prefetch_factor must be >= 1, got {prefetch_factor}")
+        self.sampler = sampler
         self.num_workers = int(num_workers)
         self.prefetch_factor = 2 if prefetch_factor is None else int(prefetch_factor)
         self.persistent_workers = bool(persistent_workers)
@@ -69,7 +74,7 @@ class DataLoader:
         self._resume = False
 
     def __len__(self):
-        n = len(self.dataset)
+        n = len(self.dataset) if self.sampler is None else len(self.sampler)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def _rng(self, *key):
@@ -78,6 +83,10 @@ class DataLoader:
 
     def order(self, epoch):
         """The sample indices of ``epoch``, in the order they are served."""
+        if self.sampler is not None:
+            if hasattr(self.sampler, "set_epoch"):
+                self.sampler.set_epoch(epoch)
+            return np.fromiter(iter(self.sampler), dtype=np.int64)
         n = len(self.dataset)
         return self._rng(epoch, 0, 0).permutation(n) if self.shuffle else np.arange(n)
 

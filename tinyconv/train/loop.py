@@ -30,6 +30,7 @@ import time
 
 from .. import backend, threads
 from ..core import Tensor, no_grad
+from ..distributed import comm as dist
 from ..metrics import true_class_rank
 from ..optim.lr_scheduler import ReduceLROnPlateau
 from .checkpointing import (CHECKPOINT_NAME, OutputWriteError, load_training_checkpoint,  # noqa: F401
@@ -203,13 +204,17 @@ def fit(model, train_loader, test_loader, optimizer, loss_fn, epochs, scheduler=
     - ``check_every``: steps between NaN checks (default: every step on the CPU, every 50 on a GPU, where each
       check waits for the device; see ``train_one_epoch``).
 
+    Under MPI (``tinyconv.distributed.init()``, the model wrapped in ``DistributedDataParallel``, the loader
+    given a ``DistributedSampler``): rank 0 alone logs and writes the checkpoint and history, every rank resumes
+    from that checkpoint, and each record's train loss and accuracy are averaged over ranks (images/s summed).
+
     Raises ``NonFiniteLossError`` if the training or test loss becomes NaN/inf (the last checkpoint stays as it
     was), ``OutputWriteError`` (an ``OSError``) if a checkpoint or the history cannot be written, e.g. on a full
     disk: the previous checkpoint is intact and the error's ``history`` holds every finished epoch.
     """
     device = backend.normalize_device(device)
     model.to(device)
-    log = log or (lambda line: None)
+    log = (log if dist.is_main_process() else None) or (lambda line: None)  # MPI: rank 0 logs, all resume
     ckpt_path = os.path.join(checkpoint_dir, CHECKPOINT_NAME) if checkpoint_dir is not None else None
     resume_path = resume if isinstance(resume, (str, os.PathLike)) else (ckpt_path if resume else None)
     if resume and resume_path is None:
@@ -242,18 +247,20 @@ def _same_large_products(state, log):
 def _epochs(model, train_loader, test_loader, optimizer, loss_fn, epochs, scheduler, device, ckpt_path, history_path,
             progress, log, on_step_end, extra, check_every, history, start):
     """Epochs ``start + 1 .. epochs`` of ``fit`` (see there)."""
+    main = dist.is_main_process()  # under MPI rank 0 alone shows progress and writes
     for epoch in range(start + 1, epochs + 1):
         backend.seed_device_rng(epoch)  # GPU dropout masks from (seed, epoch): resumable (see backend)
         t0 = time.perf_counter()
         lr = current_lr(optimizer)
         try:
             record = {"epoch": epoch, "lr": lr}
-            record.update(train_one_epoch(model, train_loader, optimizer, loss_fn, device, epoch, progress,
-                                          on_step_end, check_every))
+            record.update(dist.average_over_ranks(  # the global batch's loss and accuracy under MPI
+                train_one_epoch(model, train_loader, optimizer, loss_fn, device, epoch, progress and main,
+                                on_step_end, check_every), mean=("train_loss", "train_acc"), total=("images_per_s",)))
         except NonFiniteLossError as e:
             raise NonFiniteLossError(f"training stopped: {e}; {_kept(ckpt_path, epoch)}. Try a smaller "
                                      "learning rate.") from None
-        test = evaluate(model, test_loader, loss_fn, device=device, progress=progress)
+        test = evaluate(model, test_loader, loss_fn, device=device, progress=progress and main)
         record.update(test_loss=test["loss"], test_acc1=test["acc1"], test_acc5=test["acc5"],
                       epoch_time_s=time.perf_counter() - t0)
         if not math.isfinite(test["loss"]):
@@ -266,7 +273,8 @@ def _epochs(model, train_loader, test_loader, optimizer, loss_fn, epochs, schedu
         elif scheduler is not None:
             scheduler.step()
         history.append(record)
-        _write_epoch(ckpt_path, history_path, model, optimizer, epoch, scheduler, train_loader, history, extra)
+        if main:  # under MPI rank 0 alone writes
+            _write_epoch(ckpt_path, history_path, model, optimizer, epoch, scheduler, train_loader, history, extra)
         log(format_record(record, epochs))
     return history
 
