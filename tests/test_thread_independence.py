@@ -55,8 +55,8 @@ def batches():
             for _ in range(3)]
 
 
-def train(seed, data):
-    net = make_net(seed)
+def train(seed, data, net=None):
+    net = make_net(seed) if net is None else net
     opt = optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
     for x, y in data:
         opt.zero_grad()
@@ -86,10 +86,13 @@ def test_two_models_trained_at_once_give_the_bits_of_each_trained_alone():
     data = batches()
     alone = [train(0, data), train(1, data)]
     results = [None, None]
+    # the models are built (seeded) here: the random generator is process-wide, as PyTorch's CPU generator,
+    # so two threads seeding and drawing at once would interleave their draws; training draws nothing
+    nets = [[make_net(i) for _ in range(2)] for i in (0, 1)]
 
     def run(i):
-        for _ in range(2):              # twice: more chances to interleave
-            results[i] = train(i, data)
+        for net in nets[i]:             # twice: more chances to interleave
+            results[i] = train(i, data, net)
     ts = [threading.Thread(target=run, args=(i,)) for i in (0, 1)]
     for t in ts:
         t.start()

@@ -12,9 +12,8 @@ import json
 
 import numpy as np
 
-from _common import accuracy, load_digits, parse_args, saved, train_classifier, xavier_init
+from _common import accuracy, load_digits, parse_args, saved, train_classifier, write_text, xavier_init
 
-import tinyconv as tc
 from tinyconv import viz
 from tinyconv.models import lenet5
 from tinyconv.train import load_training_checkpoint
@@ -89,6 +88,4 @@ for i in range(3):
     results.setdefault("occlusion_stroke_vs_background", []).append(
         [float(np.nanmean(heat[stroke[0]])), float(np.nanmean(heat[~stroke[0]]))])
 
-with open(f"{out}/results.json", "w") as f:
-    json.dump(results, f, indent=1)
-saved(f"{out}/results.json")
+write_text(f"{out}/results.json", json.dumps(results, indent=1))

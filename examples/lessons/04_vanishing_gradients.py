@@ -3,19 +3,19 @@
     python examples/lessons/04_vanishing_gradients.py [--quick] [--out DIR]
 
 Three networks of the same depth (``--depth`` hidden layers of width 64) on MNIST digits: plain sigmoid,
-plain tanh (Xavier initialisation, which was designed to keep tanh's gradients alive, and does), and ReLU with batch norm and a residual
-connection around every layer.  One backward pass of the cross-entropy; the gradient norm of every layer's
-weight is plotted against its depth.  Through sigmoid each layer multiplies the gradient by at most 1/4
-times its weights, so the first layers of the plain network receive orders of magnitude less than the last;
-the residual path carries the gradient back unchanged.  Then a few steps of training of each show what
-that means for learning.
+plain tanh (Xavier initialisation, which was designed to keep tanh's gradients alive, and does), and ReLU
+with batch norm and a residual connection around every layer.  One backward pass of the cross-entropy;
+the gradient norm of every layer's weight is plotted against its depth.  Through sigmoid each layer
+multiplies the gradient by at most 1/4 times its weights, so the first layers of the plain network receive
+orders of magnitude less than the last; the residual path carries the gradient back unchanged.  Then a few
+steps of training of each show what that means for learning.
 """
 # %%
 import json
 
 import numpy as np
 
-from _common import load_digits, parse_args, saved
+from _common import load_digits, parse_args, saved, write_text
 
 import tinyconv as tc
 from tinyconv import functional as F, nn, optim
@@ -114,7 +114,5 @@ for a in (ax, ax2):
     a.grid(alpha=0.3, which="both")
     a.legend(fontsize=8)
 saved(_plot.save(fig, f"{args.out}/grad_norms.png"))
-with open(f"{args.out}/grad_norms.json", "w") as f:
-    json.dump({"depth": depth, "grad_norms": {k: v.tolist() for k, v in norms.items()},
-               "losses": losses}, f, indent=1)
-saved(f"{args.out}/grad_norms.json")
+write_text(f"{args.out}/grad_norms.json", json.dumps(
+    {"depth": depth, "grad_norms": {k: v.tolist() for k, v in norms.items()}, "losses": losses}, indent=1))

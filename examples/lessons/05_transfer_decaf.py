@@ -16,9 +16,9 @@ import time
 
 import numpy as np
 
-from _common import DatasetNotFoundError, accuracy, load_digits, parse_args, saved, train_classifier, xavier_init
+from _common import (DatasetNotFoundError, accuracy, load_digits, parse_args, saved, train_classifier, write_text,
+                     xavier_init)
 
-import tinyconv as tc
 from tinyconv import viz
 from tinyconv.models import lenet5
 from tinyconv.viz import _plot
@@ -87,9 +87,7 @@ for label, accs, rand in rows:
     lines.append(f"{label:16s}" + "".join(f"{accs[n]:10.1%}" for n in shots)
                  + ("   " + " ".join(f"{rand[n]:.1%}" for n in shots) if rand else ""))
 print("\n".join(lines))
-with open(f"{args.out}/table.txt", "w") as f:
-    f.write("\n".join(lines) + "\n")
-saved(f"{args.out}/table.txt")
+write_text(f"{args.out}/table.txt", "\n".join(lines) + "\n")
 
 fig = _plot.figure((7, 3.8))
 ax = fig.subplots()

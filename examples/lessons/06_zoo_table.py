@@ -11,7 +11,7 @@ import io
 import os
 import sys
 
-from _common import parse_args, saved
+from _common import parse_args, write_text
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import zoo_table  # noqa: E402
@@ -22,7 +22,5 @@ buffer = io.StringIO()
 with contextlib.redirect_stdout(buffer):
     status = zoo_table.main((["--models", *models] if models else []))
 print(buffer.getvalue())
-with open(f"{args.out}/zoo_table.txt", "w") as f:
-    f.write(buffer.getvalue())
-saved(f"{args.out}/zoo_table.txt")
+write_text(f"{args.out}/zoo_table.txt", buffer.getvalue())
 sys.exit(status)

@@ -103,6 +103,13 @@ def accuracy(model, x, y, batch_size=500):
     return right / len(x)
 
 
+def write_text(path, text):
+    """Write ``text`` to ``path`` atomically (a temporary file renamed into place) and say so."""
+    from tinyconv.checkpoint import atomic_write
+    atomic_write(path, lambda f: f.write(text.encode()))
+    return saved(path)
+
+
 def saved(path):
     """Print and return a written file's path (the lessons name every figure they write)."""
     print(f"  wrote {path}")
@@ -110,4 +117,4 @@ def saved(path):
 
 
 __all__ = ["DatasetNotFoundError", "accuracy", "load_digits", "parse_args", "saved", "to_input",
-           "train_classifier", "xavier_init"]
+           "train_classifier", "write_text", "xavier_init"]

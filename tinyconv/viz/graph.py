@@ -228,8 +228,9 @@ class Graph:
         else:
             module = self.modules.model.get_submodule(node["path"])
             outs = self.modules.output_of(node["path"])
-            lines = [f"{node['path']}: {type(module).__name__}",
-                     f"{len(node['functions'])} op{'s' * (len(node['functions']) != 1)}"] + [f"{_shape(t.shape)} {t.dtype}" for t in outs]
+            n = len(node["functions"])
+            lines = [f"{node['path']}: {type(module).__name__}", f"{n} op{'s' * (n != 1)}"]
+            lines += [f"{_shape(t.shape)} {t.dtype}" for t in outs]
             norms = [_norm(p) for p in module.parameters()]
             norms = [n for n in norms if n is not None]
             grad = float(np.sqrt(sum(n * n for n in norms))) if norms else None

@@ -68,8 +68,10 @@ def plot_filters(weight, path, title=None, max_filters=64, max_inputs=16):
         return 0.5 + 0.5 * a / m
 
     if c in (1, 3):
-        fig = _plot.figure((min(12, 1.2 * np.ceil(np.sqrt(k)) + 1),) * 2)
-        for i, ax in enumerate(_plot.grid_axes(fig, k)):
+        cols = k if k <= 8 else int(np.ceil(np.sqrt(k)))  # a few filters: one row
+        rows = int(np.ceil(k / cols))
+        fig = _plot.figure((min(14, 1.3 * cols + 0.5), 1.3 * rows + 0.7))
+        for i, ax in enumerate(_plot.grid_axes(fig, k, cols)):
             img = sym(w[i])
             ax.imshow(img.transpose(1, 2, 0) if c == 3 else img[0], cmap=None if c == 3 else "gray",
                       vmin=0, vmax=1, interpolation="nearest")
@@ -81,7 +83,7 @@ def plot_filters(weight, path, title=None, max_filters=64, max_inputs=16):
         for i in range(k):
             for j in range(cols):
                 ax = axes[i * cols + j]
-                ax.imshow(sym(w[i]) [j], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+                ax.imshow(sym(w[i])[j], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
                 if j == 0:
                     ax.set_ylabel(str(i), fontsize=7, rotation=0, labelpad=8)
                 if i == 0:
