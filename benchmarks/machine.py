@@ -49,7 +49,7 @@ def numba_threads():
 
 def tinyconv_threads():
     import tinyconv
-    policy = getattr(tinyconv.backend, "thread_policy", None)
+    policy = getattr(tinyconv.threads, "thread_policy", None)
     return policy() if policy else "not managed by tinyconv"
 
 

@@ -56,6 +56,12 @@ def grouped_conv2d_numpy(x, w, SH, SW, PH, PW, DH, DW, OH, OW):
     return y.reshape(N, K, OH, OW)
 
 
+def grouped_conv2d_shape(x, w, SH, SW, PH, PW, DH, DW, OH, OW, *, xp=np):
+    """For ``tinyconv.summary``: ``(multiply-accumulates N*K*OH*OW*Cg*KH*KW, zeros of y's shape)``."""
+    K, Cg, KH, KW = w.shape
+    return x.shape[0] * K * OH * OW * Cg * KH * KW, xp.zeros((x.shape[0], K, OH, OW), x.dtype)
+
+
 def grouped_conv2d_grad_input_numpy(gy, w, C, H, W, SH, SW, PH, PW, DH, DW):
     """Reference input gradient: scatter-add every tap's contribution into a padded buffer."""
     N, K, OH, OW = gy.shape

@@ -53,7 +53,7 @@ def test_unknown_device_is_an_error():
 
 
 def test_cuda_is_unavailable_without_cupy_or_without_a_device(monkeypatch):
-    monkeypatch.setattr(tc.cuda, "_available", None)
+    monkeypatch.setattr(tc.backend, "_cuda_available", None)
     monkeypatch.setattr(backend, "cupy_or_none", lambda: None)
     assert tc.cuda.is_available() is False and tc.cuda.device_count() == 0
     tc.cuda.synchronize()  # a no-op, not an error
@@ -62,7 +62,7 @@ def test_cuda_is_unavailable_without_cupy_or_without_a_device(monkeypatch):
         raise RuntimeError("cudaErrorNoDevice")
     runtime = types.SimpleNamespace(getDeviceCount=no_driver)
     broken = types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=runtime))
-    monkeypatch.setattr(tc.cuda, "_available", None)
+    monkeypatch.setattr(tc.backend, "_cuda_available", None)
     monkeypatch.setattr(backend, "cupy_or_none", lambda: broken)
     assert tc.cuda.is_available() is False
     with pytest.raises(RuntimeError, match="device 'cuda' requested, but CUDA is not available"):
@@ -108,10 +108,19 @@ def test_kernel_errors_are_clear(fake_kernel):
             pass
     with pytest.raises(KeyError, match="unknown kernel 'nope'.*tag"):
         backend.get_kernel("nope", np.ones(1))
-    del fake_kernel.tag_cpu
-    with pytest.raises(NotImplementedError, match="kernel 'tag' has no cpu implementation"):
+    del fake_kernel.tag_cpu, fake_kernel.tag_numpy
+    with pytest.raises(NotImplementedError, match="kernel 'tag' has no numpy implementation"):
         with backend.use_kernels("numba"):
             backend.get_kernel("tag", np.ones(1))
+
+
+def test_a_kernel_without_a_twin_for_the_device_runs_its_numpy_reference(fake_kernel):
+    """The rule, in one place: no ``_cpu`` or no ``_cuda`` -> the NumPy reference, on whatever arrays it gets."""
+    del fake_kernel.tag_cpu, fake_kernel.tag_cuda
+    with backend.use_kernels("numba"):
+        assert backend.get_kernel("tag", np.zeros(2))(np.zeros(2))[0] == 1
+    gpu = np.zeros(2).view(_FakeGpuArray)
+    assert backend.get_kernel("tag", gpu) is fake_kernel.tag_numpy  # unwrapped: the reference takes CuPy arrays
 
 
 def test_the_environment_variable_forces_the_numpy_reference():
@@ -208,7 +217,9 @@ def test_only_the_backend_imports_cupy_numba_or_the_kernels():
     for folder, _, files in os.walk(os.path.join(ROOT, "tinyconv")):
         for name in files:
             path = os.path.join(folder, name)
-            if not name.endswith(".py") or path == os.path.join(ROOT, "tinyconv", "backend.py"):
+            # the backend, and its CUDA half (the CuPy <-> numba.cuda bridge, used by backend.get_kernel only)
+            if not name.endswith(".py") or path in (os.path.join(ROOT, "tinyconv", "backend.py"),
+                                                   os.path.join(ROOT, "tinyconv", "cuda_bridge.py")):
                 continue
             for node in ast.walk(ast.parse(open(path).read())):
                 mods = [a.name for a in node.names] if isinstance(node, ast.Import) else \

@@ -64,7 +64,7 @@ def test_to_cpu_is_identity_and_to_dtype_is_differentiable():
 def test_to_unknown_or_unavailable_device_is_a_clear_error(monkeypatch):
     with pytest.raises(ValueError, match="unknown device 'tpu'"):
         tc.zeros(2).to("tpu")
-    monkeypatch.setattr(tc.cuda, "_available", False)
+    monkeypatch.setattr(tc.backend, "_cuda_available", False)
     with pytest.raises(RuntimeError, match="CUDA is not available"):
         tc.zeros(2).to("cuda")
 

@@ -9,14 +9,15 @@ import pytest
 import tinyconv as tc
 from tinyconv import functional as F
 from tinyconv import nn, optim, threads
+from tinyconv_kernels import threads as kernel_threads
 from tinyconv import train as T
 from tinyconv.data import ArrayDataset, DataLoader
 
-BIG = threads.BLAS_PARALLEL_MIN_MACS
+BIG = kernel_threads.BLAS_PARALLEL_MIN_MACS
 
 
 def blas_counts():
-    return [lib.get_num_threads() for lib in threads._blas_libs()]     # the libraries NumPy was found with
+    return [lib.get_num_threads() for lib in kernel_threads._blas_libs()]     # the libraries NumPy was found with
 
 
 def in_thread(fn, *args):
@@ -127,10 +128,10 @@ def test_below_the_threshold_the_thread_count_changes_no_bit():
 
 def test_large_products_keep_their_count_in_a_block():
     with threads.large_products_on(1):
-        with threads.gemm(BIG):
+        with kernel_threads.gemm(BIG):
             assert set(blas_counts()) == {1}
         assert threads.large_product_threads() == 1
-    with threads.gemm(BIG):
+    with kernel_threads.gemm(BIG):
         assert set(blas_counts()) == {threads.large_product_threads()}
 
 

@@ -1,4 +1,5 @@
-"""The CPU thread policy (tinyconv/threads.py): small work on one thread, one knob for both pools."""
+"""The CPU thread policy (kernels/threads.py, the user's knobs in tinyconv/threads.py): small work on one thread,
+one knob for both pools."""
 import os
 import subprocess
 import sys
@@ -7,13 +8,13 @@ import numpy as np
 import pytest
 
 import tinyconv as tc
-from tinyconv import backend, threads
+from tinyconv_kernels import threads
 
 
 def _threads_seen():
     """A stand-in kernel that reports how many Numba threads it was given."""
     def kernel(x):
-        return backend.numba_module().get_num_threads()
+        return threads.numba.get_num_threads()
     return threads.sized(kernel)
 
 
@@ -29,7 +30,7 @@ def test_set_num_threads_caps_numba_and_blas():
     from threadpoolctl import threadpool_info
     kernel = _threads_seen()
     big = np.zeros(threads.PARALLEL_MIN_SIZE, np.float32)
-    with threads.num_threads(1):
+    with tc.threads.num_threads(1):
         assert tc.get_num_threads() == 1
         assert kernel(big) == 1
         assert all(i["num_threads"] == 1 for i in threadpool_info() if i["user_api"] == "blas")
@@ -50,7 +51,7 @@ def test_small_products_hold_blas_to_one_thread_and_restore_it():
 
 
 def test_the_passive_wait_policy_is_only_lent_to_numba():
-    code = ("import os; import tinyconv.threads as t; t._start(); "
+    code = ("import os; import tinyconv_kernels.threads as t; t._start(); "
             "print(os.environ.get('OMP_WAIT_POLICY'), 'PASSIVE' in t.thread_policy())")
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)

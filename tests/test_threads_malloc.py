@@ -1,4 +1,4 @@
-"""threads._tune_malloc: glibc keeps freed memory, so training steps stop page-faulting their arrays back in."""
+"""threads.tune_malloc (called by ``import tinyconv``): glibc keeps freed memory, so training steps stop page-faulting their arrays back in."""
 import os
 import platform
 import subprocess
@@ -14,9 +14,7 @@ import resource, sys
 import numpy as np
 import tinyconv as tc, tinyconv.models
 import tinyconv.functional as F
-from tinyconv import optim, threads
-if sys.argv[1] == "untuned":
-    threads._tune_malloc = lambda: False
+from tinyconv import optim
 tc.manual_seed(0)
 model = tc.models.get_model("lenet5")
 opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -40,7 +38,8 @@ def _clean_env(**extra):
 
 
 def _faults_per_step(mode, threads):
-    out = subprocess.run([sys.executable, "-c", STEPS, mode], env=_clean_env(TINYCONV_THREADS=threads),
+    env = _clean_env(TINYCONV_THREADS=threads, **({"TINYCONV_TUNE_MALLOC": "0"} if mode == "untuned" else {}))
+    out = subprocess.run([sys.executable, "-c", STEPS, mode], env=env,
                          capture_output=True, text=True, check=True)
     return float(out.stdout.split()[-1])
 
@@ -57,8 +56,9 @@ def test_training_steps_reuse_freed_memory_without_page_faults(threads):
 
 
 def test_a_malloc_setting_of_the_user_is_kept():
-    code = "import tinyconv.threads as t; print(t._tune_malloc())"
+    code = "import tinyconv.threads as t; print(t.tune_malloc())"
     run = lambda env: subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,  # noqa: E731
                                      text=True, check=True).stdout.split()
     assert run(_clean_env()) == ["True"]
     assert run(_clean_env(MALLOC_TRIM_THRESHOLD_="1000000")) == ["False"]
+    assert run(_clean_env(TINYCONV_TUNE_MALLOC="0")) == ["False"]

@@ -5,6 +5,7 @@ NumPy reference code for every op, Numba-JIT kernels for the hot CPU paths, CuPy
 from . import backend, cuda, threads  # noqa: F401
 from .backend import get_array_module, manual_seed  # noqa: F401
 from .threads import get_num_threads, set_num_threads  # noqa: F401
+threads.tune_malloc()  # process-wide: glibc keeps freed memory for the next training step (see threads.py)
 from .core import (Function, Tensor, enable_grad, inference_mode, is_grad_enabled, no_grad,  # noqa: F401
                    set_grad_enabled)
 from . import functions as _functions  # noqa: F401  (binds Tensor methods)

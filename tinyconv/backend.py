@@ -12,9 +12,13 @@ the CUDA kernel for CuPy arrays; for NumPy arrays the Numba-JIT kernel, or the p
 ``TINYCONV_KERNELS=numpy`` is set (or ``use_kernels('numpy')`` is active).  All three share one signature.
 """
 import contextlib
+import contextvars
+import functools
 import os
 
 import numpy as np
+
+from . import cuda_bridge
 
 _cupy = None
 _cupy_checked = False
@@ -33,10 +37,19 @@ def cupy_or_none():
     return _cupy
 
 
-def numba_module():
-    """The ``numba`` module, imported on first use (the CPU kernels' compiler and thread pool; ``threads.py``)."""
-    import numba
-    return numba
+_cuda_available = None
+
+
+def cuda_is_available():
+    """True when CuPy imports and sees at least one CUDA device (checked once; ``tinyconv.cuda.is_available``)."""
+    global _cuda_available
+    if _cuda_available is None:
+        cp = cupy_or_none()
+        try:
+            _cuda_available = cp is not None and cp.cuda.runtime.getDeviceCount() > 0
+        except Exception:  # no driver, no device, broken CUDA install
+            _cuda_available = False
+    return _cuda_available
 
 
 def _is_cupy(x):
@@ -73,8 +86,7 @@ def xp_for(device):
     """The array module of a device; ``'cuda'`` without a usable GPU raises a clear error."""
     if normalize_device(device) == "cpu":
         return np
-    from . import cuda
-    if not cuda.is_available():
+    if not cuda_is_available():
         raise RuntimeError("device 'cuda' requested, but CUDA is not available: install CuPy "
                            "(pip install -e '.[cuda]') on a machine with an NVIDIA GPU")
     return cupy_or_none()
@@ -106,59 +118,124 @@ def scatter_add(target, index, values):
 
 # -- kernels ------------------------------------------------------------------------------------------
 _KERNEL_MODES = ("auto", "numba", "numpy")
-_kernel_mode = os.environ.get("TINYCONV_KERNELS", "auto").lower()
-if _kernel_mode not in _KERNEL_MODES:
-    raise ValueError(f"TINYCONV_KERNELS={_kernel_mode!r}: expected one of {', '.join(_KERNEL_MODES)}")
+_env_mode = os.environ.get("TINYCONV_KERNELS", "auto").lower()
+if _env_mode not in _KERNEL_MODES:
+    raise ValueError(f"TINYCONV_KERNELS={_env_mode!r}: expected one of {', '.join(_KERNEL_MODES)}")
+# context-local like grad mode: use_kernels in one thread (or asyncio task) never changes another's kernels
+_kernel_mode = contextvars.ContextVar("tinyconv_kernel_mode", default=_env_mode)
 
 
 def kernel_mode():
-    """The CPU kernel choice in force: ``'auto'``, ``'numba'`` or ``'numpy'``."""
-    return _kernel_mode
+    """The CPU kernel choice in force here: ``'auto'``, ``'numba'`` or ``'numpy'``."""
+    return _kernel_mode.get()
 
 
 @contextlib.contextmanager
 def use_kernels(mode):
-    """Temporarily force the CPU kernel implementation: ``'numpy'`` (reference) or ``'numba'``/``'auto'``."""
-    global _kernel_mode
+    """Force the CPU kernel implementation inside the block, in this thread/context only: ``'numpy'`` (the
+    plain references, no chunking, no helper threads) or ``'numba'``/``'auto'``."""
     if mode not in _KERNEL_MODES:
         raise ValueError(f"unknown kernel mode {mode!r}: expected one of {', '.join(_KERNEL_MODES)}")
-    prev, _kernel_mode = _kernel_mode, mode
+    token = _kernel_mode.set(mode)
     try:
         yield
     finally:
-        _kernel_mode = prev
+        _kernel_mode.reset(token)
 
 
 _cuda_wrappers = {}
 _cpu_wrappers = {}
 
 
-def get_kernel(name, x):
-    """The implementation of kernel ``name`` for the device of array ``x``.
-
-    CUDA kernels (written with ``numba.cuda``) take and return Numba device arrays; the function returned here
-    wraps them (see ``cuda_kernel``), so an op sees CuPy in and CuPy out.
-    """
+def kernel_target(x):
+    """Which implementation of a kernel runs on array ``x`` here: ``'cuda'`` for a CuPy array, else ``'numpy'``
+    under ``use_kernels('numpy')`` / ``TINYCONV_KERNELS=numpy``, else ``'cpu'`` (the Numba kernels)."""
     if _is_cupy(x):
-        if name not in _cuda_wrappers:
-            import tinyconv_kernels
-            _cuda_wrappers[name] = cuda_kernel(tinyconv_kernels.get(name, "cuda"))
-        return _cuda_wrappers[name]
-    key = (name, _kernel_mode == "numpy")  # found once: ops ask for their kernels on every call
-    if key not in _cpu_wrappers:
-        import tinyconv_kernels
-        if _kernel_mode == "numpy":
-            _cpu_wrappers[key] = tinyconv_kernels.get(name, "numpy")
-        else:  # the thread policy of ``threads.py``: small kernels on one thread
-            from .threads import sized
-            _cpu_wrappers[key] = sized(tinyconv_kernels.get(name, "cpu"))
-    return _cpu_wrappers[key]
+        return "cuda"
+    return "numpy" if _kernel_mode.get() == "numpy" else "cpu"
+
+
+def get_kernel(name, x):
+    """The implementation of kernel ``name`` for array ``x``: the one place that picks device and algorithm.
+
+    The rules, in order:
+
+    - inside ``shape_only()`` (``tinyconv.summary``), the kernel's ``shape`` twin: it records the
+      multiply-accumulates and returns zeros of the output's shape (only the expensive kernels have one);
+    - the implementation for ``kernel_target(x)``: ``_cuda`` (wrapped by ``cuda_kernel`` so that it takes and
+      returns CuPy arrays), ``_cpu`` (Numba, run under the thread policy of ``kernels/threads.py``: small
+      kernels on one thread), or ``_numpy`` (the reference);
+    - a kernel without that twin runs its NumPy reference: plain array code, which CuPy evaluates as well;
+    - a composite kernel (built from other kernels and array calls, such as ``conv2d_forward``; its
+      implementations take the keywords ``xp`` and ``kernel``) is handed ``xp``, the array module of ``x``, and
+      ``kernel``, which returns the primitives for the same target: the reference's im2col under
+      ``TINYCONV_KERNELS=numpy``, the Numba one on the CPU, the CUDA one on the GPU.
+    """
+    target = kernel_target(x)
+    if _macs.get() is not None:
+        shape = _shape_twin(name, target)
+        if shape is not None:
+            return shape
+    cache = _cuda_wrappers if target == "cuda" else _cpu_wrappers
+    key = (name, target)  # found once: ops ask for their kernels on every call
+    if key not in cache:
+        cache[key] = _implementation(name, target)
+    return cache[key]
+
+
+def _implementation(name, target):
+    import tinyconv_kernels
+    try:
+        fn = tinyconv_kernels.get(name, target)
+    except NotImplementedError:  # no twin for this target: the NumPy reference, on whatever arrays it gets
+        fn, target = tinyconv_kernels.get(name, "numpy"), "numpy" if target != "cuda" else "reference-on-cuda"
+    if tinyconv_kernels.is_composite(name):
+        xp = cupy_or_none() if target in ("cuda", "reference-on-cuda") else np
+        primitives = "cuda" if xp is not np else target
+        return functools.partial(fn, xp=xp, kernel=lambda primitive: _primitive(primitive, primitives))
+    if target == "cuda":
+        return cuda_kernel(fn)
+    if target == "cpu":
+        import tinyconv_kernels.threads
+        return tinyconv_kernels.threads.sized(fn)
+    return fn
+
+
+def _primitive(name, target):
+    """``get_kernel`` for a target rather than an array (composite kernels call it from helper threads, where
+    the caller's ``use_kernels`` context is not in force: the target was fixed when the composite was found)."""
+    cache = _cuda_wrappers if target == "cuda" else _cpu_wrappers
+    if (name, target) not in cache:
+        cache[(name, target)] = _implementation(name, target)
+    return cache[(name, target)]
+
+
+def _shape_twin(name, target):
+    """Kernel ``name``'s stand-in under ``shape_only()``: counts its MACs, returns zeros; None if it has none."""
+    import tinyconv_kernels
+    try:
+        shape = tinyconv_kernels.get(name, "shape")
+    except NotImplementedError:
+        return None
+    xp = cupy_or_none() if target == "cuda" else np
+
+    def run(*args, **kwargs):
+        macs, out = shape(*args, xp=xp, **kwargs)
+        count_macs(macs)
+        return out
+    return run
 
 
 def reference_kernel(name):
     """The NumPy reference of kernel ``name``: plain array expressions, which also run on CuPy arrays."""
     import tinyconv_kernels
     return tinyconv_kernels.get(name, "numpy")
+
+
+def cpu_threads():
+    """The CPU thread policy (``tinyconv_kernels.threads``): what ``tinyconv.threads`` hands the user."""
+    import tinyconv_kernels.threads
+    return tinyconv_kernels.threads
 
 
 def kernel_families():
@@ -168,117 +245,19 @@ def kernel_families():
         import tinyconv_kernels
     except ImportError:
         return {}, None
-    return dict(tinyconv_kernels.FAMILIES), os.path.dirname(tinyconv_kernels.__file__)
+    return ({name: family for name, family in tinyconv_kernels.FAMILIES.items()
+             if family not in tinyconv_kernels.UNCOMPILED_FAMILIES}, os.path.dirname(tinyconv_kernels.__file__))
 
 
 def cuda_kernel(fn):
-    """Wrap a ``numba.cuda`` kernel function so that it takes and returns CuPy arrays, without copies or waits.
-
-    - Arguments: each CuPy array becomes a Numba view of the same device memory
-      (``numba.cuda.as_cuda_array(a, sync=False)``).  Passing CuPy arrays straight to a Numba kernel would
-      also work, but Numba then synchronises the host with the array's stream once per argument per launch.
-    - Streams: Numba launches on the legacy default stream, which is CuPy's current stream unless the user
-      picked another.  Work on one stream runs in order, so no wait is needed; under another CuPy stream the
-      call waits for that stream before the kernel and for the kernel after it (correct, slower).
-    - Memory: the kernels' outputs are allocated by Numba, which draws them from CuPy's memory pool
-      (``use_cupy_allocator_for_numba``), so one pool serves both libraries and is reused step after step.
-    - Results: Numba device arrays become CuPy arrays viewing the same memory (``as_cuda_output``).
-    """
-    def run(*args, **kwargs):
-        from numba import cuda
-        use_cupy_allocator_for_numba()
-        other_stream = _current_cupy_stream_is_not_default()
-        if other_stream:
-            cupy_or_none().cuda.get_current_stream().synchronize()
-        args = [cuda.as_cuda_array(a, sync=False) if hasattr(a, "__cuda_array_interface__") else a
-                for a in args]
-        out = as_cuda_output(fn(*args, **kwargs))
-        if other_stream:
-            cuda.default_stream().synchronize()
-        return out
-    run.__name__ = run.__qualname__ = getattr(fn, "__name__", "cuda_kernel")
-    run.__doc__ = fn.__doc__
-    return run
-
-
-def _current_cupy_stream_is_not_default():
-    cp = cupy_or_none()
-    return cp is not None and cp.cuda.get_current_stream().ptr != 0
-
-
-def as_cuda_output(y):
-    """Wrap what a CUDA kernel returned (Numba device arrays) as CuPy arrays viewing the same memory.
-
-    ``cupy.asarray`` reads the ``__cuda_array_interface__`` and keeps the Numba array alive as the owner;
-    nothing is copied and, the arrays carrying no stream, nothing waits.
-    """
-    if isinstance(y, tuple):
-        return tuple(as_cuda_output(v) for v in y)
-    if _is_cupy(y) or isinstance(y, np.ndarray):
-        return y
-    return cupy_or_none().asarray(y)
-
-
-_numba_allocator = None  # None: not set up yet; else 'cupy' or 'numba'
-
-
-def use_cupy_allocator_for_numba():
-    """Make Numba allocate device memory from CuPy's memory pool (an External Memory Management plugin).
-
-    Called before the first CUDA kernel runs.  Without it, every kernel output is a fresh ``cudaMalloc``,
-    freed by Numba in batches with ``cudaFree`` (which waits for the whole device), in a second heap next to
-    CuPy's pool, which never hands cached blocks back to it: slower, and an out-of-memory error can strike
-    while CuPy holds gigabytes of free blocks.  The plugin must be chosen before Numba creates its CUDA
-    context; if something used ``numba.cuda`` first, or ``TINYCONV_NUMBA_ALLOCATOR=numba`` is set, Numba keeps
-    its own allocator (correct, only slower): the plugin applies to contexts created after it is set.  Returns ``'cupy'`` or ``'numba'``.
-    """
-    global _numba_allocator
-    if _numba_allocator is None:
-        from numba import config, cuda
-        _numba_allocator = "numba"
-        if not config.ENABLE_CUDASIM and os.environ.get("TINYCONV_NUMBA_ALLOCATOR", "cupy") == "cupy":
-            cuda.set_memory_manager(cupy_memory_manager())  # Numba's CUDA simulator has no allocators
-            _numba_allocator = "cupy"
-    return _numba_allocator
+    """Wrap a ``numba.cuda`` kernel function so that it takes and returns CuPy arrays, without copies or waits
+    (``cuda_bridge.cuda_kernel``, which documents how)."""
+    return cuda_bridge.cuda_kernel(fn, cupy_or_none)
 
 
 def cupy_memory_manager():
-    """The EMM plugin class that serves Numba's device allocations from CuPy's current memory pool."""
-    import ctypes
-    import weakref
-
-    from numba import cuda
-    from numba.cuda.cudadrv import driver
-    cp = cupy_or_none()
-
-    class CuPyNumbaMemoryManager(cuda.GetIpcHandleMixin, cuda.HostOnlyCUDAMemoryManager):
-        """Numba's device memory from CuPy's pool: each allocation is a ``cupy.cuda.MemoryPointer`` kept
-        alive until Numba's pointer to it dies, then returned to the pool."""
-
-        def initialize(self):
-            pass
-
-        def memalloc(self, size):
-            mem = cp.cuda.alloc(size)
-            address = int(mem.ptr)
-            # recent numba-cuda releases always talk to the driver through NVIDIA's cuda-python bindings and have no
-            # USE_NV_BINDING switch; Numba's older built-in numba.cuda may use ctypes instead
-            ptr = (driver.binding.CUdeviceptr(address) if getattr(driver, "USE_NV_BINDING", True)
-                   else ctypes.c_uint64(address))
-            self.allocations[address] = mem
-            allocations = self.allocations
-            return cuda.MemoryPointer(weakref.proxy(self.context), ptr, size,
-                                      finalizer=lambda: allocations.pop(address, None))
-
-        def get_memory_info(self):
-            free, total = cp.cuda.runtime.memGetInfo()
-            return cuda.MemoryInfo(free=free, total=total)
-
-        @property
-        def interface_version(self):
-            return 1
-
-    return CuPyNumbaMemoryManager
+    """The EMM plugin class that serves Numba's device allocations from CuPy's memory pool (``cuda_bridge``)."""
+    return cuda_bridge.cupy_memory_manager(cupy_or_none())
 
 
 # -- shape-only mode (model summaries) ------------------------------------------------------------------
@@ -289,7 +268,7 @@ class _MacCounter:
         self.total = 0
 
 
-_macs = None
+_macs = contextvars.ContextVar("tinyconv_shape_only", default=None)  # context-local, like grad mode
 
 
 @contextlib.contextmanager
@@ -297,24 +276,26 @@ def shape_only():
     """Propagate shapes without the arithmetic: inside, convolutions record their multiply-accumulates
     (``count_macs``) and return zeros of the right shape instead of computing; matrix products record theirs
     too.  Yields the counter (``.total``).  Used by ``tinyconv.summary``; run the model under ``no_grad``.
+    The mode is context-local (a ``contextvars`` variable): other threads keep computing for real.
     """
-    global _macs
-    prev, _macs = _macs, _MacCounter()
+    counter = _MacCounter()
+    token = _macs.set(counter)
     try:
-        yield _macs
+        yield counter
     finally:
-        _macs = prev
+        _macs.reset(token)
 
 
 def is_shape_only():
-    """True inside ``shape_only()``: expensive ops may return zeros of the output shape."""
-    return _macs is not None
+    """True inside ``shape_only()`` (in this thread/context): expensive ops may return zeros of the output shape."""
+    return _macs.get() is not None
 
 
 def count_macs(n):
     """Add ``n`` multiply-accumulates to the active ``shape_only()`` counter (no-op outside it)."""
-    if _macs is not None:
-        _macs.total += int(n)
+    counter = _macs.get()
+    if counter is not None:
+        counter.total += int(n)
 
 
 # -- random numbers -----------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import threading
 import numpy as np
 
 from . import backend
+from .graph import GradOwnership, check_versions, may_share_memory, saves_memory_of, topological_order  # noqa: F401
 
 _state = threading.local()
 
@@ -365,10 +366,10 @@ class Tensor:
         self._version += 1
         return self
 
-    def __setitem__(self, index, value):
-        """``x[index] = value`` in place, recorded by autograd (``functions.shape.setitem``)."""
-        from .functions.shape import setitem  # functions/ builds on this module
-        setitem(self, index, value)
+    def _adopt_history(self, out):
+        """Make this tensor stand for ``out`` in the graph (an in-place write: ``x[index] = value`` is recorded
+        as ``out = SetItem(x, value)``, and x, which now holds out's values, takes out's place)."""
+        self._ctx, self._out_index, self.requires_grad = out._ctx, 0, True
 
     # -- backward -----------------------------------------------------------------------------------
     def backward(self, grad=None, retain_graph=False):
@@ -407,37 +408,17 @@ class Tensor:
         # grads[f]: gradients of f's outputs, summed over all consumers seen so far
         grads = {self._ctx: [None] * len(self._ctx.out_meta)}
         grads[self._ctx][self._out_index] = g
-        # ids of the gradient arrays that something else may hold (the caller's grad, every array passed to
-        # a backward or routed to a function): a leaf takes any other array as its .grad without a copy
-        shared = {id(g)}
-        for f in _topological_order(self._ctx):
-            # an output that no consumer used gets a zero gradient (on its own device)
-            gys = [gy if gy is not None else out_xp.zeros(shape, dtype)
-                   for gy, (shape, dtype, out_xp) in zip(grads.pop(f), f.out_meta)]
-            shared.update(id(gy) for gy in gys)
-            _check_versions(f)
-            gxs = f.backward(*gys)
-            gxs = gxs if isinstance(gxs, tuple) else (gxs,)
-            if len(gxs) != len(f.inputs):
-                raise RuntimeError(f"{type(f).__name__}.backward returned {len(gxs)} gradients for "
-                                   f"{len(f.inputs)} inputs (return None for an input without gradient)")
-            for x, edge, need, gx in zip(f.inputs, f.edges, f.needs_input_grad, gxs):
-                if not need or gx is None:
-                    continue
-                if gx.shape != x.data.shape:
-                    raise RuntimeError(f"{type(f).__name__}.backward returned a gradient of shape "
-                                       f"{tuple(gx.shape)} for an input of shape {x.shape}")
-                if gx.dtype != x.dtype:  # e.g. float32 + float64 inputs: each gradient in its input's dtype
-                    gx = gx.astype(x.dtype)
-                ctx, i = edge
-                if ctx is None or (x._retain_grad and x._ctx is ctx):
-                    # a leaf may own gx when nothing else can see it: a fresh array (not a view), seen
-                    # nowhere else in this pass (nor given to another input before) and not a buffer f keeps
-                    own = (ctx is None and gx.base is None and id(gx) not in shared
-                           and not saves_memory_of(f, gx))
-                    _accumulate(x, gx, own)
-                shared.add(id(gx))
-                if ctx is not None:
+        ownership = GradOwnership(g)
+        for f in topological_order(self._ctx):
+            gys = _output_grads(f, grads.pop(f))
+            ownership.seen(gys)
+            check_versions(f)
+            gxs = _input_grads(f, f.backward(*gys))
+            for x, (ctx, i), gx in gxs:
+                if ctx is None or (x._retain_grad and x._ctx is ctx):  # a leaf, or a tensor that keeps .grad
+                    _accumulate(x, gx, own=ctx is None and ownership.may_own(f, gx))
+                ownership.seen([gx])
+                if ctx is not None:  # dL/dx adds up over every consumer of x
                     slot = grads.setdefault(ctx, [None] * len(ctx.out_meta))
                     slot[i] = gx if slot[i] is None else slot[i] + gx
             if not retain_graph:
@@ -445,39 +426,30 @@ class Tensor:
                 f.inputs = f.edges = ()  # cut the graph, so the freed part can be collected
 
 
-def saved_arrays(f):
-    """The arrays ``f.forward`` saved (attributes, and arrays inside saved tuples and lists)."""
-    for k in getattr(f, "_saved", ()):
-        v = f.__dict__.get(k)
-        for a in (v if isinstance(v, (tuple, list)) else (v,)):
-            if backend.is_array(a):
-                yield a
+def _output_grads(f, gys):
+    """The gradients of ``f``'s outputs; an output that no consumer used gets zeros (on its own device)."""
+    return [gy if gy is not None else out_xp.zeros(shape, dtype)
+            for gy, (shape, dtype, out_xp) in zip(gys, f.out_meta)]
 
 
-def may_share_memory(a, b):
-    """Whether arrays ``a`` and ``b`` may overlap (NumPy's or CuPy's bounds test; identity where missing)."""
-    if a is b:
-        return True
-    may_share = getattr(backend.get_array_module(a), "may_share_memory", None)
-    return type(a) is type(b) and may_share is not None and bool(may_share(a, b))
-
-
-def saves_memory_of(f, arr):
-    """Whether a buffer saved by ``f`` shares memory with ``arr`` (so writing ``arr`` corrupts it)."""
-    return any(may_share_memory(a, arr) for a in saved_arrays(f))
-
-
-def _check_versions(f):
-    """Refuse to back-propagate through ``f`` when a tensor it saved was written in place since."""
-    if f.overwritten is not None:
-        raise RuntimeError(f"backward(): {f.overwritten}")
-    for i, (x, v) in enumerate(zip(f.inputs, f.versions)):
-        if x is not None and x._version != v and saves_memory_of(f, x.data):
-            raise RuntimeError(
-                f"backward(): one of the tensors needed for gradient computation has been modified by an "
-                f"in-place operation: input {i} of {type(f).__name__}, of shape {x.shape}, is at version "
-                f"{x._version}; expected version {v}. Write into a copy (x = x.clone()) before the "
-                f"in-place operation, or do it before using x.")
+def _input_grads(f, gxs):
+    """``(input, edge, gradient)`` for each input of ``f`` that needs one, checked against the input's shape
+    and cast to its dtype (``f.backward`` returned ``gxs``)."""
+    gxs = gxs if isinstance(gxs, tuple) else (gxs,)
+    if len(gxs) != len(f.inputs):
+        raise RuntimeError(f"{type(f).__name__}.backward returned {len(gxs)} gradients for "
+                           f"{len(f.inputs)} inputs (return None for an input without gradient)")
+    out = []
+    for x, edge, need, gx in zip(f.inputs, f.edges, f.needs_input_grad, gxs):
+        if not need or gx is None:
+            continue
+        if gx.shape != x.data.shape:
+            raise RuntimeError(f"{type(f).__name__}.backward returned a gradient of shape "
+                               f"{tuple(gx.shape)} for an input of shape {x.shape}")
+        if gx.dtype != x.dtype:  # e.g. float32 + float64 inputs: each gradient in its input's dtype
+            gx = gx.astype(x.dtype)
+        out.append((x, edge, gx))
+    return out
 
 
 def _accumulate(t, g, own=False):
@@ -492,39 +464,6 @@ def _accumulate(t, g, own=False):
     if t._grad_hooks:
         for hook in list(t._grad_hooks.values()):
             hook(t)
-
-
-def _topological_order(root):
-    """The functions reachable from ``root``, each listed after every function that consumes its outputs.
-
-    Kahn's algorithm, without recursion: count each function's consumers inside the graph, then release a
-    function once all of them have passed it their gradient.
-    """
-    pending, stack = {root: 0}, [root]
-    while stack:
-        f = stack.pop()
-        if f._freed:
-            raise RuntimeError(f"backward(): trying to backward through {type(f).__name__} a second time, "
-                               "but its saved buffers were freed; call backward(retain_graph=True) "
-                               "the first time")
-        for edge in f.edges:
-            g = None if edge is None else edge[0]
-            if g is not None:
-                if g not in pending:
-                    pending[g] = 0
-                    stack.append(g)
-                pending[g] += 1
-    order, ready = [], [root]
-    while ready:
-        f = ready.pop()
-        order.append(f)
-        for edge in f.edges:
-            g = None if edge is None else edge[0]
-            if g is not None:
-                pending[g] -= 1
-                if pending[g] == 0:
-                    ready.append(g)
-    return order
 
 
 class _ToDevice(Function):

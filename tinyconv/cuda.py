@@ -1,19 +1,10 @@
 """``tinyconv.cuda``: is a GPU usable?  Never raises on a machine without CuPy or a GPU."""
 from . import backend
 
-_available = None
-
 
 def is_available():
     """True when CuPy imports and sees at least one CUDA device."""
-    global _available
-    if _available is None:
-        cp = backend.cupy_or_none()
-        try:
-            _available = cp is not None and cp.cuda.runtime.getDeviceCount() > 0
-        except Exception:  # no driver, no device, broken CUDA install
-            _available = False
-    return _available
+    return backend.cuda_is_available()
 
 
 def device_count():

@@ -89,3 +89,23 @@ def test_average_over_ranks_and_main_process(dist):
                                   total=("images_per_s",))
     assert out == {"loss": (p - 1) / 2, "images_per_s": 10.0 * p, "epoch": 3}
     assert dist.is_main_process() == (r == 0)
+
+
+def test_hang_target():
+    """Hangs only when ``test_the_watchdog_ends_a_hanging_test`` runs it (in a subprocess)."""
+    if os.environ.get("TINYCONV_DIST_TEST_HANG") != "1":
+        pytest.skip("the watchdog test's target")
+    import time
+    time.sleep(600)
+
+
+def test_the_watchdog_ends_a_hanging_test(dist):
+    if os.environ.get("PMI_RANK") is not None or dist.get_world_size() > 1:
+        pytest.skip("runs pytest in a subprocess: run in the single-process suite")
+    env = dict(os.environ, TINYCONV_DIST_TEST_HANG="1", TINYCONV_DIST_TEST_TIMEOUT="3")
+    env = {k: v for k, v in env.items() if not k.startswith(("PMI_", "PMIX_", "MPIR_", "HYDRA_"))}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           f"{os.path.abspath(__file__)}::test_hang_target"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "Timeout" in proc.stderr and "in test_hang_target" in proc.stderr, proc.stderr[-2000:]

@@ -7,9 +7,7 @@ from hypothesis import strategies as st
 import tinyconv as tc
 from tinyconv import backend
 from tinyconv import functional as F
-from tinyconv.functions.conv import Conv2dFn
-from tinyconv.functions.depthwise import DepthwiseConv2dFn
-from tinyconv.functions.grouped import GroupedConv2dFn
+import tinyconv_kernels.conv2d as conv_kernels
 
 # the `kernels` fixture switches a global mode once per test, so sharing it across examples is safe
 fixture_ok = settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
@@ -106,8 +104,9 @@ def test_same_padding_keeps_size_and_pads_extra_on_the_bottom_right():
 @pytest.mark.parametrize("groups, bias", [(1, True), (2, False), (3, True)])
 def test_a_window_covering_the_whole_image_is_a_dense_layer(groups, bias, monkeypatch):
     """LeNet-5's C5: OH = OW = 1, no padding: the layer runs as a GEMM on x itself, never through im2col."""
-    monkeypatch.setattr(Conv2dFn, "im2col", lambda *a: pytest.fail("im2col called for a full-window layer"))
-    monkeypatch.setattr(Conv2dFn, "input_grad", lambda *a: pytest.fail("col2im path taken for a full-window layer"))
+    monkeypatch.setattr(conv_kernels._Conv, "im2col", lambda *a: pytest.fail("im2col called for a full-window layer"))
+    monkeypatch.setattr(conv_kernels._Conv, "input_grad",
+                        lambda *a: pytest.fail("col2im path taken for a full-window layer"))
     cfg = dict(N=3, C=2 * groups, K=2 * groups, H=4, W=3, kernel=(4, 3), stride=(2, 1), padding=(0, 0),
                dilation=(1, 1), groups=groups, bias=bias)
     x, w, b = _operands(cfg, np.float64, requires_grad=True)
@@ -127,11 +126,21 @@ def test_unbatched_input():
     np.testing.assert_allclose(F.conv2d(x, w).numpy(), F.conv2d(x.reshape(1, 3, 5, 5), w).numpy()[0])
 
 
-def test_groups_equal_to_channels_dispatches_to_the_depthwise_kernel():
-    x = tc.randn(1, 4, 5, 5, requires_grad=True)
-    assert isinstance(F.conv2d(x, tc.randn(8, 1, 3, 3), groups=4)._ctx, DepthwiseConv2dFn)
-    assert isinstance(F.conv2d(x, tc.randn(8, 2, 3, 3), groups=2)._ctx, GroupedConv2dFn)  # few taps: direct
-    assert isinstance(F.conv2d(x[:, :1], tc.randn(2, 1, 3, 3), groups=1)._ctx, Conv2dFn)
+def test_groups_equal_to_channels_runs_the_depthwise_kernel(monkeypatch):
+    """The CPU conv2d kernel picks the direct kernels for depthwise and thin grouped layers (the NumPy reference
+    is im2col + GEMM for every layer); the GPU's takes the depthwise one only."""
+    strategy = conv_kernels.strategy
+    assert strategy((1, 4, 5, 5), (8, 1, 3, 3), 4, (0, 0), (3, 3), "cpu") == "depthwise"
+    assert strategy((1, 4, 5, 5), (8, 1, 3, 3), 4, (0, 0), (3, 3), "cuda") == "depthwise"
+    assert strategy((1, 4, 5, 5), (8, 2, 3, 3), 2, (0, 0), (3, 3), "cpu") == "grouped"  # few taps: direct
+    assert strategy((1, 4, 5, 5), (8, 2, 3, 3), 2, (0, 0), (3, 3), "cuda") == "gemm"
+    assert strategy((1, 1, 5, 5), (2, 1, 3, 3), 1, (0, 0), (3, 3), "cpu") == "gemm"
+    calls = []
+    kernel = backend.get_kernel("depthwise_conv2d", np.zeros(1))
+    monkeypatch.setattr(backend, "_cpu_wrappers", {("depthwise_conv2d", "cpu"): lambda *a: calls.append(1) or kernel(*a)})
+    with backend.use_kernels("numba"):
+        F.conv2d(tc.randn(1, 4, 5, 5), tc.randn(8, 1, 3, 3), groups=4)
+    assert calls == [1]
 
 
 def test_errors_name_the_problem():

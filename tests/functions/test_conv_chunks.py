@@ -1,4 +1,5 @@
-"""Conv2dFn's batch chunks and kept col: every way of cutting the batch gives the one-chunk result."""
+"""The CPU conv2d kernel's batch chunks and kept col (kernels/conv2d.py): every way of cutting the batch gives
+the one-chunk result.  These are strategies of the Numba path; the NumPy reference has none."""
 import threading
 
 import numpy as np
@@ -6,7 +7,8 @@ import pytest
 
 import tinyconv as tc
 from tinyconv import functional as F
-from tinyconv.functions import conv
+import tinyconv_kernels.conv2d as conv
+from tinyconv_kernels import threads
 
 CASES = [
     dict(C=3, K=4, kernel=(3, 3), padding=1),
@@ -42,7 +44,7 @@ def _per_image_bytes(case):
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("images_per_chunk", [1, 2, 3])
-def test_chunks_match_one_chunk(kernels, case, images_per_chunk, monkeypatch):
+def test_chunks_match_one_chunk(case, images_per_chunk, monkeypatch):
     whole = _run(case, 1 << 40, 0, monkeypatch)
     # budgets of about one, two and three images (chunks of 1, 2, 3 images; the last one shorter)
     cut = _run(case, images_per_chunk * _per_image_bytes(case), 0, monkeypatch)
@@ -53,7 +55,7 @@ def test_chunks_match_one_chunk(kernels, case, images_per_chunk, monkeypatch):
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_kept_col_gives_the_rebuilt_col_gradients(kernels, case, monkeypatch):
+def test_kept_col_gives_the_rebuilt_col_gradients(case, monkeypatch):
     rebuilt = _run(case, 1 << 40, 0, monkeypatch)
     kept = _run(case, 1 << 40, 1 << 40, monkeypatch)
     for a, b in zip(kept, rebuilt):
@@ -103,22 +105,22 @@ def test_chunked_float32_matches_torch(torch, monkeypatch):
 
 
 def test_chunks_cover_the_batch_within_the_budget(monkeypatch):
-    x, w = tc.randn(7, 2, 6, 6), tc.randn(3, 2, 3, 3, requires_grad=True)
+    x, w = np.zeros((7, 2, 6, 6), np.float32), np.zeros((3, 2, 3, 3), np.float32)
+    layer = conv._Conv(x, w, (1, 1), (0, 0), (1, 1), (4, 4), 1, np, None, cpu=True)
     per_image = 2 * 9 * 4 * 4 * 4  # C*KH*KW*OH*OW float32
     monkeypatch.setattr(conv, "COL_CHUNK_BYTES", 3 * per_image)
-    assert F.conv2d(x, w)._ctx.chunks() == [(0, 3), (3, 6), (6, 7)]
+    assert layer.chunks() == [(0, 3), (3, 6), (6, 7)]
     monkeypatch.setattr(conv, "COL_CHUNK_BYTES", per_image - 1)  # below one image: one image at a time
-    assert F.conv2d(x, w)._ctx.chunks() == [(n, n + 1) for n in range(7)]
+    assert layer.chunks() == [(n, n + 1) for n in range(7)]
     monkeypatch.setattr(conv, "COL_CHUNK_BYTES", 1 << 40)
-    assert F.conv2d(x, w)._ctx.chunks() == [(0, 7)]
+    assert layer.chunks() == [(0, 7)]
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.get("groups", 1) == 1])  # groups=2: the direct kernels
 @pytest.mark.parametrize("x_grad", [True, False])
-def test_chunks_on_several_threads_give_the_one_thread_bits(kernels, case, x_grad, monkeypatch):
+def test_chunks_on_several_threads_give_the_one_thread_bits(case, x_grad, monkeypatch):
     """A small layer's chunks run on several threads (threads.split_work): every chunk is computed as it is
     alone and dW is summed in chunk order, so the thread count changes no bit."""
-    from tinyconv import threads
     calls = []
     split = threads.split_work
     monkeypatch.setattr(threads, "split_work", lambda fn, items: calls.append(len(items)) or split(fn, items))
@@ -134,7 +136,6 @@ def test_chunks_on_several_threads_give_the_one_thread_bits(kernels, case, x_gra
 
 
 def test_split_work_keeps_order_and_raises_the_errors_of_any_thread(monkeypatch):
-    from tinyconv import threads
     monkeypatch.setattr(threads, "max_threads", lambda: 3)
     seen = set()
 
@@ -153,9 +154,9 @@ def test_split_work_keeps_order_and_raises_the_errors_of_any_thread(monkeypatch)
 
 
 def test_split_work_stays_on_the_calling_thread_under_numbas_workqueue_layer(monkeypatch):
-    from tinyconv import backend, threads
+
     monkeypatch.setattr(threads, "max_threads", lambda: 2)
-    monkeypatch.setattr(backend.numba_module(), "threading_layer", lambda: "workqueue")
+    monkeypatch.setattr(threads.numba, "threading_layer", lambda: "workqueue")
     seen = set()
     assert threads.split_work(lambda i: seen.add(threading.current_thread().name) or i, [1, 2, 3]) == [1, 2, 3]
     assert seen == {threading.current_thread().name}
@@ -166,14 +167,14 @@ def test_split_work_stays_on_the_calling_thread_under_numbas_workqueue_layer(mon
 @pytest.mark.parametrize("x_grad", [True, False])
 def test_pointwise_layers_image_by_image_match_im2col(groups, images_per_chunk, x_grad, monkeypatch):
     """1x1 layers with large enough images skip im2col and col2im: the same numbers as through col."""
-    from tinyconv.functions import grouped
-    monkeypatch.setattr(grouped, "DIRECT_MAX_TAPS", 0)  # grouped layers through Conv2dFn too
+    monkeypatch.setattr(conv, "DIRECT_MAX_TAPS", 0)  # grouped layers through Conv2dFn too
     case = dict(C=4, K=6, kernel=(1, 1), groups=groups)
     per_image = _per_image_bytes(case)
     monkeypatch.setattr(conv, "POINTWISE_MIN_PIXELS", 10 ** 9)  # never image by image: im2col + GEMM
     through_col = _run(case, images_per_chunk * per_image, 0, monkeypatch, x_grad=x_grad)
     monkeypatch.setattr(conv, "POINTWISE_MIN_PIXELS", 1)
-    monkeypatch.setattr(conv, "get_kernel", lambda name, x: pytest.fail(f"{name} called on a pointwise layer"))
+    monkeypatch.setattr(conv._Conv, "im2col", lambda *a: pytest.fail("im2col called on a pointwise layer"))
+    monkeypatch.setattr(conv._Conv, "input_grad", lambda *a: pytest.fail("col2im called on a pointwise layer"))
     by_image = _run(case, images_per_chunk * per_image, 0, monkeypatch, x_grad=x_grad)
     for a, b in zip(by_image, through_col):
         assert (a is None) == (b is None)
@@ -185,7 +186,6 @@ def test_pointwise_layers_image_by_image_match_im2col(groups, images_per_chunk, 
 def test_split_work_in_a_forked_child_makes_its_own_helpers(monkeypatch):
     """A child forked after the pool started has no helper threads: it must not wait on the parent's pool."""
     import os
-    from tinyconv import threads
     monkeypatch.setattr(threads, "max_threads", lambda: 2)
     assert threads.split_work(lambda i: i + 1, [1, 2]) == [2, 3]  # the parent's pool exists now
     pid = os.fork()

@@ -410,7 +410,7 @@ def reference_kernels(monkeypatch):
     real_get = tinyconv_kernels.get
 
     def get(name, target):
-        if target != "cuda":
+        if target != "cuda" or tinyconv_kernels.is_composite(name):  # composites take CuPy arrays: kept as they are
             return real_get(name, target)
         reference = real_get(name, "numpy")
 
@@ -427,13 +427,12 @@ def install(monkeypatch, kernels="simulator"):
     """Make tinyconv see this module as CuPy with one GPU, and Numba's simulator as its CUDA kernels' runtime
     (``kernels='reference'``: the NumPy references stand in for the kernels, see ``reference_kernels``)."""
     from tinyconv import backend
-    from tinyconv import cuda as tc_cuda
     module = sys.modules[__name__]
     monkeypatch.setattr(backend, "_cupy", module)
     monkeypatch.setattr(backend, "_cupy_checked", True)
     monkeypatch.setattr(backend, "_cuda_wrappers", {})
     monkeypatch.setattr(backend, "_cuda_rng", None)
-    monkeypatch.setattr(tc_cuda, "_available", True)
+    monkeypatch.setattr(backend, "_cuda_available", True)
     for name, mod in (("cupyx", cupyx), ("cupyx.scipy", cupyx_scipy), ("cupyx.scipy.special", cupyx_special)):
         monkeypatch.setitem(sys.modules, name, mod)
     numba_sim_bridge(monkeypatch)

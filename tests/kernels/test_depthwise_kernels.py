@@ -150,7 +150,7 @@ def test_numba_results_do_not_depend_on_the_thread_count():
 
 def test_thread_policy_parallelises_depthwise_below_the_general_size():
     import numba
-    from tinyconv import threads
+    from tinyconv_kernels import threads
     size = D.depthwise_conv2d_cpu.parallel_min_size
     assert size < threads.PARALLEL_MIN_SIZE
     seen = []

@@ -11,7 +11,8 @@ import pytest
 
 import tinyconv
 from tinyconv import backend, models, nn
-from tinyconv.models.densenet import AppendChannels, _DenseBlock
+from tinyconv.functions.shape import AppendChannels
+from tinyconv.models.densenet import _DenseBlock
 from zoo_helpers import (REFERENCE, build, check_forward, check_training, count, reference_macs,
                          state_dict_shapes, torchvision_keys)
 

@@ -26,9 +26,9 @@ def _sigmoid(x):
 
 
 def _rule(name, x):
-    """An elementwise derivative kernel: Numba on NumPy arrays, its reference expression on CuPy arrays
-    (these kernels have no CUDA twin; CuPy evaluates the expression on the GPU)."""
-    return backend.get_kernel(name, x) if get_array_module(x) is np else backend.reference_kernel(name)
+    """An elementwise derivative kernel: Numba on NumPy arrays; on CuPy arrays its reference expression (these
+    kernels have no CUDA twin, so ``backend`` hands out the reference, which CuPy evaluates on the GPU)."""
+    return backend.get_kernel(name, x)
 
 
 def _erf(x):

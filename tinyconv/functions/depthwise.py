@@ -8,8 +8,9 @@ dilation (DH, DW).  Output channel k reads only input channel c = k // M:
 
 Every group of an im2col GEMM would be an (M x KH*KW) by (KH*KW x N*OH*OW) product: far too thin for a GEMM
 to pay for the col buffer, so MobileNet/EfficientNet/Xception layers use the kernels of
-``kernels/depthwise.py`` on every backend (NumPy reference, Numba CPU, numba.cuda).  ``conv2d`` dispatches
-here by itself whenever ``groups == C > 1``.
+``kernels/depthwise.py`` on every backend (NumPy reference, Numba CPU, numba.cuda).  ``conv2d``'s own
+kernels (kernels/conv2d.py) run the same direct kernels for such layers, except under
+``TINYCONV_KERNELS=numpy``, where ``conv2d`` is the textbook im2col + GEMM.
 
 Backward (formulas in ``kernels/depthwise.py``):
 
@@ -17,7 +18,6 @@ Backward (formulas in ``kernels/depthwise.py``):
     dW = depthwise_conv2d_grad_weight(x, dY)    (each weight: sum over N, OH, OW of dY times the x it read)
     db = sum of dY over N, OH, OW
 """
-from .. import backend
 from ..backend import get_array_module, get_kernel
 from ..core import Function
 from .conv import check_operands, conv_geometry
@@ -30,9 +30,7 @@ class DepthwiseConv2dFn(Function):
         xp = get_array_module(x)
         K, _, KH, KW = w.shape
         (SH, SW), (PH, PW), (DH, DW), (OH, OW) = self.stride, self.padding, self.dilation, self.out_size
-        if backend.is_shape_only():  # tinyconv.summary: count the multiply-accumulates, skip the arithmetic
-            backend.count_macs(x.shape[0] * K * OH * OW * KH * KW)
-            return xp.zeros((x.shape[0], K, OH, OW), x.dtype)
+        # saved for backward: x (dW reads its windows) and the taps w as (K, KH, KW) (dx reads them)
         self.x = xp.ascontiguousarray(x)
         self.w = xp.ascontiguousarray(w.reshape(K, KH, KW))
         self.has_bias = b is not None

@@ -8,8 +8,8 @@ channels per group; bias (K,); output (N, K, OH, OW); stride (SH, SW), top/left 
 
 When Cg*KH*KW is small (ResNeXt's 32x4d blocks: 4*3*3 = 36) each group's im2col GEMM is a thin
 (Kg x Cg*KH*KW) matrix times a column matrix KH*KW times the input: BLAS then waits on memory.  The kernels
-of ``kernels/grouped.py`` read x in place instead.  ``conv2d`` dispatches here on the CPU when
-1 < groups < C and Cg*KH*KW <= ``DIRECT_MAX_TAPS`` (see ``conv.py``).
+of ``kernels/grouped.py`` read x in place instead.  ``conv2d``'s CPU kernel (kernels/conv2d.py) runs the same
+direct kernels when 1 < groups < C and Cg*KH*KW <= ``DIRECT_MAX_TAPS``.
 
 Backward (formulas in ``kernels/grouped.py``):
 
@@ -17,27 +17,9 @@ Backward (formulas in ``kernels/grouped.py``):
     dW = grouped_conv2d_grad_weight(x, dY)    (each weight: sum over N, OH, OW of dY times the x it read)
     db = sum of dY over N, OH, OW
 """
-import numpy as np
-
-from .. import backend
 from ..backend import get_array_module, get_kernel
 from ..core import Function
 from .conv import check_operands, conv_geometry
-
-# conv2d runs grouped convolutions with at most this many taps per output (Cg*KH*KW) through the direct
-# kernels on the CPU.  Measured forward + backward, float32, N=8, 3x3, one thread (GFLOP/s, direct vs
-# im2col + GEMM): Cg=4 at 56x56 21.7 vs 10.0; Cg=8 at 28x28 20.6 vs 19.2 (21.3 vs 19.1 with 16 groups), at
-# 56x56 stride 2 13.4 vs 12.2; Cg=16 (144 taps) at 14x14 30.8 vs 23.3, at 28x28 28.2 vs 25.8; Cg=32 (288
-# taps) 12.7 vs 20.1 at 7x7 and 28.3-33.2 vs 31.9-37.6 at 14x14 and 28x28: the per-group GEMM wins once
-# it is that wide.
-DIRECT_MAX_TAPS = 144
-
-
-def direct_pays(x, w_shape, groups):
-    """Whether ``conv2d`` should run the direct kernels: a NumPy input, 1 < groups < C (groups == C is
-    depthwise) and at most ``DIRECT_MAX_TAPS`` taps per output.  On a GPU im2col + cuBLAS stays in charge."""
-    _, Cg, KH, KW = w_shape
-    return 1 < groups < x.shape[1] and Cg * KH * KW <= DIRECT_MAX_TAPS and get_array_module(x) is np
 
 
 class GroupedConv2dFn(Function):
@@ -45,12 +27,9 @@ class GroupedConv2dFn(Function):
 
     def forward(self, x, w, b):
         xp = get_array_module(x)
-        N = x.shape[0]
-        K, Cg, KH, KW = w.shape
+        K = w.shape[0]
         (SH, SW), (PH, PW), (DH, DW), (OH, OW) = self.stride, self.padding, self.dilation, self.out_size
-        if backend.is_shape_only():  # tinyconv.summary: count the multiply-accumulates, skip the arithmetic
-            backend.count_macs(N * K * OH * OW * Cg * KH * KW)
-            return xp.zeros((N, K, OH, OW), x.dtype)
+        # saved for backward: x (dW reads its windows) and w (dx reads it)
         self.x, self.w = xp.ascontiguousarray(x), xp.ascontiguousarray(w)
         self.has_bias = b is not None
         y = get_kernel("grouped_conv2d", x)(self.x, self.w, SH, SW, PH, PW, DH, DW, OH, OW)

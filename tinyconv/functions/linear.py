@@ -8,29 +8,21 @@ gradients, which are three matrix products:
     dW = dy^T x        (out, B) @ (B, in)
     db = sum_rows dy
 """
-from .. import backend
+from ..backend import get_kernel
 from ..core import Function
-from ..threads import gemm
 
 
 class Linear(Function):
     def forward(self, x, w, b):
-        self.x, self.w = x, w
-        with gemm(x.size * w.shape[0]):  # small products on one BLAS thread (threads.py)
-            y = x @ w.T
-        backend.count_macs(y.size * w.shape[1])  # for tinyconv.summary (a no-op outside shape_only)
-        return y if b is None else y + b
+        self.x, self.w = x, w  # saved for backward: dW needs x, dx needs W
+        # y = x W^T + b  (kernels/linear.py: the product, a small one on one BLAS thread on the CPU)
+        return get_kernel("linear_forward", x)(x, w, b)
 
     def backward(self, gy):
-        x2 = self.x.reshape(-1, self.x.shape[-1])
-        gy2 = gy.reshape(-1, gy.shape[-1])
-        with gemm(self.x.size * self.w.shape[0]):
-            # dx = dy W
-            gx = gy @ self.w
-            # dW = dy^T x  (summed over every leading position)
-            gw = gy2.T @ x2
+        # dx = dy W;  dW = dy^T x  (summed over every leading position)
+        gx, gw = get_kernel("linear_backward", gy)(gy, self.x, self.w)
         # db = sum of dy over the rows
-        gb = gy2.sum(axis=0)
+        gb = gy.reshape(-1, gy.shape[-1]).sum(axis=0)
         return gx, gw, gb
 
 

@@ -38,6 +38,7 @@ _METHODS = {
     "__pow__": basic.pow, "__rpow__": _rev(basic.pow),
     "__matmul__": basic.matmul, "__rmatmul__": _rev(basic.matmul),
     "__neg__": basic.neg, "__abs__": basic.abs, "__getitem__": shape.getitem,
+    "__setitem__": shape.setitem,
     "__lt__": _compare(lambda a, b: a < b), "__le__": _compare(lambda a, b: a <= b),
     "__gt__": _compare(lambda a, b: a > b), "__ge__": _compare(lambda a, b: a >= b),
     "__eq__": _compare(lambda a, b: a == b), "__ne__": _compare(lambda a, b: a != b),

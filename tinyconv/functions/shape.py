@@ -160,7 +160,7 @@ def setitem(x, index, value):
     out = SetItem.apply(x, value, index=index)
     x._version += 1
     if out.requires_grad:  # x now stands for the written tensor
-        x._ctx, x._out_index, x.requires_grad = out._ctx, 0, True
+        x._adopt_history(out)
     return x
 
 
@@ -313,3 +313,27 @@ def channel_shuffle(x, groups):
     y = reshape(x, (n, groups, c // groups) + x.shape[2:])
     y = permute(y, (0, 2, 1) + tuple(range(3, x.ndim + 1)))
     return reshape(y, x.shape)
+
+
+class AppendChannels(Function):
+    """``s_l = cat(s_{l-1}, x_l)`` along the channels, stored in a preallocated ``buffer`` (hyper-parameter):
+    only ``x_l`` is copied (and ``s_{l-1}`` once, when it is the first: ``first=True``); the result and both
+    gradients are views.  DenseNet's blocks grow their stack of feature maps this way (models/densenet.py)."""
+
+    def forward(self, s, x):
+        c0, c1 = s.shape[1], s.shape[1] + x.shape[1]
+        if self.first:
+            self.buffer[:, :c0] = s
+        self.buffer[:, c0:c1] = x
+        self.c0 = c0  # saved for backward: where s ends and x begins
+        return self.buffer[:, :c1]
+
+    def backward(self, gy):
+        # s and x are the two channel ranges of the output: their gradients are the matching slices of dY
+        return gy[:, :self.c0], gy[:, self.c0:]
+
+
+def append_channels(s, x, buffer, first=False):
+    """``cat([s, x], dim=1)`` written into ``buffer`` (N, >= C_s + C_x, H, W), which holds ``s`` already unless
+    ``first``; returns the view ``buffer[:, :C_s + C_x]``."""
+    return AppendChannels.apply(s, x, buffer=buffer, first=first)

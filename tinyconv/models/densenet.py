@@ -10,7 +10,7 @@ Memory.  Written naively, layer ``l`` concatenates all its predecessors into a f
 ``O(L^2)`` feature maps in forward, and every copy is kept for backward.  Here the block allocates its output once,
 ``(N, C_0 + L k, H, W)``, and the stack grows in place:
 
-- forward: ``s_l = cat(s_{l-1}, x_l)`` (``AppendChannels``) writes only the ``k`` new channels ``x_l`` into the
+- forward: ``s_l = cat(s_{l-1}, x_l)`` (``append_channels``, functions/shape.py) writes only the ``k`` new channels ``x_l`` into the
   buffer and returns the view ``buffer[:, :C_l]``; ``s_{l-1}`` already lies there.  Every concatenation the
   block makes is a view of one array: ``O(L k)`` channels copied in all instead of ``O(L^2 k)``.
 - backward: the gradient of ``s_l`` splits into views ``dY[:, :C_{l-1}]`` (to ``s_{l-1}``) and ``dY[:, C_{l-1}:]``
@@ -19,69 +19,20 @@ Memory.  Written naively, layer ``l`` concatenates all its predecessors into a f
   stack per layer, never more.
 - ``memory_efficient=True`` (Pleiss et al., "Memory-efficient implementation of DenseNets", 2017; torchvision's
   flag) also stops keeping the bottleneck's BN-ReLU-conv1x1 intermediates, each as large as the stack: they are
-  recomputed from the stack during backward (``Recompute``), so a block stores ``O(L)`` maps rather than
+  recomputed from the stack during backward (``recompute``, functions/recompute.py), so a block stores ``O(L)`` maps rather than
   ``O(L^2)``, at the price of a second forward of the bottleneck.
 """
-import contextlib
-
 from .. import nn
 from ..backend import get_array_module
-from ..core import Function, Tensor, enable_grad, is_grad_enabled, no_grad
+from ..core import is_grad_enabled
 from ..functions import relu
+from ..functions.recompute import recompute
+from ..functions.shape import append_channels
 from .registry import register_model
 
 # Table 1 of the paper: layers per dense block, with (growth rate, stem filters) per network.
 CONFIGS = {121: (32, (6, 12, 24, 16), 64), 169: (32, (6, 12, 32, 32), 64), 201: (32, (6, 12, 48, 32), 64),
            264: (32, (6, 12, 64, 48), 64)}
-
-
-class AppendChannels(Function):
-    """``s_l = cat(s_{l-1}, x_l)`` along the channels, stored in the block's ``buffer`` (hyper-parameter):
-    only ``x_l`` is copied (and ``s_{l-1}`` once, when it is the block input: ``first=True``); the result and
-    both gradients are views."""
-
-    def forward(self, s, x):
-        c0, c1 = s.shape[1], s.shape[1] + x.shape[1]
-        if self.first:
-            self.buffer[:, :c0] = s
-        self.buffer[:, c0:c1] = x
-        self.c0 = c0
-        return self.buffer[:, :c1]
-
-    def backward(self, gy):
-        # s and x are the two channel ranges of the output: their gradients are the matching slices of dY
-        return gy[:, :self.c0], gy[:, self.c0:]
-
-
-class Recompute(Function):
-    """``y = fn(x)`` keeping only ``x``: forward runs ``fn`` without recording a graph; backward runs it again,
-    recording, and back-propagates ``dY`` through it (the parameters inside ``fn`` receive their gradients
-    there).  ``fn`` must be deterministic; ``bn`` (a BatchNorm module inside ``fn`` or None) gets its running
-    statistics restored after the second run, so they are updated once per step."""
-
-    def forward(self, x):
-        self.x = x
-        with no_grad():
-            return self.fn(Tensor(x)).data
-
-    def backward(self, gy):
-        x = Tensor(self.x, requires_grad=True)
-        with enable_grad(), _kept_running_stats(self.bn):
-            y = self.fn(x)
-        y.backward(gy)
-        return x.grad.data
-
-
-@contextlib.contextmanager
-def _kept_running_stats(bn):
-    saved = None if bn is None or bn.running_mean is None else \
-        [b.data.copy() for b in (bn.running_mean, bn.running_var, bn.num_batches_tracked)]
-    try:
-        yield
-    finally:
-        if saved is not None:
-            for b, v in zip((bn.running_mean, bn.running_var, bn.num_batches_tracked), saved):
-                b.data[...] = v
 
 
 class _DenseLayer(nn.Module):
@@ -104,7 +55,10 @@ class _DenseLayer(nn.Module):
 
     def forward(self, stack):
         if self.memory_efficient and is_grad_enabled() and stack.requires_grad:
-            out = Recompute.apply(stack, fn=self.bottleneck, bn=self.norm1 if self.training else None)
+            bn = self.norm1  # its running statistics are updated by the first run only
+            keep = (bn.running_mean, bn.running_var, bn.num_batches_tracked) \
+                if self.training and bn.running_mean is not None else ()
+            out = recompute(self.bottleneck, stack, keep=keep)
         else:
             out = self.bottleneck(stack)
         return self.drop(self.conv2(self.relu2(self.norm2(out))))
@@ -125,7 +79,7 @@ class _DenseBlock(nn.ModuleDict):
         buffer = get_array_module(x.data).empty((n, c + len(self) * self.growth_rate, h, w), x.dtype)
         stack = x
         for i, layer in enumerate(self.values()):
-            stack = AppendChannels.apply(stack, layer(stack), buffer=buffer, first=i == 0)
+            stack = append_channels(stack, layer(stack), buffer, first=i == 0)
         return stack
 
 

@@ -16,28 +16,34 @@ tensor's device, so one seed gives the same weights on CPU and GPU.  Inside ``sk
 here leaves the tensor untouched: a large model can be built just to count its parameters.
 """
 import contextlib
+import contextvars
 import math
 
 import numpy as np
 
 from .. import backend
 
-_skip = False
+_skipping = contextvars.ContextVar("tinyconv_skip_init", default=False)  # context-local, like grad mode
 
 
 @contextlib.contextmanager
 def skip_init():
-    """Build modules without filling their weights (for counting parameters and propagating shapes)."""
-    global _skip
-    prev, _skip = _skip, True
+    """Build modules without filling their weights (for counting parameters and propagating shapes).
+
+    Scoped to this thread/context: a model built in another thread meanwhile is initialised as usual."""
+    token = _skipping.set(True)
     try:
         yield
     finally:
-        _skip = prev
+        _skipping.reset(token)
+
+
+def _skip():
+    return _skipping.get()
 
 
 def _fill(tensor, host_values):
-    if _skip:
+    if _skip():
         return tensor
     xp = backend.get_array_module(tensor.data)
     tensor.data[...] = xp.asarray(host_values.astype(tensor.dtype, copy=False)) if xp is not np else host_values
@@ -87,21 +93,21 @@ def _rng():
 
 def uniform_(tensor, a=0.0, b=1.0):
     """Fill with ``U(a, b)``."""
-    if _skip:  # draw nothing: skip_init exists to make building large models cheap
+    if _skip():  # draw nothing: skip_init exists to make building large models cheap
         return tensor
     return _fill(tensor, _rng().uniform(a, b, tensor.shape))
 
 
 def normal_(tensor, mean=0.0, std=1.0):
     """Fill with ``N(mean, std^2)``."""
-    if _skip:  # draw nothing: skip_init exists to make building large models cheap
+    if _skip():  # draw nothing: skip_init exists to make building large models cheap
         return tensor
     return _fill(tensor, _rng().normal(mean, std, tensor.shape))
 
 
 def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0):
     """Fill with ``N(mean, std^2)`` truncated to ``[a, b]`` (resampling the values outside)."""
-    if _skip:
+    if _skip():
         return tensor
     v = _rng().normal(mean, std, tensor.shape)
     bad = (v < a) | (v > b)
@@ -113,7 +119,7 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0):
 
 def constant_(tensor, val):
     """Fill with ``val``."""
-    if not _skip:
+    if not _skip():
         tensor.data[...] = val
     return tensor
 

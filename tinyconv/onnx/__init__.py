@@ -4,3 +4,4 @@
 Both need the ``onnx`` package (``pip install tinyconv[onnx]``); onnxruntime is only used by the tests.
 """
 from .export import build_model, export, supported_functions  # noqa: F401
+from .importer import OnnxModule, load  # noqa: F401
