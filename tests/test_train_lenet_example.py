@@ -47,7 +47,7 @@ def digits_dir(tmp_path_factory):
 
 def env(tmp_path):
     e = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p), TINYCONV_OFFLINE="1",
-             TINYCONV_DATA=str(tmp_path / "nothing-here"))
+             TINYCONV_DATA=str(tmp_path / "nothing-here"), HOME=str(tmp_path / "home"))  # no ~/.cache files
     return e
 
 

@@ -43,7 +43,7 @@ def digits_dir(tmp_path_factory):
 
 def run_script(tmp_path, *args, timeout=300):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p), TINYCONV_OFFLINE="1",
-               TINYCONV_DATA=str(tmp_path / "nothing-here"))
+               TINYCONV_DATA=str(tmp_path / "nothing-here"), HOME=str(tmp_path / "home"))   # no ~/.cache files
     return subprocess.run([sys.executable, SCRIPT, *map(str, args)], capture_output=True, text=True, env=env,
                           cwd=tmp_path, timeout=timeout)
 
