@@ -99,6 +99,11 @@ def make_loaders(args, train_ds, test_ds):
     return train_loader, test_loader
 
 
+# The CPU kernels a LeNet-5 step runs (compiled by Numba on first use, then read from its on-disk cache).
+LENET_KERNELS = ("im2col", "col2im", "avg_pool2d_forward", "avg_pool2d_backward", "max_pool2d_forward",
+                 "max_pool2d_backward", "tanh", "tanh_backward", "relu_backward", "sgd_step")
+
+
 # -- several processes: mpiexec -n P python examples/train_lenet.py -----------------------------------
 def start_processes(args):
     """Under ``mpiexec``: join the process group (rank 0 alone prints and writes); the number of processes."""
@@ -138,6 +143,9 @@ def run(args):
         model = dist.DistributedDataParallel(model)  # rank 0's weights everywhere, gradients averaged
         print(f"data-parallel: {processes} processes x batch {args.batch_size // processes}", flush=True)
     train_loader, test_loader = make_loaders(args, train_ds, test_ds)
+    if args.device == "cpu" and not tc.kernels_compiled(*LENET_KERNELS):
+        print("compiling the Numba kernels LeNet-5 uses (first run only, about 10-30 s; cached for later runs)",
+              flush=True)
     optimizer = optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
     scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
     watch = common.StepWatch(optimizer, len(train_loader), num_classes=10, warmup=args.warmup)

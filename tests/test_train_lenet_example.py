@@ -207,3 +207,23 @@ def test_kill_mid_run_leaves_a_loadable_checkpoint(tmp_path, digits_dir):
         proc.kill()
     state = checkpoint.load(out / "checkpoint.npz")
     assert state["epoch"] >= 1 and "features.0.weight" in state["model"]
+
+
+def test_first_run_says_that_numba_compiles(tmp_path, digits_dir, monkeypatch, capsys):
+    """Epoch 1 of a first run waits for Numba's compiler: one line says so, and only when the cache is empty."""
+    import importlib.util
+
+    import tinyconv
+    spec = importlib.util.spec_from_file_location("train_lenet_under_test", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setenv("TINYCONV_DATA", str(tmp_path / "nothing-here"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    args = ["--dataset", "mnist", "--data-dir", str(digits_dir), "--batch-size", "32", "--limit-train", "64",
+            "--limit-test", "32", "--no-progress", "--epochs", "1"]
+    for cached in (False, True):
+        monkeypatch.setattr(tinyconv, "kernels_compiled", lambda *names, cached=cached: cached)
+        with tinyconv.threads.num_threads(tinyconv.get_num_threads()):   # the script caps threads: restore after
+            assert script.main(args + ["--out", str(tmp_path / f"run-{cached}")]) in (0, None)
+        said = "compiling the Numba kernels" in capsys.readouterr().out
+        assert said == (not cached)
