@@ -17,8 +17,9 @@ def test_activations_are_the_layer_outputs():
     with tc.no_grad():
         c1 = model.features[0](tc.tensor(x)).numpy()
         f6 = model.classifier[:3](model.features(tc.tensor(x))).numpy()
-    np.testing.assert_allclose(acts["features.0"], c1, rtol=1e-6)
-    np.testing.assert_allclose(acts["classifier.2"], f6, rtol=1e-6)
+    # batches of 2 against one batch of 5: float32 products of other shapes may round differently (BLAS)
+    np.testing.assert_allclose(acts["features.0"], c1, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(acts["classifier.2"], f6, rtol=1e-5, atol=1e-6)
     assert model.training  # mode restored
     assert not model.features[0]._forward_hooks  # hooks removed
     with pytest.raises(ValueError, match="no layer 'features.99'"):
