@@ -413,6 +413,8 @@ def _scatter_add(a, slices, value):
 
 
 def _special(name):
+    if name.startswith("__"):  # module protocols (__file__, __path__, ...): inspect and importers ask for them
+        raise AttributeError(name)
     import scipy.special
     return _forward(getattr(scipy.special, name), name)
 

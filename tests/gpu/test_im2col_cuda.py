@@ -33,10 +33,21 @@ def _args(g):
     return (N, C, H, W), (KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
 
 
+@pytest.fixture(params=["simulator", pytest.param("gpu", marks=pytest.mark.cuda)])
+def target(request):
+    """Where the ``numba.cuda`` kernels run: Numba's CUDA simulator, or a real GPU (``pytest -m cuda``)."""
+    from numba import config
+    if request.param == "gpu" and config.ENABLE_CUDASIM:
+        pytest.skip("no CUDA GPU: the kernels run on Numba's simulator in the 'simulator' run of this test")
+    if request.param == "simulator" and not config.ENABLE_CUDASIM:
+        pytest.skip("a real GPU is present: the 'gpu' run of this test covers the kernels")
+    return request.param
+
+
 @pytest.mark.parametrize("index32", [True, False])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("geometry", GEOMETRIES)
-def test_cuda_kernels_match_the_reference(geometry, dtype, index32):
+def test_cuda_kernels_match_the_reference(target, geometry, dtype, index32):
     from numba import cuda
     shape, args = _args(geometry)
     x = np.random.default_rng(1).standard_normal(shape).astype(dtype)
@@ -51,7 +62,7 @@ def test_cuda_kernels_match_the_reference(geometry, dtype, index32):
                                atol=1e-6 if dtype == np.float32 else 1e-12)
 
 
-def test_the_32_bit_kernels_run_while_the_sizes_fit_and_the_64_bit_ones_beyond(monkeypatch):
+def test_the_32_bit_kernels_run_while_the_sizes_fit_and_the_64_bit_ones_beyond(target, monkeypatch):
     from numba import cuda
     launched = []
     real_launch = K._launch
