@@ -16,8 +16,7 @@ set -u -o pipefail
 NUMPY_PIN=${NUMPY_PIN:-2.4.6}
 if [ "${1:-}" = "--fetch-wheels" ]; then
     # numba-cuda cannot compile with NumPy 2.5 (docs/gpu.md); the GPU image has 2.5 and may reach no registry
-    mkdir -p .whl
-    grep -qs '^/.whl/$' .git/info/exclude || echo /.whl/ >> .git/info/exclude
+    # .whl/ is git-ignored (.gitignore): name it in the device tool's carry
     exec "${PYTHON:-python3}" -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
         --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
         --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl "numpy==$NUMPY_PIN"
