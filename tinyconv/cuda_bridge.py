@@ -13,6 +13,9 @@ import os
 import numpy as np
 
 
+_SCALARS = (int, float, bool, np.generic)
+
+
 def cuda_kernel(fn, cupy):
     """Wrap a ``numba.cuda`` kernel function so that it takes and returns CuPy arrays, without copies or waits.
 
@@ -26,15 +29,21 @@ def cuda_kernel(fn, cupy):
       (``use_cupy_allocator_for_numba``), so one pool serves both libraries and is reused step after step.
     - Results: Numba device arrays become CuPy arrays viewing the same memory (``as_cuda_output``).
     """
+    numba_cuda = []  # numba.cuda, imported on the first call (importing it is slow, and sets up the simulator)
+
     def run(*args, **kwargs):
-        from numba import cuda
-        use_cupy_allocator_for_numba(cupy)
+        if not numba_cuda:
+            from numba import cuda
+            use_cupy_allocator_for_numba(cupy)
+            numba_cuda.append(cuda)
+        cuda = numba_cuda[0]
         cp = cupy()
         other_stream = cp is not None and cp.cuda.get_current_stream().ptr != 0
         if other_stream:
             cp.cuda.get_current_stream().synchronize()
-        args = [cuda.as_cuda_array(a, sync=False) if hasattr(a, "__cuda_array_interface__") else a
-                for a in args]
+        # a kernel's many size arguments are plain numbers: no interface lookup for them
+        args = [a if isinstance(a, _SCALARS) or not hasattr(a, "__cuda_array_interface__")
+                else cuda.as_cuda_array(a, sync=False) for a in args]
         out = as_cuda_output(fn(*args, **kwargs), cp)
         if other_stream:
             cuda.default_stream().synchronize()
