@@ -28,11 +28,13 @@ def gpu(request, monkeypatch):
     return _device(request, monkeypatch, "reference")
 
 
-def data(seed=0, n=64, k=256, m=48):
+def data(seed=0, n=256, k=1024, m=256):
+    """Products large enough that cuBLAS picks tensor-core kernels when TF32 is allowed (it may run small ones
+    on FP32 units even then)."""
     rng = np.random.default_rng(seed)
     return (rng.standard_normal((n, k)).astype(np.float32), rng.standard_normal((m, k)).astype(np.float32),
-            rng.standard_normal((4, 16, 12, 12)).astype(np.float32),
-            rng.standard_normal((32, 16, 3, 3)).astype(np.float32))
+            rng.standard_normal((8, 64, 16, 16)).astype(np.float32),
+            rng.standard_normal((64, 64, 3, 3)).astype(np.float32))
 
 
 def relative_error(a, exact):
