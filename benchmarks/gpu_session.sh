@@ -83,12 +83,22 @@ finish() {
 }
 trap finish EXIT
 
-# 1. the environment; numba-cuda needs NumPy < 2.5: the carried wheel, else the registry (if reachable)
+# 1. the environment; numba-cuda needs NumPy < 2.5: the carried wheel, else the registry (if reachable).
 {
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 | head -3
     "$PY" -V
 } > "$W/env.log" 2>&1
-if ! "$PY" -c 'import numpy, sys; sys.exit(tuple(map(int, numpy.__version__.split(".")[:2])) >= (2, 5))'; then
+# CuPy and numba-cuda are on that image (for the driver's CUDA major version); installed from the registry only
+# if missing (too large to carry), PyTorch never (its CUDA build is there; without it the rows are tinyconv's)
+CUDA_MAJOR=$(nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9]*\).*/\1/p' | head -n 1)
+MISSING=""
+"$PY" -c 'import cupy' 2>/dev/null || MISSING="$MISSING cupy-cuda${CUDA_MAJOR:-12}x"
+"$PY" -c 'import numba_cuda' 2>/dev/null || MISSING="$MISSING numba-cuda[cu${CUDA_MAJOR:-12}]"
+if [ -n "$MISSING" ]; then
+    echo "installing:$MISSING" >> "$W/env.log"
+    step install 90 "$PY" -m pip install -q --target /tmp/site --timeout 20 "numpy<2.5" $MISSING
+    export PYTHONPATH=/tmp/site:$PYTHONPATH
+elif ! "$PY" -c 'import numpy, sys; sys.exit(tuple(map(int, numpy.__version__.split(".")[:2])) >= (2, 5))'; then
     if ls .whl/numpy-*.whl > /dev/null 2>&1; then
         step pin_numpy 60 "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/numpy-*.whl
     else
