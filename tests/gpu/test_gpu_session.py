@@ -93,6 +93,23 @@ def test_kernel_summary_and_ncu_regex_from_a_trace():
     assert gpu_profile.top_kernel_regex(trace, top=2) == "regex:Kernel2|_im2col_kernel32"
 
 
+@pytest.mark.slow  # ~40 s: the simulator runs one Python thread per CUDA thread
+def test_the_probe_entry_point_on_the_simulator(monkeypatch):
+    """The TF32 and launch rows with the ``numba.cuda`` kernels on Numba's simulator, through the real bridge."""
+    from numba import config
+    if not config.ENABLE_CUDASIM:
+        pytest.skip("a real GPU is present: the GPU session itself runs this entry point")
+    fake_cupy.install(monkeypatch, kernels="simulator")
+    out = io.StringIO()
+    assert gpu_probe.main(["--tiny"], out=out) == 0
+    text = out.getvalue()
+    tf32 = re.findall(r"\| (on|off) \| ([0-9.e+-]+) \|", text)
+    assert len(tf32) == 4
+    for flag, err in tf32:   # fake CuPy rounds to TF32 where tinyconv asks for it
+        assert (1e-5 < float(err) < 2e-3) if flag == "on" else float(err) < 1e-6
+    assert "host us per call" in text
+
+
 def test_the_probe_entry_point_on_fake_cupy(fake_gpu):
     out = io.StringIO()
     assert gpu_probe.main(["--tiny", "--graph"], out=out) == 0
