@@ -10,7 +10,8 @@
 # Every step runs under its own time limit (seconds, below), cut further so that the whole run ends within
 # TOTAL_BUDGET; a step that fails or runs out of time is recorded in summary.md and the session goes on.
 # Environment: OUT (default ./gpu_session_out), PYTHON (python3), TOTAL_BUDGET (530), GRAPH=1 (also try to
-# capture a LeNet step as a CUDA graph), NUMPY_PIN (numpy version of the wheel, 2.4.6).
+# capture a LeNet step as a CUDA graph), NUMPY_PIN (numpy version of the wheel, 2.4.6); DEVICE=cpu TINY=1 make a
+# dry run of the whole pipeline on a CPU machine (tiny sizes; no Nsight tools there).
 set -u -o pipefail
 
 NUMPY_PIN=${NUMPY_PIN:-2.4.6}
@@ -27,6 +28,8 @@ TOTAL_BUDGET=${TOTAL_BUDGET:-530}
 RESERVE=15                        # seconds kept for writing summary.md and the archive
 OUT=${OUT:-$PWD/gpu_session_out}
 PY=${PYTHON:-python3}
+DEVICE=${DEVICE:-cuda}
+QUICK=${TINY:+--quick}; SMALL=${TINY:+--tiny}
 W=$(mktemp -d /tmp/gpu_session.XXXXXX)   # every raw output; summary.md, the step logs and raw.tar.gz go to $OUT
 mkdir -p "$OUT"
 SUMMARY=$W/summary.md
@@ -64,7 +67,7 @@ finish() {
         echo
         echo "## pytest -m cuda (last lines)"; echo '```'; tail -n 25 "$W/pytest.log" 2>/dev/null; echo '```'
         for f in bench bench_tf32 probe; do
-            [ -s "$W/$f.log" ] && { echo; echo "## $f"; echo; grep -v '^\s*$' "$W/$f.log" | tail -n 60; }
+            [ -s "$W/$f.log" ] && { echo; echo "## $f"; echo; cat -s "$W/$f.log" | tail -n 70; }
         done
         for f in trace_lenet trace_resnet18; do
             [ -s "$W/$f.md" ] && { echo; head -n 22 "$W/$f.md"; }
@@ -94,7 +97,7 @@ CUDA_MAJOR=$(nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9]*\).*/\1
 MISSING=""
 "$PY" -c 'import cupy' 2>/dev/null || MISSING="$MISSING cupy-cuda${CUDA_MAJOR:-12}x"
 "$PY" -c 'import numba_cuda' 2>/dev/null || MISSING="$MISSING numba-cuda[cu${CUDA_MAJOR:-12}]"
-if [ -n "$MISSING" ]; then
+if [ -n "$MISSING" ] && [ "$DEVICE" = cuda ]; then
     echo "installing:$MISSING" >> "$W/env.log"
     step install 90 "$PY" -m pip install -q --target /tmp/site --timeout 20 "numpy<2.5" $MISSING
     export PYTHONPATH=/tmp/site:$PYTHONPATH
@@ -137,20 +140,21 @@ step pytest 110 "$PY" -m pytest -m cuda -q -p no:cacheprovider --continue-on-col
     --durations=10 tests
 
 # 3. the benchmark rows against PyTorch
-step bench 120 "$PY" -m benchmarks.gpu
+step bench 120 "$PY" -m benchmarks.gpu --device "$DEVICE" $QUICK
 
 # 4. TF32 accuracy and speed, the host's cost per launch (and, with GRAPH=1, a CUDA-graph capture attempt)
-step probe 40 "$PY" -m benchmarks.gpu_probe ${GRAPH:+--graph}
+step probe 40 "$PY" -m benchmarks.gpu_probe --device "$DEVICE" $SMALL ${GRAPH:+--graph}
 
 # 5. kernel tables (torch.profiler/CUPTI) and the host's Python profile
-step trace_lenet 30 "$PY" -m benchmarks.gpu_profile --workload lenet --steps 30 --trace "$W/trace_lenet"
-step trace_resnet18 40 "$PY" -m benchmarks.gpu_profile --workload resnet18 --steps 3 --trace "$W/trace_resnet18"
-step cprofile_lenet 20 "$PY" -m benchmarks.gpu_profile --workload lenet --steps 30 --cprofile "$W/cprofile_lenet.txt"
+PROFILE="$PY -m benchmarks.gpu_profile --device $DEVICE $SMALL"
+step trace_lenet 30 $PROFILE --workload lenet --steps 30 --trace "$W/trace_lenet"
+step trace_resnet18 40 $PROFILE --workload resnet18 --steps 3 --trace "$W/trace_resnet18"
+step cprofile_lenet 20 $PROFILE --workload lenet --steps 30 --cprofile "$W/cprofile_lenet.txt"
 
 # 6. Nsight Systems: a LeNet slice, then its summaries (kernels, CUDA API calls, NVTX ranges)
 if [ -n "$NSYS" ]; then
     step nsys 45 "$NSYS" profile --trace=cuda,nvtx --sample=none --cpuctxsw=none --force-overwrite=true \
-        -o "$W/nsys_lenet" "$PY" -m benchmarks.gpu_profile --workload lenet --steps 30 --nvtx
+        -o "$W/nsys_lenet" $PROFILE --workload lenet --steps 30 --nvtx
     rep=$(ls "$W"/nsys_lenet.nsys-rep "$W"/nsys_lenet.qdrep 2>/dev/null | head -n 1)
     if [ -n "$rep" ]; then
         step nsys_stats 25 "$NSYS" stats --force-export=true --report cuda_gpu_kern_sum,cuda_api_sum,nvtx_sum \
@@ -170,14 +174,14 @@ if [ -n "$NCU" ]; then
     # the warm-up step runs the same kernels as the timed one: no NVTX filter needed
     step ncu 60 "$NCU" --clock-control none --target-processes all \
         --kernel-name "$REGEX" --launch-count 8 --section SpeedOfLight --section LaunchStats \
-        --section Occupancy "$PY" -m benchmarks.gpu_profile --workload resnet18 --steps 1 --warmup 1 --nvtx
+        --section Occupancy $PROFILE --workload resnet18 --steps 1 --warmup 1
 else
     echo "| ncu | skipped: not found | | |" >> "$W/steps.md"
 fi
 
 # 8. if time is left: the rows again with TF32 allowed in tinyconv's products (cuDNN's default for convolutions)
 if [ "$(remaining)" -ge 60 ]; then
-    step bench_tf32 120 "$PY" -m benchmarks.gpu --tf32
+    step bench_tf32 120 "$PY" -m benchmarks.gpu --device "$DEVICE" $QUICK --tf32
 else
     echo "| bench_tf32 | skipped: under 60 s left | | |" >> "$W/steps.md"
 fi
