@@ -97,17 +97,18 @@ CUDA_MAJOR=$(nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9]*\).*/\1
 MISSING=""
 "$PY" -c 'import cupy' 2>/dev/null || MISSING="$MISSING cupy-cuda${CUDA_MAJOR:-12}x"
 "$PY" -c 'import numba_cuda' 2>/dev/null || MISSING="$MISSING numba-cuda[cu${CUDA_MAJOR:-12}]"
+export PYTHONPATH=/tmp/site:$PYTHONPATH
 if [ -n "$MISSING" ] && [ "$DEVICE" = cuda ]; then
     echo "installing:$MISSING" >> "$W/env.log"
     step install 90 "$PY" -m pip install -q --target /tmp/site --timeout 20 "numpy<2.5" $MISSING
-    export PYTHONPATH=/tmp/site:$PYTHONPATH
-elif ! "$PY" -c 'import numpy, sys; sys.exit(tuple(map(int, numpy.__version__.split(".")[:2])) >= (2, 5))'; then
+fi
+if ! "$PY" -c 'import numpy, sys; sys.exit(tuple(map(int, numpy.__version__.split(".")[:2])) >= (2, 5))'; then
     if ls .whl/numpy-*.whl > /dev/null 2>&1; then
-        step pin_numpy 60 "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/numpy-*.whl
+        step pin_numpy 60 "$PY" -m pip install -q --upgrade --no-index --no-deps --no-compile --target /tmp/site \
+            .whl/numpy-*.whl
     else
-        step pin_numpy 60 "$PY" -m pip install -q --no-deps --target /tmp/site "numpy<2.5" --timeout 20
+        step pin_numpy 60 "$PY" -m pip install -q --upgrade --no-deps --target /tmp/site "numpy<2.5" --timeout 20
     fi
-    export PYTHONPATH=/tmp/site:$PYTHONPATH
 fi
 "$PY" - >> "$W/env.log" 2>&1 <<'EOF'
 import importlib, shutil
