@@ -2,6 +2,7 @@
 
     python -m benchmarks.gpu                 # on a machine with an NVIDIA GPU, CuPy and (optionally) PyTorch CUDA
     python -m benchmarks.gpu --device cpu    # the same code paths on the CPU (a dry run of the harness)
+    python -m benchmarks.gpu --tf32          # tinyconv's float32 products may use TF32, as cuDNN's do by default
 
 Rows (issue targets in brackets): the LeNet-5 training epoch, 60,000 images at batch 64 [at most PyTorch's
 time]; convolution forward+backward over the CPU suite's layer table, in GFLOP/s [dense at least 0.5x
@@ -106,11 +107,18 @@ def _row(label, values, unit, higher_is_better):
     return f"| {label} | {fmt(tc_v)} | {fmt(pt_v)} | {unit} | {ratio} |"
 
 
-def run(device="cuda", quick=False, out=sys.stdout):
-    """Time every GPU row on ``device`` and print a markdown table; returns its lines."""
+def run(device="cuda", quick=False, out=sys.stdout, tf32=False):
+    """Time every GPU row on ``device`` and print a markdown table; returns its lines.  ``tf32``: tinyconv's
+    float32 products on the GPU may use TF32 (``tinyconv.cuda.allow_tf32``); PyTorch keeps its defaults."""
+    with tinyconv.cuda.allow_tf32(tf32):
+        return _run(device, quick, out, tf32)
+
+
+def _run(device, quick, out, tf32):
     impls = ["tinyconv"] + (["torch"] if _torch_device(device) else [])
     reps = 3 if quick else 10
-    lines = [f"## GPU rows on '{device}'" + ("" if "torch" in impls else " (PyTorch CUDA not available)"), "",
+    lines = [f"## GPU rows on '{device}'" + ("" if "torch" in impls else " (PyTorch CUDA not available)")
+             + (" with TF32 allowed in tinyconv's products" if tf32 else ""), "",
              "| row | tinyconv | PyTorch | unit | tinyconv vs PyTorch (higher is better) |",
              "|---|---|---|---|---|"]
     batch = 8 if quick else 64
@@ -135,12 +143,13 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     p.add_argument("--quick", action="store_true", help="tiny sizes and few repetitions")
+    p.add_argument("--tf32", action="store_true", help="allow TF32 in tinyconv's float32 products on the GPU")
     args = p.parse_args(argv)
     if args.device == "cuda" and not tinyconv.cuda.is_available():
         print("benchmarks.gpu: CUDA is not available (needs CuPy and an NVIDIA GPU: pip install -e '.[cuda]'); "
               "--device cpu runs the same rows on the CPU", file=sys.stderr)
         return 2
-    run(args.device, args.quick)
+    run(args.device, args.quick, tf32=args.tf32)
     return 0
 
 

@@ -149,8 +149,75 @@ def col2im_cpu(col, H, W, SH, SW, PH, PW, DH, DW):
 
 
 # -- numba.cuda ---------------------------------------------------------------------------------------
+# Two versions of each kernel.  The 32-bit one, used whenever every index fits (below INDEX32_LIMIT elements),
+# decomposes the flat index in unsigned 32-bit arithmetic: a GPU divides 32-bit integers in about 20
+# instructions, 64-bit ones in a slow emulation (LLVM guards each with a run-time test for small operands), and
+# Numba types every integer operation as 64-bit, so each intermediate is cast back to uint32 (``_u``), which lets
+# LLVM narrow the operation itself.  Rows and columns are counted in the padded image (never negative), so no
+# unsigned subtraction wraps.  The 64-bit kernels serve larger arrays and non-contiguous ones.
+INDEX32_LIMIT = 2**31  # elements of col and of x; keeps i + gridsize below 2**32 too
+_u = np.uint32
+
+
 @cuda.jit
-def _im2col_kernel(x, col, SH, SW, PH, PW, DH, DW, zero):
+def _im2col_kernel32(xf, colf, C, H, W, KH, KW, N, OH, OW, SH, SW, PH, PW, DH, DW, zero):
+    """im2col on flat contiguous arrays: ``colf`` is col (C, KH, KW, N, OH, OW), ``xf`` is x (N, C, H, W)."""
+    total, step = _u(colf.size), _u(cuda.gridsize(1))
+    i = _u(cuda.grid(1))
+    while i < total:  # one thread per col element, in col's order: the writes coalesce
+        q = _u(i // OW)
+        ow = _u(i - _u(q * OW))
+        r = _u(q // OH)
+        oh = _u(q - _u(r * OH))
+        q = _u(r // N)
+        n = _u(r - _u(q * N))
+        r = _u(q // KW)
+        kw = _u(q - _u(r * KW))
+        c = _u(r // KH)
+        kh = _u(r - _u(c * KH))
+        hp = _u(_u(oh * SH) + _u(kh * DH))  # the tap's row in the padded image: h + PH
+        wp = _u(_u(ow * SW) + _u(kw * DW))
+        if PH <= hp and _u(hp - PH) < H and PW <= wp and _u(wp - PW) < W:
+            colf[i] = xf[_u(_u(_u(_u(_u(_u(n * C) + c) * H) + _u(hp - PH)) * W) + wp) - PW]
+        else:
+            colf[i] = zero
+        i = _u(i + step)
+
+
+@cuda.jit
+def _col2im_kernel32(colf, xf, C, H, W, KH, KW, N, OH, OW, SH, SW, PH, PW, DH, DW, zero):
+    """col2im on flat contiguous arrays (``_im2col_kernel32``'s layouts)."""
+    total, step = _u(xf.size), _u(cuda.gridsize(1))
+    i = _u(cuda.grid(1))
+    while i < total:  # one thread per x element: a gather, no atomics
+        q = _u(i // W)
+        w = _u(i - _u(q * W))
+        r = _u(q // H)
+        h = _u(q - _u(r * H))
+        n = _u(r // C)
+        c = _u(r - _u(n * C))
+        acc = zero
+        hp, wp = _u(h + PH), _u(w + PW)
+        kh = _u(0)
+        while kh < KH and _u(kh * DH) <= hp:  # th = h + PH - kh*DH falls as kh grows: stop below row 0
+            th = _u(hp - _u(kh * DH))  # = oh * SH for the window that puts tap kh on row h
+            oh = _u(th // SH)
+            if _u(oh * SH) == th and oh < OH:
+                kw = _u(0)
+                while kw < KW and _u(kw * DW) <= wp:
+                    tw = _u(wp - _u(kw * DW))
+                    ow = _u(tw // SW)
+                    if _u(ow * SW) == tw and ow < OW:
+                        row = _u(_u(_u(_u(_u(_u(c * KH) + kh) * KW) + kw) * N) + n)
+                        acc += colf[_u(_u(_u(row * OH) + oh) * OW) + ow]
+                    kw = _u(kw + 1)
+            kh = _u(kh + 1)
+        xf[i] = acc
+        i = _u(i + step)
+
+
+@cuda.jit
+def _im2col_kernel64(x, col, SH, SW, PH, PW, DH, DW, zero):
     C, KH, KW, N, OH, OW = col.shape
     H, W = x.shape[2], x.shape[3]
     total = C * KH * KW * N * OH * OW
@@ -167,7 +234,7 @@ def _im2col_kernel(x, col, SH, SW, PH, PW, DH, DW, zero):
 
 
 @cuda.jit
-def _col2im_kernel(col, x, SH, SW, PH, PW, DH, DW, zero):
+def _col2im_kernel64(col, x, SH, SW, PH, PW, DH, DW, zero):
     C, KH, KW, N, OH, OW = col.shape
     H, W = x.shape[2], x.shape[3]
     total = N * C * H * W
@@ -189,21 +256,52 @@ def _col2im_kernel(col, x, SH, SW, PH, PW, DH, DW, zero):
         x[n, c, h, w] = acc
 
 
+_launches = {}  # (kernel, blocks) -> the configured kernel: built once, not on every call
+
+
 def _blocks(total):
+    """Blocks of ``_THREADS`` for ``total`` threads' worth of work, capped (grid-stride loops cover the rest)."""
     return max(1, min((total + _THREADS - 1) // _THREADS, 65535 * 16))
 
 
-def im2col_cuda(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW):
-    """CUDA im2col: one thread per col element; returns a Numba device array."""
-    N, C = x.shape[0], x.shape[1]
+def _launch(kernel, total):
+    """``kernel[_blocks(total), _THREADS]``, configured once per grid size rather than on every call."""
+    blocks = _blocks(total)
+    key = (kernel, blocks)
+    configured = _launches.get(key)
+    if configured is None:
+        configured = _launches[key] = kernel[blocks, _THREADS]
+    return configured
+
+
+def fits_index32(*sizes):
+    """Whether arrays of these element counts can be indexed by the 32-bit kernels."""
+    return max(sizes) < INDEX32_LIMIT
+
+
+def im2col_cuda(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, *, index32=None):
+    """CUDA im2col: one thread per col element; returns a Numba device array.  ``index32``: force the 32-bit
+    (True) or 64-bit (False) kernel; by default the 32-bit one whenever the sizes allow it and x is contiguous."""
+    N, C, H, W = x.shape
     col = cuda.device_array((C, KH, KW, N, OH, OW), dtype=x.dtype)
-    _im2col_kernel[_blocks(col.size), _THREADS](x, col, SH, SW, PH, PW, DH, DW, x.dtype.type(0))
+    zero = x.dtype.type(0)
+    if (fits_index32(col.size, x.size) and x.flags["C_CONTIGUOUS"]) if index32 is None else index32:
+        sizes = [_u(v) for v in (C, H, W, KH, KW, N, OH, OW, SH, SW, PH, PW, DH, DW)]
+        _launch(_im2col_kernel32, col.size)(x.reshape(x.size), col.reshape(col.size), *sizes, zero)
+    else:
+        _launch(_im2col_kernel64, col.size)(x, col, SH, SW, PH, PW, DH, DW, zero)
     return col
 
 
-def col2im_cuda(col, H, W, SH, SW, PH, PW, DH, DW):
-    """CUDA col2im: one thread per input element, summing the taps that land on it."""
-    C, N = col.shape[0], col.shape[3]
+def col2im_cuda(col, H, W, SH, SW, PH, PW, DH, DW, *, index32=None):
+    """CUDA col2im: one thread per input element, summing the taps that land on it (``index32`` as in
+    ``im2col_cuda``)."""
+    C, KH, KW, N, OH, OW = col.shape
     x = cuda.device_array((N, C, H, W), dtype=col.dtype)
-    _col2im_kernel[_blocks(x.size), _THREADS](col, x, SH, SW, PH, PW, DH, DW, col.dtype.type(0))
+    zero = col.dtype.type(0)
+    if (fits_index32(col.size, x.size) and col.flags["C_CONTIGUOUS"]) if index32 is None else index32:
+        sizes = [_u(v) for v in (C, H, W, KH, KW, N, OH, OW, SH, SW, PH, PW, DH, DW)]
+        _launch(_col2im_kernel32, x.size)(col.reshape(col.size), x.reshape(x.size), *sizes, zero)
+    else:
+        _launch(_col2im_kernel64, x.size)(col, x, SH, SW, PH, PW, DH, DW, zero)
     return x

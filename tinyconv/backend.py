@@ -189,6 +189,14 @@ def _implementation(name, target):
         fn = tinyconv_kernels.get(name, target)
     except NotImplementedError:  # no twin for this target: the NumPy reference, on whatever arrays it gets
         fn, target = tinyconv_kernels.get(name, "numpy"), "numpy" if target != "cuda" else "reference-on-cuda"
+    on_gpu = target in ("cuda", "reference-on-cuda")
+    if on_gpu and name in cuda_bridge.GEMM_KERNELS:  # its cuBLAS products follow tinyconv.cuda.allow_tf32
+        return cuda_bridge.gemm_precision(_implementation_of(fn, name, target))
+    return _implementation_of(fn, name, target)
+
+
+def _implementation_of(fn, name, target):
+    import tinyconv_kernels
     if tinyconv_kernels.is_composite(name):
         xp = cupy_or_none() if target in ("cuda", "reference-on-cuda") else np
         primitives = "cuda" if xp is not np else target

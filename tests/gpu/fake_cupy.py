@@ -10,6 +10,8 @@ CuPy differs from NumPy in a way that hides GPU bugs:
   ``int(a)``, ``bool(a)``, ``if a:``) work but are recorded in ``SYNCS``: on a GPU each one waits for the device
   (a host synchronisation), so a test can assert that a training step makes none;
 - ``asarray(numpy_array)`` (a host-to-device copy) is recorded in ``UPLOADS``;
+- float32 products (``matmul``, ``dot``, ``@``) round their operands to TF32 where CuPy's switches say so (the
+  compute type for 2-D products, the cuBLAS handle's math mode for batched ones), as tensor cores would;
 - arrays expose ``__cuda_array_interface__`` (the pointer is the host buffer's), and ``asarray`` accepts any
   object exposing one without copying, as CuPy does; ``numba_sim_bridge`` lets Numba's CUDA simulator take part
   in that protocol, so the ``numba.cuda`` kernels run on these arrays through tinyconv's real bridge.
@@ -296,6 +298,61 @@ def __getattr__(name):
     return _forward(value, name)
 
 
+# -- cuBLAS precision: CuPy's float32 compute type and the handle's math mode, honoured by the products ----------
+def tf32_round(a):
+    """Round a float32 array to TF32 (10 explicit mantissa bits, to nearest, ties to even), as tensor cores read
+    their inputs; other dtypes are returned as they are."""
+    if a.dtype != np.float32:
+        return a
+    u = np.ascontiguousarray(a).view(np.uint32)
+    u = (u + np.uint32(0xFFF) + ((u >> np.uint32(13)) & np.uint32(1))) & np.uint32(0xFFFFE000)
+    return u.view(np.float32).reshape(a.shape)
+
+
+_linalg = types.ModuleType("cupy._core._routines_linalg")
+_linalg.COMPUTE_TYPE_DEFAULT, _linalg.COMPUTE_TYPE_TF32 = 1, 7
+_linalg.compute_types = {"f": 1}   # float32 only: what tinyconv sets
+_linalg.get_compute_type = lambda dtype: _linalg.compute_types.get(np.dtype(dtype).char, 1)
+_linalg.set_compute_type = lambda dtype, compute_type: _linalg.compute_types.__setitem__(np.dtype(dtype).char,
+                                                                                       compute_type)
+_cublas = types.ModuleType("cupy_backends.cuda.libs.cublas")
+_cublas.CUBLAS_DEFAULT_MATH, _cublas.CUBLAS_TF32_TENSOR_OP_MATH = 0, 3
+_cublas.math_modes = {1: 0}        # handle -> math mode
+_cublas.getMathMode = lambda handle: _cublas.math_modes.get(handle, 0)
+_cublas.setMathMode = lambda handle, mode: _cublas.math_modes.__setitem__(handle, mode)
+_device_module = types.ModuleType("cupy.cuda.device")
+_device_module.get_cublas_handle = lambda: 1
+
+
+def _uses_tf32(a, b):
+    """CuPy's rule: 2-D products follow the float32 compute type, batched ones the handle's math mode."""
+    if np.ndim(a) <= 2 and np.ndim(b) <= 2:
+        return _linalg.get_compute_type(np.float32) == _linalg.COMPUTE_TYPE_TF32
+    return _cublas.getMathMode(1) == _cublas.CUBLAS_TF32_TENSOR_OP_MATH
+
+
+def matmul(a, b, out=None, **kwargs):
+    """``cupy.matmul``: NumPy's, with the operands rounded to TF32 where CuPy's settings ask for it."""
+    a, b = _unwrap(a), _unwrap(b)
+    if _uses_tf32(a, b):
+        a, b = tf32_round(a), tf32_round(b)
+    result = np.matmul(a, b, out=None if out is None else out._a, **kwargs)
+    return out if out is not None else _wrap(result)
+
+
+def dot(a, b, out=None):
+    a, b = _unwrap(a), _unwrap(b)
+    if _uses_tf32(a, b):
+        a, b = tf32_round(a), tf32_round(b)
+    result = np.dot(a, b, out=None if out is None else out._a)
+    return out if out is not None else _wrap(result)
+
+
+ndarray.__matmul__ = lambda self, other: matmul(self, other)
+ndarray.__rmatmul__ = lambda self, other: matmul(other, self)
+ndarray.dot = lambda self, other, out=None: dot(self, other, out)
+
+
 # -- fake_cupy.random ---------------------------------------------------------------------------------------
 class Generator:
     """``cupy.random.Generator``: the methods CuPy's generator has, drawing on the host (other numbers than
@@ -356,6 +413,8 @@ def _scatter_add(a, slices, value):
 
 
 def _special(name):
+    if name.startswith("__"):  # module protocols (__file__, __path__, ...): inspect and importers ask for them
+        raise AttributeError(name)
     import scipy.special
     return _forward(getattr(scipy.special, name), name)
 
@@ -412,6 +471,7 @@ def reference_kernels(monkeypatch):
     def get(name, target):
         if target != "cuda" or tinyconv_kernels.is_composite(name):  # composites take CuPy arrays: kept as they are
             return real_get(name, target)
+        real_get(name, target)  # a kernel with no CUDA twin raises here: its reference then runs on the CuPy arrays
         reference = real_get(name, "numpy")
 
         def kernel(*args, **kwargs):
@@ -433,7 +493,11 @@ def install(monkeypatch, kernels="simulator"):
     monkeypatch.setattr(backend, "_cuda_wrappers", {})
     monkeypatch.setattr(backend, "_cuda_rng", None)
     monkeypatch.setattr(backend, "_cuda_available", True)
-    for name, mod in (("cupyx", cupyx), ("cupyx.scipy", cupyx_scipy), ("cupyx.scipy.special", cupyx_special)):
+    _linalg.compute_types.clear()
+    _cublas.math_modes.clear()
+    for name, mod in (("cupyx", cupyx), ("cupyx.scipy", cupyx_scipy), ("cupyx.scipy.special", cupyx_special),
+                      ("cupy._core._routines_linalg", _linalg), ("cupy_backends.cuda.libs.cublas", _cublas),
+                      ("cupy.cuda.device", _device_module)):
         monkeypatch.setitem(sys.modules, name, mod)
     numba_sim_bridge(monkeypatch)
     if kernels == "reference":
