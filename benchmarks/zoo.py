@@ -112,12 +112,14 @@ def bench_scaling(config, impls, out):
         cols += [f"{i} ms/step", f"{i} ms per forward GMAC", f"{i} rise"]
     table = Table(f"7. How a {name} training step's cost grows with the batch and the image size",
                   ["sweep", "batch, input", "forward GMACs"] + cols, out)
-    rows = {}
+    rows, done = {}, {}
     for sweep, batch, size in scaling_points(config):
-        steps = {i: workloads.training_step(i, name, batch, size, 3)[0] for i in impls}
-        t = measure(steps, config.big_reps, config.min_sample, settle=config.settle)
-        rows.setdefault(sweep, []).append((batch, size, workloads.forward_macs(name, batch, size) / 1e9, t))
-        del steps
+        if (batch, size) not in done:   # the point both sweeps share is measured once
+            steps = {i: workloads.training_step(i, name, batch, size, 3)[0] for i in impls}
+            done[batch, size] = measure(steps, config.big_reps, config.min_sample, settle=config.settle)
+            del steps
+        rows.setdefault(sweep, []).append((batch, size, workloads.forward_macs(name, batch, size) / 1e9,
+                                           done[batch, size]))
     flagged = []
     for sweep, points in rows.items():
         per_work = {i: [t[i]["median"] * 1e3 / g for _, _, g, t in points] for i in impls}
