@@ -72,7 +72,7 @@ class Config:
         # ResNet-18 steps: the batch sweep at one size, the image-size sweep at one batch (zoo.bench_scaling)
         self.scaling_model, self.scaling_tolerance = "resnet18", 0.25
         self.scaling_size, self.scaling_batches, self.scaling_batch, self.scaling_sizes = {
-            "full": (64, [1, 16, 64], 16, [32, 64, 128, 224]), "quick": (32, [1, 4, 16], 4, [32, 64, 96]),
+            "full": (64, [1, 16, 64], 16, [32, 64, 128, 224]), "quick": (64, [1, 4], 4, [32, 64, 96]),
             "tiny": (32, [2, 4], 2, [32, 48])}[scale]
         # the MNIST epoch of examples/train_lenet.py (lenet_epoch.bench_epoch): train / test images, epochs
         self.epoch_data_dir = None
