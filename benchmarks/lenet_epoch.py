@@ -303,7 +303,8 @@ def bench_epoch(config, impls, out):
             runs["PyTorch, tensors"] = lambda: torch_tensor_epoch(torch, root, args, config.epoch_limit)
         except ImportError:
             table.note("PyTorch's runs need torchvision (its MNIST reader and transforms); not installed.")
-    limited = config.epoch_limit or (len(train_ds.labels), len(test_ds.labels))
+    limited = [min(n or len(ds.labels), len(ds.labels)) for n, ds in zip(config.epoch_limit or (None, None),
+                                                                          (train_ds, test_ds))]
     try:
         tinyconv_script_epoch(script, script_args(script, config.epoch_data_dir, (640, 100)))  # compile first
         times, accs = {k: [] for k in runs}, {}
