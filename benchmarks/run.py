@@ -65,7 +65,7 @@ class Config:
         elif scale == "quick":
             self.models = [(n, max(2, b // 4), s, c, t) for n, b, s, c, t in MODELS]
         else:
-            self.models = [("resnet18", 2, 32, 3, 0.8)]
+            self.models = [("resnet18", 2, 32, 3, 1.0)]
         self.zoo = ZOO if small is None else [(lb, n, small[0], small[1], t) for lb, n, _, _, t in ZOO]
         self.inference = INFERENCE if small is None else [(n, 1, {"quick": 96, "tiny": 32}[scale], t)
                                                           for n, _, _, t in INFERENCE]
