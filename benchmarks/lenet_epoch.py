@@ -22,7 +22,9 @@ both alike; each epoch's time is printed, then the medians.  Needs MNIST (found 
 finds it) and ``torch``.
 """
 import argparse
+import contextlib
 import importlib.util
+import io
 import os
 import shutil
 import statistics
@@ -133,9 +135,6 @@ def main(argv=None):
           f"ratio {med['tinyconv'] / med['PyTorch']:.2f}x")
 
 
-if __name__ == "__main__":
-    main()
-
 
 # -- the suite's row: examples/train_lenet.py's whole epoch -----------------------------------------------
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -161,8 +160,6 @@ def script_args(script, data_dir, limit):
 
 def tinyconv_script_epoch(script, args):
     """One epoch of the script with ``args``, from reading the files to the evaluation; (seconds, top-1)."""
-    import contextlib
-    import io
     from tinyconv import train
     from tinyconv.threads import num_threads
     t0 = time.perf_counter()
@@ -328,3 +325,7 @@ def bench_epoch(config, impls, out):
                "The tensor pipeline is the fastest way we know to feed PyTorch this data set; the torchvision one "
                "is how its tutorials do it.")
     return table
+
+
+if __name__ == "__main__":
+    main()

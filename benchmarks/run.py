@@ -8,8 +8,9 @@ networks; ``models`` training steps of ResNet-18, MobileNet v2 and VGG-11; ``zoo
 EfficientNet-B0, DenseNet-121, GoogLeNet and ConvNeXt-T; ``inference`` batch-1 latency of ResNet-50 and
 MobileNet v2 at 224x224; ``scaling`` ResNet-18's step cost over batch and image sizes (``zoo.py``);
 ``memory`` the peak memory of a training step or an inference (each in a fresh process, see ``memory.py``);
-``gemm`` NumPy's float32 GEMM, the ceiling of im2col + GEMM.  Prints markdown tables and writes them, with the machine, to ``benchmarks/RESULTS.md``
-(a full run) or ``benchmarks/RESULTS-partial.md`` (``--quick`` or some sections only; git-ignored).
+``gemm`` NumPy's float32 GEMM, the ceiling of im2col + GEMM.  Prints markdown tables and writes them, with the
+machine, to ``benchmarks/RESULTS.md`` (a full run) or ``benchmarks/RESULTS-partial.md`` (``--quick`` or some
+sections only; git-ignored).
 
 Numba's compilation (or its load from the on-disk cache) is paid in a warm-up before anything is timed and
 reported on its own line.  Times are medians over rounds in which the implementations alternate
@@ -26,7 +27,7 @@ if __package__ in (None, ""):  # ``python benchmarks/run.py``: make the package 
     __package__ = "benchmarks"
 
 from benchmarks import lenet_epoch, machine, memory, workloads, zoo  # noqa: E402
-from benchmarks.tables import Table, fmt, ratio_cell, verdict  # noqa: E402, F401
+from benchmarks.tables import Table, fmt, ratio_cell, verdict  # noqa: E402
 from benchmarks.timing import measure  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -110,7 +111,7 @@ def bench_lenet(config, impls, out):
         ratio = t["torch"]["median"] / t["tinyconv"]["median"] if "torch" in t else None
         epochs = " / ".join(fmt(t[i]["median"] * math.ceil(60000 / batch)) for i in ("tinyconv", "torch") if i in t)
         table.add([batch] + [fmt(1e3 * t[i]["median"]) for i in impls] +
-                  [fmt(ratio, 2) + "x" if ratio else "n/a", epochs, verdict(ratio, LENET_TARGET)])
+                  [ratio_cell(ratio), epochs, verdict(ratio, LENET_TARGET)])
     return table
 
 
@@ -122,7 +123,7 @@ def bench_conv(config, impls, out):
         gflops = {i: case.flops / t[i]["median"] / 1e9 for i in impls}
         ratio = gflops["tinyconv"] / gflops["torch"] if "torch" in gflops else None
         table.add([case.name, case.describe()] + [fmt(gflops[i]) for i in impls] +
-                  [fmt(ratio, 2) + "x" if ratio else "n/a", verdict(ratio, CONV_TARGETS.get(case.name))])
+                  [ratio_cell(ratio), verdict(ratio, CONV_TARGETS.get(case.name))])
     return table
 
 
@@ -143,7 +144,7 @@ def bench_models(config, impls, out):
         ips = {i: batch / t[i]["median"] for i in impls}
         ratio = ips["tinyconv"] / ips["torch"] if "torch" in ips else None
         table.add([name, f"{batch}, {channels}x{size}x{size}"] + [fmt(ips[i]) for i in impls] +
-                  [fmt(ratio, 2) + "x" if ratio else "n/a", verdict(ratio, target)])
+                  [ratio_cell(ratio), verdict(ratio, target)])
     return table
 
 

@@ -62,7 +62,8 @@ def bench_zoo(config, impls, out):
         del steps, models
     table.note("GoogLeNet is tinyconv's `googlenet_torchvision` (torchvision's layout: batch norm, no LRN, 3x3 in "
                "the \"5x5\" branch) against torchvision's `googlenet`; tinyconv's `googlenet` is the paper's network "
-               "(LRN, true 5x5 convolutions, no batch norm, more parameters), which torchvision does not have.  " + SKIPPED_NUMPY)
+               "(LRN, true 5x5 convolutions, no batch norm, more parameters), which torchvision does not have.  "
+               + SKIPPED_NUMPY)
     return table
 
 
