@@ -68,6 +68,12 @@ def describe(torch=None):
     if torch is not None:
         lines.append(("PyTorch", f"{torch.__version__}, {torch.get_num_threads()} intra-op threads, "
                                  f"{torch.get_num_interop_threads()} inter-op"))
+        try:
+            import torchvision
+            lines.append(("torchvision", f"{torchvision.__version__} (PyTorch's models of the zoo, inference rows; "
+                                         "its MNIST pipeline in the epoch row)"))
+        except ImportError:
+            lines.append(("torchvision", "not installed: the rows that need it are PyTorch-less"))
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS", "OMP_WAIT_POLICY",
                 "NUMBA_THREADING_LAYER", "TINYCONV_KERNELS", "TINYCONV_THREADS"):
         if var in os.environ:

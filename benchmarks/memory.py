@@ -11,7 +11,10 @@ momentum buffers, temporaries.  (Later steps reuse memory the allocator kept, so
 around them reads about zero.)  Where ``clear_refs`` is not writable the high-water mark cannot be reset and
 ``ru_maxrss`` minus the baseline is used instead (an overestimate when the warm-up peaked higher).
 
-Run by ``run.py`` as ``python -m benchmarks.memory IMPL MODEL BATCH SIZE``; prints one JSON line.
+``KIND`` ``infer`` measures a forward pass in evaluation mode without gradients instead (1000 classes, the
+latency rows' setting; the warm-up is an inference too): activations that are freed as the pass goes on.
+
+Run by ``run.py`` as ``python -m benchmarks.memory IMPL MODEL BATCH SIZE [KIND]``; prints one JSON line.
 """
 import json
 import os
@@ -47,12 +50,15 @@ def _reset_peak():
         return False
 
 
-def measure_step(impl, model, batch, size):
-    """Run in the child: the peak RSS increase (MiB) of a fresh model's first training step."""
+def measure_step(impl, model, batch, size, kind="train"):
+    """Run in the child: the peak RSS increase (MiB) of a fresh model's first training step (``kind``
+    ``train``) or forward pass in evaluation mode (``infer``)."""
     import gc
 
-    from .workloads import training_step
+    from .workloads import inference_step, training_step
     channels = 1 if model == "lenet5" else 3
+    if kind == "infer":
+        training_step = inference_step  # noqa: F811  (same signature: impl, name, batch, size, channels)
     warm, _ = training_step(impl, model, 2, 32, channels)
     warm()
     warm()
@@ -65,16 +71,16 @@ def measure_step(impl, model, batch, size):
     reset = _reset_peak()
     step()
     peak = _status_kib("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"impl": impl, "model": model, "batch": batch, "baseline_mib": base / 1024,
+    return {"impl": impl, "model": model, "batch": batch, "kind": kind, "baseline_mib": base / 1024,
             "peak_mib": (peak - base) / 1024, "method": "VmHWM reset" if reset else "ru_maxrss"}
 
 
-def run_child(impl, model, batch, size, timeout=900):
+def run_child(impl, model, batch, size, kind="train", timeout=900):
     """Measure in a fresh interpreter; returns the child's dict, or ``{"error": ...}``."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    cmd = [sys.executable, "-m", "benchmarks.memory", impl, model, str(batch), str(size)]
+    cmd = [sys.executable, "-m", "benchmarks.memory", impl, model, str(batch), str(size), kind]
     try:
         proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -86,4 +92,4 @@ def run_child(impl, model, batch, size, timeout=900):
 
 if __name__ == "__main__":
     impl, model, batch, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    print(json.dumps(measure_step(impl, model, batch, size)))
+    print(json.dumps(measure_step(impl, model, batch, size, sys.argv[5] if len(sys.argv) > 5 else "train")))

@@ -1,11 +1,16 @@
 """tinyconv against PyTorch, side by side in one process: ``python -m benchmarks [--quick]``.
 
 Times, on the same data and weights, tinyconv's default CPU path (Numba kernels), tinyconv on its NumPy
-reference kernels and PyTorch (when installed): LeNet-5 training steps, one convolution's forward + backward
-for the layer shapes of the classic networks, training steps of ResNet-18, MobileNet v2 and VGG-11, the peak
-memory of a training step (each in a fresh process, see ``memory.py``) and NumPy's float32 GEMM, the ceiling
-of im2col + GEMM.  Prints markdown tables and writes them, with the machine, to ``benchmarks/RESULTS.md``
-(a full run) or ``benchmarks/RESULTS-partial.md`` (``--quick`` or some sections only; git-ignored).
+reference kernels and PyTorch (when installed).  Sections (``--only``): ``lenet`` LeNet-5 training steps;
+``epoch`` the MNIST epoch of ``examples/train_lenet.py``, data loading and evaluation included
+(``lenet_epoch.py``); ``conv`` one convolution's forward + backward for the layer shapes of the classic
+networks; ``models`` training steps of ResNet-18, MobileNet v2 and VGG-11; ``zoo`` training steps of
+EfficientNet-B0, DenseNet-121, GoogLeNet and ConvNeXt-T; ``inference`` batch-1 latency of ResNet-50 and
+MobileNet v2 at 224x224; ``scaling`` ResNet-18's step cost over batch and image sizes (``zoo.py``);
+``memory`` the peak memory of a training step or an inference (each in a fresh process, see ``memory.py``);
+``gemm`` NumPy's float32 GEMM, the ceiling of im2col + GEMM.  Prints markdown tables and writes them, with the
+machine, to ``benchmarks/RESULTS.md`` (a full run) or ``benchmarks/RESULTS-partial.md`` (``--quick`` or some
+sections only; git-ignored).
 
 Numba's compilation (or its load from the on-disk cache) is paid in a warm-up before anything is timed and
 reported on its own line.  Times are medians over rounds in which the implementations alternate
@@ -21,91 +26,67 @@ if __package__ in (None, ""):  # ``python benchmarks/run.py``: make the package 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     __package__ = "benchmarks"
 
-from benchmarks import machine, memory, workloads  # noqa: E402
+from benchmarks import lenet_epoch, machine, memory, workloads, zoo  # noqa: E402
+from benchmarks.tables import Table, fmt, ratio_cell, verdict  # noqa: E402
 from benchmarks.timing import measure  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
+# The targets of issue #17 ("CPU speed, round 2"), against the newest PyTorch the registry serves.
 # name, batch, input size, channels, target (tinyconv speed / PyTorch speed at least)
-MODELS = [("resnet18", 16, 64, 3, 0.8), ("mobilenet_v2", 16, 64, 3, 1.0), ("vgg11", 4, 64, 3, None)]
-CONV_TARGETS = {"ResNeXt grouped 3x3": 2.0, "MobileNetV2 depthwise 3x3": 1.5, "AlexNet conv1 11x11/4": 0.85,
-                "VGG 3x3": 0.85, "ResNet 3x3": 0.85, "ResNet 1x1": 0.85}
+MODELS = [("resnet18", 16, 64, 3, 1.0), ("mobilenet_v2", 16, 64, 3, 1.0), ("vgg11", 4, 64, 3, 1.0)]
+CONV_TARGETS = {"ResNeXt grouped 3x3": 2.0, "MobileNetV2 depthwise 3x3": 2.0, "AlexNet conv1 11x11/4": 1.0,
+                "VGG 3x3": 1.0, "ResNet 3x3": 1.0, "ResNet 1x1": 1.0}
 LENET_TARGET = 2.0    # at most half of PyTorch's step time
-MEMORY_TARGET = 1.3   # tinyconv's peak at most 1.3x PyTorch's
+MEMORY_TARGET = 1.0   # tinyconv's peak at most PyTorch's
+ZOO_TARGET = 1.0      # the rows without a number of their own: "ahead of the newest PyTorch on every row"
+# label, tinyconv model, batch, input size, target: the larger zoo models' training steps (zoo.py)
+ZOO = [("efficientnet_b0", "efficientnet_b0", 16, 64, ZOO_TARGET),
+       ("densenet121", "densenet121", 16, 64, ZOO_TARGET),
+       ("googlenet", "googlenet_torchvision", 16, 64, ZOO_TARGET),
+       ("convnext_tiny", "convnext_tiny", 16, 64, ZOO_TARGET)]
+INFERENCE = [("resnet50", 1, 224, ZOO_TARGET), ("mobilenet_v2", 1, 224, ZOO_TARGET)]
 
 
 class Config:
-    """Sizes and repetitions: ``full`` (the numbers in RESULTS.md), ``quick`` (about a minute on an idle
+    """Sizes and repetitions: ``full`` (the numbers in RESULTS.md), ``quick`` (a few minutes on an idle
     2-core machine) and ``tiny`` (the smoke test: every code path, minimal sizes)."""
 
     def __init__(self, scale="full", reps=None):
         self.scale = scale
         self.reps = reps or {"full": 7, "quick": 3, "tiny": 1}[scale]
+        self.big_reps = reps or {"full": 3, "quick": 2, "tiny": 1}[scale]  # zoo, scaling: seconds a call
         self.min_sample = {"full": 0.2, "quick": 0.1, "tiny": 0.0}[scale]
         self.settle = 0.0 if scale == "tiny" else 0.12  # OpenBLAS spins ~2**28 cycles before sleeping
         self.lenet_batches = {"full": [64, 128], "quick": [64], "tiny": [2]}[scale]
         self.conv = workloads.conv_cases(scale)
+        small = {"full": None, "quick": (4, 32), "tiny": (2, 32)}[scale]   # batch, size of the zoo rows
         if scale == "full":
             self.models = MODELS
         elif scale == "quick":
             self.models = [(n, max(2, b // 4), s, c, t) for n, b, s, c, t in MODELS]
         else:
-            self.models = [("resnet18", 2, 32, 3, 0.8)]
-        self.memory = [("lenet5", b, 32) for b in self.lenet_batches[:1]]
-        self.memory += [(n, b, s) for n, b, s, _, _ in (self.models if scale != "full" else MODELS)]
+            self.models = [("resnet18", 2, 32, 3, 1.0)]
+        self.zoo = ZOO if small is None else [(lb, n, small[0], small[1], t) for lb, n, _, _, t in ZOO]
+        self.inference = INFERENCE if small is None else [(n, 1, {"quick": 96, "tiny": 32}[scale], t)
+                                                          for n, _, _, t in INFERENCE]
+        # ResNet-18 steps: the batch sweep at one size, the image-size sweep at one batch (zoo.bench_scaling)
+        self.scaling_model, self.scaling_tolerance = "resnet18", 0.25
+        self.scaling_size, self.scaling_batches, self.scaling_batch, self.scaling_sizes = {
+            "full": (64, [1, 16, 64], 16, [32, 64, 128, 224]), "quick": (64, [1, 4], 4, [32, 64, 96]),
+            "tiny": (32, [2, 4], 2, [32, 48])}[scale]
+        # the MNIST epoch of examples/train_lenet.py (lenet_epoch.bench_epoch): train / test images, epochs
+        self.epoch_data_dir = None
+        self.epoch_limit = {"full": None, "quick": (6400, 1000), "tiny": (128, 64)}[scale]
+        self.epoch_reps = reps or {"full": 2, "quick": 1, "tiny": 1}[scale]
+        # peak memory: (model, batch, size, kind) with kind "train" (a training step) or "infer"
+        self.memory = [("lenet5", b, 32, "train") for b in self.lenet_batches[:1]]
+        self.memory += [(n, b, s, "train") for n, b, s, _, _ in (self.models if scale != "full" else MODELS)]
+        self.memory += [(n, b, s, "train") for _, n, b, s, _ in self.zoo]
+        self.memory += [(n, b, s, "infer") for n, b, s, _ in self.inference]
         if scale == "tiny":
-            self.memory = self.memory[:1]
+            self.memory = self.memory[:1] + self.memory[-1:]
         self.gemm_n = {"full": 2048, "quick": 1024, "tiny": 64}[scale]
-
-
-def fmt(value, digits=None):
-    """A number for the table: ``digits`` decimals, or by default three significant figures."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    if digits is None and 0 < abs(value) < 1:
-        return f"{value:.3g}"
-    if digits is None:
-        digits = 0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 2
-    return f"{value:,.{digits}f}"
-
-
-def verdict(ratio, target, at_least=True):
-    if target is None or ratio is None:
-        return ""
-    ok = ratio >= target if at_least else ratio <= target
-    return ("yes" if ok else "**no**") + f" ({'>=' if at_least else '<='} {target:g}x)"
-
-
-class Table:
-    """A markdown table printed row by row as results arrive, and kept for RESULTS.md."""
-
-    def __init__(self, title, header, out):
-        self.title, self.header, self.rows, self.out = title, header, [], out
-        self.notes = []
-        self._print(f"\n### {title}\n")
-        self._print("| " + " | ".join(header) + " |")
-        self._print("|" + "---|" * len(header))
-
-    def _print(self, line):
-        if self.out is not None:
-            print(line, file=self.out, flush=True)
-
-    def add(self, row):
-        self.rows.append([str(c) for c in row])
-        self._print("| " + " | ".join(self.rows[-1]) + " |")
-
-    def note(self, text):
-        self.notes.append(text)
-        self._print(f"\n{text}")
-
-    def markdown(self):
-        lines = [f"### {self.title}", "", "| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
-        lines += ["| " + " | ".join(r) + " |" for r in self.rows]
-        return "\n".join(lines + [""] + [n + "\n" for n in self.notes])
-
-
-def _speed(times, impl):
-    return times[impl]["median"] if impl in times else None
 
 
 def warm_up(config, impls):
@@ -130,27 +111,27 @@ def bench_lenet(config, impls, out):
         ratio = t["torch"]["median"] / t["tinyconv"]["median"] if "torch" in t else None
         epochs = " / ".join(fmt(t[i]["median"] * math.ceil(60000 / batch)) for i in ("tinyconv", "torch") if i in t)
         table.add([batch] + [fmt(1e3 * t[i]["median"]) for i in impls] +
-                  [fmt(ratio, 2) + "x" if ratio else "n/a", epochs, verdict(ratio, LENET_TARGET)])
+                  [ratio_cell(ratio), epochs, verdict(ratio, LENET_TARGET)])
     return table
 
 
 def bench_conv(config, impls, out):
-    table = Table("2. Convolution forward + backward (GFLOP/s, FLOPs = 3 x 2 x MACs; dx, dW and db computed)",
+    table = Table("3. Convolution forward + backward (GFLOP/s, FLOPs = 3 x 2 x MACs; dx, dW and db computed)",
                   ["layer", "shape"] + [f"{i} GFLOP/s" for i in impls] + ["speed vs PyTorch", "target met"], out)
     for case in config.conv:
         t = measure(case.build(impls), config.reps, config.min_sample, settle=config.settle)
         gflops = {i: case.flops / t[i]["median"] / 1e9 for i in impls}
         ratio = gflops["tinyconv"] / gflops["torch"] if "torch" in gflops else None
         table.add([case.name, case.describe()] + [fmt(gflops[i]) for i in impls] +
-                  [fmt(ratio, 2) + "x" if ratio else "n/a", verdict(ratio, CONV_TARGETS.get(case.name))])
+                  [ratio_cell(ratio), verdict(ratio, CONV_TARGETS.get(case.name))])
     return table
 
 
 def bench_models(config, impls, out):
-    table = Table("3. Training steps of the zoo (10 classes, SGD momentum, cross-entropy; images/s)",
+    table = Table("4. Training steps of the zoo (10 classes, SGD momentum, cross-entropy; images/s)",
                   ["model", "batch, input"] + [f"{i} img/s" for i in impls] + ["speed vs PyTorch", "target met"], out)
     for name, batch, size, channels, target in config.models:
-        if workloads.tinyconv_model(name) is None:
+        if name not in workloads.tinyconv.models.list_models():
             table.add([name, f"{batch}, {size}x{size}"] + ["n/a"] * (len(impls) + 1) + ["not registered yet"])
             continue
         steps, params = {}, {}
@@ -163,40 +144,46 @@ def bench_models(config, impls, out):
         ips = {i: batch / t[i]["median"] for i in impls}
         ratio = ips["tinyconv"] / ips["torch"] if "torch" in ips else None
         table.add([name, f"{batch}, {channels}x{size}x{size}"] + [fmt(ips[i]) for i in impls] +
-                  [fmt(ratio, 2) + "x" if ratio else "n/a", verdict(ratio, target)])
+                  [ratio_cell(ratio), verdict(ratio, target)])
     return table
 
 
 def bench_memory(config, impls, out):
     impls = [i for i in ("tinyconv", "torch") if i in impls]
-    table = Table("4. Peak memory of a training step (MiB above the model's weights, fresh process each)",
-                  ["model", "batch"] + [f"{i} MiB" for i in impls] + ["tinyconv / PyTorch", "target met"], out)
+    table = Table("8. Peak memory of a training step or an inference (MiB above the model's weights, fresh "
+                  "process each)", ["model", "work", "batch, input"] + [f"{i} MiB" for i in impls] +
+                  ["tinyconv / PyTorch", "target met"], out)
     method = set()
-    for name, batch, size in config.memory:
-        if workloads.tinyconv_model(name) is None:
+    for name, batch, size, kind in config.memory:
+        if name not in workloads.tinyconv.models.list_models():
             continue
-        res = {i: memory.run_child(i, name, batch, size) for i in impls}
+        here = [i for i in impls if i != "torch" or workloads.has_torch_model(name)]
+        res = {i: memory.run_child(i, name, batch, size, kind) for i in here}
         cells = []
         for i in impls:
-            if "error" in res[i]:
+            if i not in res:
+                cells.append("n/a")
+            elif "error" in res[i]:
                 cells.append("error: " + res[i]["error"][:60])
             else:
                 cells.append(fmt(res[i]["peak_mib"]))
                 method.add(res[i]["method"])
         ok = all("error" not in r for r in res.values()) and "torch" in res
         ratio = res["tinyconv"]["peak_mib"] / max(res["torch"]["peak_mib"], 1e-3) if ok else None
-        table.add([name, batch] + cells + [fmt(ratio, 2) + "x" if ratio else "n/a",
-                                           verdict(ratio, MEMORY_TARGET, at_least=False)])
+        channels = 1 if name == "lenet5" else 3
+        table.add([name, "training step" if kind == "train" else "inference", f"{batch}, {channels}x{size}x{size}"]
+                  + cells + [ratio_cell(ratio), verdict(ratio, MEMORY_TARGET, at_least=False)])
     table.note("Method: " + ", ".join(sorted(method)) + " (see `benchmarks/memory.py`): the resident-set "
-               "high-water mark during the first step of a fresh model (after a warm-up on a tiny copy of the "
-               "architecture) minus the RSS just before it: activations, gradients, momentum buffers.")
+               "high-water mark during the first training step (or forward pass in eval mode without gradients) "
+               "of a fresh model, after a warm-up on a tiny copy of the architecture, minus the RSS just before "
+               "it: activations, gradients, momentum buffers.  The GoogLeNet row is `googlenet_torchvision`.")
     return table
 
 
 def bench_gemm(config, impls, out):
     n = config.gemm_n
     t = measure(workloads.gemm(impls, n), config.reps, config.min_sample, settle=config.settle)
-    table = Table(f"5. float32 GEMM {n}x{n} @ {n}x{n} (the practical ceiling of im2col + GEMM)",
+    table = Table(f"9. float32 GEMM {n}x{n} @ {n}x{n} (the practical ceiling of im2col + GEMM)",
                   ["library", "GFLOP/s"], out)
     labels = {"numpy": "NumPy `matmul` (its BLAS)", "torch": "PyTorch `mm`"}
     for i, r in t.items():
@@ -204,8 +191,9 @@ def bench_gemm(config, impls, out):
     return table
 
 
-SECTIONS = {"lenet": bench_lenet, "conv": bench_conv, "models": bench_models, "memory": bench_memory,
-            "gemm": bench_gemm}
+SECTIONS = {"lenet": bench_lenet, "epoch": lenet_epoch.bench_epoch, "conv": bench_conv, "models": bench_models,
+            "zoo": zoo.bench_zoo, "inference": zoo.bench_inference, "scaling": zoo.bench_scaling,
+            "memory": bench_memory, "gemm": bench_gemm}
 
 
 def run(config, sections=tuple(SECTIONS), with_numpy=True, with_torch=True, out=sys.stdout, results_path=None,

@@ -1,7 +1,11 @@
-"""PyTorch twins of the networks the suite times, written out so the suite needs only ``torch`` (no torchvision).
+"""PyTorch twins of the networks the suite times.
 
-Each mirrors the tinyconv model layer for layer (torchvision's layouts; LeNet-5 as in ``tinyconv.models.lenet``),
-so both frameworks do the same arithmetic; ``run.py`` checks that the parameter counts agree.
+The rows of the issue's targets (LeNet-5, ResNet-18, MobileNet v2, VGG-11) are written out here, so those need
+only ``torch``; each mirrors the tinyconv model layer for layer (torchvision's layouts; LeNet-5 as in
+``tinyconv.models.lenet``).  The larger zoo rows (EfficientNet-B0, DenseNet-121, GoogLeNet, ConvNeXt-T,
+ResNet-50) are torchvision's own models: ``TORCHVISION`` maps tinyconv's name to torchvision's, and without
+torchvision those rows are skipped.  The suite checks that the parameter shapes agree (``same_parameters``);
+with torchvision's weights loaded, tinyconv's models give its outputs (checked when these rows were added).
 """
 import torch
 from torch import nn
@@ -95,10 +99,38 @@ def vgg11(num_classes=10):
 
 MODELS = {"lenet5": lenet5, "resnet18": resnet18, "mobilenet_v2": mobilenet_v2, "vgg11": vgg11}
 
+# tinyconv's name -> (torchvision's builder, its keyword arguments).  tinyconv's ``googlenet`` is the paper's
+# network (LRN, true 5x5, no batch norm); torchvision's is tinyconv's ``googlenet_torchvision``.
+TORCHVISION = {"efficientnet_b0": ("efficientnet_b0", {}), "densenet121": ("densenet121", {}),
+               "googlenet_torchvision": ("googlenet", {"aux_logits": True, "init_weights": True}),
+               "convnext_tiny": ("convnext_tiny", {}), "resnet50": ("resnet50", {})}
+
+
+def has_model(name):
+    """Whether a twin of tinyconv's ``name`` can be built here (torchvision's need torchvision)."""
+    if name in MODELS:
+        return True
+    if name not in TORCHVISION:
+        return False
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
 
 def get_model(name, num_classes=10):
     """The PyTorch twin of tinyconv's ``name``."""
-    return MODELS[name](num_classes)
+    if name in MODELS:
+        return MODELS[name](num_classes)
+    import torchvision
+    builder, kwargs = TORCHVISION[name]
+    return getattr(torchvision.models, builder)(num_classes=num_classes, **kwargs)
+
+
+def parameter_shapes(model):
+    """The sorted shapes of a model's parameters (the same expression for tinyconv and PyTorch)."""
+    return sorted(tuple(p.shape) for p in model.parameters())
 
 
 def num_parameters(model):

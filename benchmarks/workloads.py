@@ -131,11 +131,33 @@ def tinyconv_model(name, num_classes=10):
     return tinyconv.models.get_model(name, num_classes=num_classes)
 
 
+def has_torch_model(name):
+    """Whether PyTorch's twin of ``name`` can be built here (torch installed; torchvision for the big zoo rows)."""
+    if torch is None:
+        return False
+    from . import torch_models
+    return torch_models.has_model(name)
+
+
+def loss_of(out, y, cross_entropy, aux_weight=0.3):
+    """The cross-entropy of the logits; a tuple output (GoogLeNet in training mode: ``(logits, aux2, aux1)``,
+    in both frameworks) adds its auxiliary classifiers' losses with weight 0.3 each, as the paper does."""
+    if not isinstance(out, tuple):
+        return cross_entropy(out, y)
+    loss = cross_entropy(out[0], y)
+    for aux in out[1:]:
+        loss = loss + aux_weight * cross_entropy(aux, y)
+    return loss
+
+
+def _batch(batch, channels, size):
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((batch, channels, size, size), dtype=np.float32), rng.integers(0, 10, batch)
+
+
 def training_step(impl, name, batch, size, channels):
     """One SGD step (momentum 0.9, lr 0.01) on the cross-entropy of a random batch; returns (step, model)."""
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch, channels, size, size), dtype=np.float32)
-    y = rng.integers(0, 10, batch)
+    x, y = _batch(batch, channels, size)
     if impl == "torch":
         from . import torch_models
         torch.manual_seed(0)
@@ -145,7 +167,7 @@ def training_step(impl, name, batch, size, channels):
 
         def step():
             opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(tx), ty).backward()
+            loss_of(model(tx), ty, torch.nn.functional.cross_entropy).backward()
             opt.step()
         return step, model
     model = tinyconv_model(name)
@@ -155,9 +177,37 @@ def training_step(impl, name, batch, size, channels):
 
     def step():
         opt.zero_grad()
-        F.cross_entropy(model(tx), ty).backward()
+        loss_of(model(tx), ty, F.cross_entropy).backward()
         opt.step()
     return _under(impl, step), model
+
+
+def inference_step(impl, name, batch, size, channels=3, num_classes=1000):
+    """One forward pass in evaluation mode without gradients (ImageNet's 1000 classes); returns (step, model)."""
+    x, _ = _batch(batch, channels, size)
+    if impl == "torch":
+        from . import torch_models
+        torch.manual_seed(0)
+        model = torch_models.get_model(name, num_classes).eval()
+        tx = torch.from_numpy(x)
+
+        def step():
+            with torch.no_grad():
+                model(tx)
+        return step, model
+    model = tinyconv_model(name, num_classes)
+    model.eval()
+    tx = tinyconv.tensor(x)
+
+    def step():
+        with tinyconv.no_grad():
+            model(tx)
+    return _under(impl, step), model
+
+
+def forward_macs(name, batch, size, channels=3):
+    """Multiply-adds of one forward pass of tinyconv's ``name`` (``tinyconv.summary``, shapes only)."""
+    return tinyconv.summary(tinyconv_model(name), (batch, channels, size, size)).total_macs
 
 
 def num_parameters(model):
