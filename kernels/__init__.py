@@ -47,10 +47,19 @@ FAMILIES = {
 }
 
 COMPOSITE = frozenset({"conv2d_forward", "conv2d_backward"})
+# references written over the array module ``xp`` (keyword, default NumPy): on CuPy arrays, a kernel without a
+# CUDA twin runs its reference with ``xp=cupy`` (the others' references are plain operators and methods, which
+# CuPy arrays answer as they are)
+TAKES_XP = frozenset({"tanh", "batch_norm_forward", "batch_norm_eval", "batch_norm_backward"})
 # families written in NumPy calls only (strategies over other kernels, BLAS products): nothing for Numba to compile
 UNCOMPILED_FAMILIES = frozenset({"conv2d", "linear"})
 
 _TARGETS = ("numpy", "cpu", "cuda", "shape")
+
+
+def takes_xp(name):
+    """Whether kernel ``name``'s NumPy reference takes the array module as the keyword ``xp``."""
+    return name in TAKES_XP or name in COMPOSITE
 
 
 def is_composite(name):

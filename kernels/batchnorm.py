@@ -26,8 +26,9 @@ The NumPy reference makes about six whole-array passes each way.  The Numba kern
 cache by the next pass, so the forward pass reads x and writes y once, the backward pass reads x and dy and
 writes dx once; iterations over channels run in parallel for large arrays (``parallel_min_size`` below).
 Their sums accumulate in float64 (then rounded to x's dtype), so float32 statistics stay accurate over large
-channels; the variance is the two-pass one, exact even when |mean| >> std.  There is no CUDA kernel: CuPy
-arrays take tinyconv's array-expression path.
+channels; the variance is the two-pass one, exact even when |mean| >> std.  There is no CUDA kernel: on CuPy
+arrays the NumPy reference runs, handed ``xp=cupy`` (the references take the array module as ``xp``; see
+``TAKES_XP`` in ``__init__.py``).
 """
 import numpy as np
 from numba import njit, prange
@@ -39,18 +40,18 @@ def _per_channel(a, C, dtype, default):
 
 
 # -- NumPy reference ----------------------------------------------------------------------------------
-def _sums(a, b=None):
+def _sums(xp, a, b=None):
     """Per-channel ``sum a`` (or ``sum a*b`` without the full-size product) of ``(N, C, L)`` arrays."""
-    return np.einsum("ncl->c", a) if b is None else np.einsum("ncl,ncl->c", a, b)
+    return xp.einsum("ncl->c", a) if b is None else xp.einsum("ncl,ncl->c", a, b)
 
 
-def batch_norm_forward_numpy(x, gamma, beta, eps):
+def batch_norm_forward_numpy(x, gamma, beta, eps, *, xp=np):
     """Reference training forward: whole-array passes in x's dtype."""
     m = x.dtype.type(x.shape[0] * x.shape[2])
-    mean = _sums(x) / m
+    mean = _sums(xp, x) / m
     xhat = x - mean[:, None]
-    var = _sums(xhat, xhat) / m  # two passes: exact even when |mean| >> std
-    invstd = 1 / np.sqrt(var + x.dtype.type(eps))
+    var = _sums(xp, xhat, xhat) / m  # two passes: exact even when |mean| >> std
+    invstd = 1 / xp.sqrt(var + x.dtype.type(eps))
     xhat *= invstd[:, None]
     y = xhat if gamma is None else xhat * gamma.astype(x.dtype, copy=False)[:, None]
     if beta is not None:
@@ -58,7 +59,7 @@ def batch_norm_forward_numpy(x, gamma, beta, eps):
     return y, mean, var, invstd
 
 
-def batch_norm_eval_numpy(x, mean, k, beta):
+def batch_norm_eval_numpy(x, mean, k, beta, *, xp=np):
     """Reference affine map ``(x - mean) k + beta``."""
     y = x - mean[:, None]
     y *= k[:, None]
@@ -67,11 +68,11 @@ def batch_norm_eval_numpy(x, mean, k, beta):
     return y
 
 
-def batch_norm_backward_numpy(gy, x, mean, invstd, k, training):
+def batch_norm_backward_numpy(gy, x, mean, invstd, k, training, *, xp=np):
     """Reference backward: xhat recomputed, then the sums and the compact form as whole-array passes."""
     xhat = x - mean[:, None]
     xhat *= invstd[:, None]
-    sum_gy, sum_gy_xhat = _sums(gy), _sums(gy, xhat)
+    sum_gy, sum_gy_xhat = _sums(xp, gy), _sums(xp, gy, xhat)
     gx = gy * k[:, None]
     if training:
         km = k / gy.dtype.type(gy.shape[0] * gy.shape[2])

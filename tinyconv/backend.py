@@ -165,7 +165,8 @@ def get_kernel(name, x):
     - the implementation for ``kernel_target(x)``: ``_cuda`` (wrapped by ``cuda_kernel`` so that it takes and
       returns CuPy arrays), ``_cpu`` (Numba, run under the thread policy of ``kernels/threads.py``: small
       kernels on one thread), or ``_numpy`` (the reference);
-    - a kernel without that twin runs its NumPy reference: plain array code, which CuPy evaluates as well;
+    - a kernel without that twin runs its NumPy reference: plain array code, which CuPy evaluates as well
+      (references written over an array module take it as ``xp``: they get CuPy, ``kernels.TAKES_XP``);
     - a composite kernel (built from other kernels and array calls, such as ``conv2d_forward``; its
       implementations take the keywords ``xp`` and ``kernel``) is handed ``xp``, the array module of ``x``, and
       ``kernel``, which returns the primitives for the same target: the reference's im2col under
@@ -201,6 +202,8 @@ def _implementation_of(fn, name, target):
         xp = cupy_or_none() if target in ("cuda", "reference-on-cuda") else np
         primitives = "cuda" if xp is not np else target
         return functools.partial(fn, xp=xp, kernel=lambda primitive: _primitive(primitive, primitives))
+    if target == "reference-on-cuda" and tinyconv_kernels.takes_xp(name):  # written over xp: run it on CuPy
+        return functools.partial(fn, xp=cupy_or_none())
     if target == "cuda":
         return cuda_kernel(fn)
     if target == "cpu":

@@ -71,28 +71,25 @@ def _data(t):
 
 
 class BatchNorm(Function):
-    """NumPy arrays: the ``batch_norm_*`` kernels on x viewed as ``(N, C, L)``, saving x (which the graph keeps
-    anyway) rather than xhat, recomputed in backward.  CuPy arrays: whole-array expressions, saving xhat."""
+    """The ``batch_norm_*`` kernels on x viewed as ``(N, C, L)`` (``L = H*W``), on every device: Numba on the CPU,
+    the NumPy reference (over CuPy) on a GPU.  Saved for backward: x (which the graph keeps anyway; xhat is
+    recomputed from it), the channel means and inverse deviations, and gamma."""
 
     def forward(self, x, gamma, beta):
-        if get_array_module(x) is not np:
-            return self._forward_arrays(x, gamma, beta)
         C, dt = x.shape[1], x.dtype
-        self.x3 = x.reshape(x.shape[0], C, -1)
-        if self.training:
-            y, self.mean, var, self.invstd = get_kernel("batch_norm_forward", x)(self.x3, gamma, beta, self.eps)
-            self._update_running(self.mean, var, x.size // C)
-        else:
-            self.mean = self.running_mean.astype(dt, copy=False)
-            self.invstd = 1 / np.sqrt(self.running_var.astype(dt, copy=False) + dt.type(self.eps))
-            k = self.invstd if gamma is None else self.invstd * gamma
-            y = get_kernel("batch_norm_eval", x)(self.x3, self.mean, k, beta)
-        self.gamma = gamma
+        x3 = x.reshape(x.shape[0], C, -1)
+        if self.training:  # batch statistics: mean_c, var_c over the N*L values of channel c
+            y, mean, var, invstd = get_kernel("batch_norm_forward", x)(x3, gamma, beta, self.eps)
+            self._update_running(mean, var, x.size // C)
+        else:  # running statistics: an affine map per channel, y = (x - mean) k + beta, k = gamma * invstd
+            xp = get_array_module(x)
+            mean = self.running_mean.astype(dt, copy=False)
+            invstd = 1 / xp.sqrt(self.running_var.astype(dt, copy=False) + dt.type(self.eps))
+            y = get_kernel("batch_norm_eval", x)(x3, mean, invstd if gamma is None else invstd * gamma, beta)
+        self.x3, self.mean, self.invstd, self.gamma = x3, mean, invstd, gamma  # saved for backward
         return y.reshape(x.shape)
 
     def backward(self, gy):
-        if not hasattr(self, "x3"):
-            return self._backward_arrays(gy)
         # gamma is constant over each channel's group, so it joins invstd in k = gamma * invstd
         k = self.invstd if self.gamma is None else self.invstd * self.gamma
         # training: the compact form of the module docstring; evaluation: dx = dy * gamma * invstd
@@ -107,38 +104,6 @@ class BatchNorm(Function):
             a = self.momentum
             self.running_mean[...] = (1 - a) * self.running_mean + a * mean.reshape(-1)
             self.running_var[...] = (1 - a) * self.running_var + a * var.reshape(-1) * (m / (m - 1))
-
-    def _forward_arrays(self, x, gamma, beta):
-        shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)  # per-channel statistics broadcast over N, H, W
-        self.axes = (0,) + tuple(range(2, x.ndim))
-        if self.training:
-            self.xhat, self.invstd, mean, var = _normalize(x, self.axes, self.eps)
-            self._update_running(mean, var, x.size // x.shape[1])
-        else:
-            xp = get_array_module(x)
-            self.invstd = 1 / xp.sqrt(self.running_var.reshape(shape).astype(x.dtype, copy=False)
-                                      + x.dtype.type(self.eps))
-            self.xhat = x - self.running_mean.reshape(shape).astype(x.dtype, copy=False)
-            self.xhat *= self.invstd
-        self.gamma = None if gamma is None else gamma.reshape(shape)
-        if gamma is None:
-            return self.xhat if beta is None else self.xhat + beta.reshape(shape)
-        y = self.xhat * self.gamma
-        if beta is not None:
-            y += beta.reshape(shape)
-        return y
-
-    def _backward_arrays(self, gy):
-        k = self.invstd if self.gamma is None else self.invstd * self.gamma  # k = gamma * invstd
-        if self.training:
-            # batch statistics depend on x: the compact form of the module docstring
-            gx, sum_gy, sum_gy_xhat = _normalize_backward(gy, self.xhat, k, self.axes)
-        else:
-            # running statistics are constants: an affine map, dx = dy * gamma * invstd
-            gx, sum_gy, sum_gy_xhat = gy * k, _sum(gy, self.axes), _sum(gy, self.axes, self.xhat)
-        # dgamma = sum dy * xhat, dbeta = sum dy   (over N, H, W)
-        ggamma = None if self.gamma is None else sum_gy_xhat.reshape(-1)
-        return gx, ggamma, sum_gy.reshape(-1)
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
