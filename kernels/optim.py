@@ -1,17 +1,19 @@
 """Optimiser update rules fused into one pass over a parameter, in place (no temporaries).
 
 ``sgd_step(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first)``: PyTorch's SGD on
-flat, contiguous arrays of one dtype, updating ``p`` (and the momentum buffer ``buf``, or ``None`` without
-momentum) in place::
+arrays of one shape, updating ``p`` (and the momentum buffer ``buf``, or ``None`` without momentum) in place::
 
     g <- -g if maximize;   g <- g + weight_decay * p                     (when weight_decay != 0)
     buf <- g (first step)  or  buf * momentum + (1 - dampening) * g     (when momentum != 0)
     d <- g + momentum * buf if nesterov else buf   (g without momentum);   p <- p - lr * d
 
-The NumPy reference does this array by array (one temporary per line); the Numba kernels read p, g and buf
-once and write p and buf once, on every core.  The scalars are cast to the arrays' dtype first, and each line
-rounds as NumPy's does (no fused multiply-adds), so all three give the same bits.
+The NumPy reference does this array by array (one temporary per line), on any layout; the Numba kernels read
+p, g and buf once and write p and buf once, on every core, for C-contiguous floating arrays of one dtype (the
+CPU twin runs the reference on anything else; the CUDA twin refuses it: a GPU parameter, its gradient and its
+buffer are always made contiguous).  The scalars are cast to the arrays' dtype first, and each line rounds as
+NumPy's does (no fused multiply-adds), so all three give the same bits.
 """
+import numpy as np
 from numba import cuda, njit, prange
 
 _THREADS = 256
@@ -61,11 +63,19 @@ def _sgd_cpu(p, g, buf, has_buf, lr, momentum, damp, weight_decay, nesterov, max
         _sgd_element_cpu(p, g, buf, i, has_buf, lr, momentum, damp, weight_decay, nesterov, maximize, first)
 
 
+def _fusable(p, *arrays):
+    """Whether the fused kernels take these arrays: C-contiguous, floating, all of p's dtype."""
+    return p.dtype.kind == "f" and all(a is None or (a.dtype == p.dtype and a.flags.c_contiguous)
+                                       for a in (p,) + arrays)
+
+
 def sgd_step_cpu(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first):
-    """One parallel pass over flat contiguous ``p``, ``g``, ``buf``."""
+    """One parallel pass over ``p``, ``g``, ``buf`` (the reference for layouts the kernel does not take)."""
+    if not (isinstance(p, np.ndarray) and _fusable(p, g, buf)):
+        return sgd_step_numpy(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first)
     lr, momentum, damp, weight_decay = _scalars(p, lr, momentum, dampening, weight_decay)
-    _sgd_cpu(p, g, p if buf is None else buf, buf is not None, lr, momentum, damp, weight_decay,
-             bool(nesterov), bool(maximize), bool(first))
+    _sgd_cpu(p.reshape(-1), g.reshape(-1), (p if buf is None else buf).reshape(-1), buf is not None, lr,
+             momentum, damp, weight_decay, bool(nesterov), bool(maximize), bool(first))
 
 
 @cuda.jit
@@ -76,7 +86,8 @@ def _sgd_kernel(p, g, buf, has_buf, lr, momentum, damp, weight_decay, nesterov, 
 
 def sgd_step_cuda(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first):
     """CUDA: one thread per element, the same arithmetic."""
+    flat = [None if a is None else a.reshape(-1) for a in (p, g, buf)]  # raises on a non-contiguous array
     lr, momentum, damp, weight_decay = _scalars(p, lr, momentum, dampening, weight_decay)
     blocks = max(1, min((p.size + _THREADS - 1) // _THREADS, 65535 * 16))
-    _sgd_kernel[blocks, _THREADS](p, g, p if buf is None else buf, buf is not None, lr, momentum, damp,
-                                  weight_decay, bool(nesterov), bool(maximize), bool(first))
+    _sgd_kernel[blocks, _THREADS](flat[0], flat[1], flat[0] if buf is None else flat[2], buf is not None, lr,
+                                  momentum, damp, weight_decay, bool(nesterov), bool(maximize), bool(first))

@@ -78,3 +78,20 @@ def test_without_momentum_buf_is_none(dtype):
     q = p.copy()
     kernels.sgd_step_cpu(p, g, None, 0.5, 0.0, 0.0, 0.0, False, False, True)
     np.testing.assert_array_equal(p, q - dtype(0.5) * g)
+
+
+@pytest.mark.parametrize("layout", ["2-D", "transposed", "mixed dtypes"])
+def test_the_cpu_kernel_takes_any_layout_with_the_references_bits(layout):
+    rng = np.random.default_rng(3)
+    p, g, buf = (rng.standard_normal((6, 4)).astype(np.float32) for _ in range(3))
+    if layout == "transposed":
+        p, g = p.T.copy().T, g.T  # F-ordered: the kernel hands them to the reference
+    if layout == "mixed dtypes":
+        g = g.astype(np.float64)
+    opts = dict(lr=0.1, momentum=0.9, dampening=0.0, weight_decay=1e-3, nesterov=True, maximize=False,
+                first=False)
+    expected_p, expected_buf = p.copy(), buf.copy()
+    kernels.sgd_step_numpy(expected_p, g, expected_buf, **opts)
+    kernels.sgd_step_cpu(p, g, buf, **opts)
+    np.testing.assert_array_equal(p, expected_p)
+    np.testing.assert_array_equal(buf, expected_buf)

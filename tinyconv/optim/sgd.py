@@ -1,8 +1,6 @@
 """Stochastic gradient descent with momentum (Polyak's heavy ball) and Nesterov momentum."""
-import numpy as np
-
 from .. import backend
-from .optimizer import Optimizer, blockwise
+from .optimizer import Optimizer
 
 
 class SGD(Optimizer):
@@ -44,20 +42,10 @@ class SGD(Optimizer):
         if group["momentum"] != 0:
             buf = state.get("momentum_buffer")
             if buf is None:  # b_1 = g_1, written by the first step
-                buf = state["momentum_buffer"] = backend.get_array_module(p.data).empty_like(p.data)
+                buf = state["momentum_buffer"] = backend.get_array_module(p.data).zeros_like(p.data)
                 first = True
-        data = p.data
-        arrays = [a for a in (data, grad, buf) if a is not None]
-        if (type(data) is np.ndarray and backend.kernel_mode() != "numpy" and data.dtype.kind == "f"
-                and all(a.dtype == data.dtype and a.flags.c_contiguous for a in arrays)):
-            # the Numba kernel: one parallel pass over p, grad and buf, the same bits as its NumPy reference
-            backend.get_kernel("sgd_step", data)(
-                data.reshape(-1), grad.reshape(-1), None if buf is None else buf.reshape(-1), group["lr"],
-                group["momentum"], group["dampening"], group["weight_decay"], group["nesterov"],
-                group["maximize"], first)
-            return
-        # elsewhere (CuPy, other layouts, the NumPy kernel mode) the kernel's reference lines, block by block
-        step = backend.reference_kernel("sgd_step")
-        blockwise(lambda p, g, b: step(p, g, b, group["lr"], group["momentum"], group["dampening"],
-                                       group["weight_decay"], group["nesterov"], group["maximize"], first),
-                  data, grad, buf)
+        # the class docstring's update, in place on p and buf (kernels/optim.py: its NumPy reference is those
+        # lines as written; the Numba and CUDA kernels do them in one pass over the arrays)
+        backend.get_kernel("sgd_step", p.data)(p.data, grad, buf, group["lr"], group["momentum"],
+                                               group["dampening"], group["weight_decay"], group["nesterov"],
+                                               group["maximize"], first)
