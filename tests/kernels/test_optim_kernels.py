@@ -85,7 +85,7 @@ def test_the_cpu_kernel_takes_any_layout_with_the_references_bits(layout):
     rng = np.random.default_rng(3)
     p, g, buf = (rng.standard_normal((6, 4)).astype(np.float32) for _ in range(3))
     if layout == "transposed":
-        p, g = p.T.copy().T, g.T  # F-ordered: the kernel hands them to the reference
+        p, g = np.asfortranarray(p), np.asfortranarray(g)  # not C-contiguous: the kernel runs the reference
     if layout == "mixed dtypes":
         g = g.astype(np.float64)
     opts = dict(lr=0.1, momentum=0.9, dampening=0.0, weight_decay=1e-3, nesterov=True, maximize=False,
