@@ -88,3 +88,30 @@ def test_kernel_mode_and_skip_init_are_local_to_the_thread_that_set_them():
     tinyconv.manual_seed(0)
     assert np.array_equal(seen["weights"], nn.Linear(3, 2).weight.data)
     assert np.any(seen["weights"] != 0)
+
+
+def test_grad_mode_is_per_thread_and_set_grad_enabled_restores_it():
+    import threading
+    seen = {}
+    inside, release = threading.Event(), threading.Event()
+
+    def other():
+        with tinyconv.no_grad():
+            inside.set()
+            release.wait(5)
+            seen["other"] = tinyconv.is_grad_enabled()
+        tinyconv.set_grad_enabled(False)  # as a call: stays set, in this thread only
+        seen["other after"] = tinyconv.is_grad_enabled()
+
+    t = threading.Thread(target=other)
+    t.start()
+    inside.wait(5)
+    x = tinyconv.ones(3, requires_grad=True)
+    seen["main"] = (x * 2).requires_grad  # the other thread's no_grad does not reach this one
+    release.set()
+    t.join()
+    assert seen == {"main": True, "other": False, "other after": False}
+    assert tinyconv.is_grad_enabled()
+    with tinyconv.set_grad_enabled(False):
+        assert not tinyconv.is_grad_enabled()
+    assert tinyconv.is_grad_enabled()

@@ -11,81 +11,17 @@ ten thousand operations (a deep DenseNet, an unrolled loop) needs no recursion. 
 accumulate in ``.grad`` until zeroed; the arrays saved by each function are released after the pass unless
 ``retain_graph=True``.
 """
-import contextlib
-import threading
+import contextvars
 
 import numpy as np
 
 from . import backend
+from .grad_mode import (enable_grad, inference_mode, is_grad_enabled, no_grad,  # noqa: F401
+                        set_grad_enabled)
 from .graph import GradOwnership, check_versions, may_share_memory, saves_memory_of, topological_order  # noqa: F401
 
-_state = threading.local()
-
-
-def is_grad_enabled():
-    """True unless inside ``no_grad()``."""
-    return getattr(_state, "grad_enabled", True)
-
-
-class _GradMode(contextlib.ContextDecorator):
-    def __init__(self, enabled):
-        self.enabled = enabled
-        self.prev = []  # a stack, so one instance may be entered again while active
-
-    def _recreate_cm(self):
-        # as a decorator: a fresh context per call (recursion and threads each keep their own state)
-        return _GradMode(self.enabled)
-
-    def __enter__(self):
-        self.prev.append(is_grad_enabled())
-        _state.grad_enabled = self.enabled
-
-    def __exit__(self, *exc):
-        _state.grad_enabled = self.prev.pop()
-        return False
-
-
-def no_grad(fn=None):
-    """Disable graph recording (evaluation, optimiser updates).
-
-    A context manager (``with no_grad(): ...``) and a decorator, with or without parentheses
-    (``@no_grad()`` or ``@no_grad``).  Operations inside produce tensors with ``requires_grad=False``.
-    """
-    mode = _GradMode(False)
-    return mode(fn) if callable(fn) else mode
-
-
-def enable_grad(fn=None):
-    """Re-enable graph recording inside ``no_grad`` (context manager or decorator, as ``no_grad``)."""
-    mode = _GradMode(True)
-    return mode(fn) if callable(fn) else mode
-
-
-def inference_mode(mode=True):
-    """PyTorch's faster ``no_grad`` for inference; here the same as ``no_grad()`` (tinyconv has no separate
-    inference tensors).  ``inference_mode(False)`` records as usual.  Context manager or decorator."""
-    if callable(mode):  # @inference_mode without parentheses
-        return _GradMode(False)(mode)
-    return _GradMode(not mode)
-
-
-class set_grad_enabled(_GradMode):
-    """Turn graph recording on or off, as ``torch.set_grad_enabled``: called as a function it sets the mode
-    at once (``set_grad_enabled(False)``); as a context manager (``with set_grad_enabled(is_train):``) or a
-    decorator it restores the previous mode on exit.  The mode is per thread."""
-
-    def __init__(self, mode):
-        super().__init__(bool(mode))
-        self._prev_at_call = is_grad_enabled()
-        _state.grad_enabled = self.enabled
-
-    def __enter__(self):
-        self.prev.append(self._prev_at_call)
-        _state.grad_enabled = self.enabled
-
-    def __call__(self, fn):
-        _state.grad_enabled = self._prev_at_call  # as a decorator it changes nothing until fn runs
-        return super().__call__(fn)
+# the queue of ``queue_callback`` while a backward pass runs (context-local: each thread's pass has its own)
+_callbacks = contextvars.ContextVar("tinyconv_backward_callbacks", default=None)
 
 
 class Function:
@@ -229,7 +165,7 @@ class _HookHandle:
 def queue_callback(fn):
     """Run ``fn()`` once the backward pass now running has finished (PyTorch's
     ``Variable._execution_engine.queue_callback``); only valid inside a backward pass (from a hook)."""
-    queue = getattr(_state, "callbacks", None)
+    queue = _callbacks.get()
     if queue is None:
         raise RuntimeError("queue_callback: no backward pass is running")
     queue.append(fn)
@@ -392,12 +328,12 @@ class Tensor:
             g = xp.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
             if g.shape != self.data.shape:
                 raise ValueError(f"backward(): grad has shape {tuple(g.shape)}, expected {self.shape}")
-        outer, _state.callbacks = getattr(_state, "callbacks", None), []
+        callbacks = []
+        token = _callbacks.set(callbacks)
         try:
             self._backward(g, retain_graph)
-            callbacks = _state.callbacks
         finally:
-            _state.callbacks = outer
+            _callbacks.reset(token)
         for fn in callbacks:  # queued by hooks during the pass (data-parallel gradient reduction)
             fn()
 
