@@ -2,9 +2,10 @@
 
 Installed as the package ``tinyconv_kernels``.  Each kernel exists in up to three implementations with one
 signature: ``<name>_numpy`` (the plain NumPy reference), ``<name>_cpu`` (Numba ``@njit``, or the strategies
-that pick among kernels on the CPU), ``<name>_cuda`` (``numba.cuda``); the expensive ones also have a
-``<name>_shape`` twin for ``tinyconv.summary`` (returns the multiply-accumulates and zeros of the output's
-shape).  ``get(name, target)`` returns one of them; the family modules are imported on first use, so
+that pick among kernels on the CPU), ``<name>_cuda`` (``numba.cuda``), side by side in the
+family's file or, for the long families (``SPLIT_FAMILIES``), in ``<family>_cpu.py`` and ``<family>_cuda.py``
+beside it; the expensive ones also have a ``<name>_shape`` twin for ``tinyconv.summary`` (returns the
+multiply-accumulates and zeros of the output's shape).  ``get(name, target)`` returns one of them; the family modules are imported on first use, so
 importing this package compiles nothing.  ``threads`` holds the CPU thread policy the kernels run under.
 
 Composite kernels (``COMPOSITE``) are written over other kernels and array calls: their implementations take
@@ -46,6 +47,10 @@ FAMILIES = {
     "batch_norm_backward": "batchnorm",
 }
 
+# families too long for one file: ``<family>.py`` holds the reference (and the shape twin), ``<family>_cpu.py``
+# and ``<family>_cuda.py`` the twins, with the same kernel names
+SPLIT_FAMILIES = frozenset({"depthwise"})
+
 COMPOSITE = frozenset({"conv2d_forward", "conv2d_backward"})
 # references written over the array module ``xp`` (keyword, default NumPy): on CuPy arrays, a kernel without a
 # CUDA twin runs its reference with ``xp=cupy`` (the others' references are plain operators and methods, which
@@ -74,8 +79,10 @@ def get(name, target):
         raise ValueError(f"unknown kernel target {target!r}: expected one of {_TARGETS}")
     if name not in FAMILIES:
         raise KeyError(f"unknown kernel {name!r}; known kernels: {', '.join(sorted(FAMILIES))}")
-    module = importlib.import_module(f"{__name__}.{FAMILIES[name]}")
-    fn = getattr(module, f"{name}_{target}", None)
+    family = FAMILIES[name]
+    fn = getattr(importlib.import_module(f"{__name__}.{family}"), f"{name}_{target}", None)
+    if fn is None and family in SPLIT_FAMILIES:  # the CPU or CUDA twin in a file of its own
+        fn = getattr(importlib.import_module(f"{__name__}.{family}_{target}"), f"{name}_{target}", None)
     if fn is None:
         raise NotImplementedError(f"kernel {name!r} has no {target} implementation")
     return fn

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tinyconv_kernels import depthwise as D
+import tinyconv_kernels as kernels
+from tinyconv_kernels import depthwise_cpu as DC, depthwise_phases as DP
 
 # (N, C, M, H, W, KH, KW, SH, SW, PH, PW, DH, DW, extra_OH, extra_OW)
 GEOMETRIES = [
@@ -46,10 +47,9 @@ def _all(impl, x, w, gy, g):
     OH, OW = gy.shape[2:]
     N, C, H, W = x.shape
     KH, KW = w.shape[1:]
-    mod = vars(D)
-    y = mod[f"depthwise_conv2d_{impl}"](x, w, SH, SW, PH, PW, DH, DW, OH, OW)
-    gx = mod[f"depthwise_conv2d_grad_input_{impl}"](gy, w, C, H, W, SH, SW, PH, PW, DH, DW)
-    gw = mod[f"depthwise_conv2d_grad_weight_{impl}"](x, gy, KH, KW, SH, SW, PH, PW, DH, DW)
+    y = kernels.get("depthwise_conv2d", impl)(x, w, SH, SW, PH, PW, DH, DW, OH, OW)
+    gx = kernels.get("depthwise_conv2d_grad_input", impl)(gy, w, C, H, W, SH, SW, PH, PW, DH, DW)
+    gw = kernels.get("depthwise_conv2d_grad_weight", impl)(x, gy, KH, KW, SH, SW, PH, PW, DH, DW)
     return [a.copy_to_host() if hasattr(a, "copy_to_host") else a for a in (y, gx, gw)]
 
 
@@ -100,7 +100,7 @@ def test_numba_paths_match_reference(geometry, dtype):
     np.testing.assert_allclose(gw, rgw, rtol=tol, atol=tol)
     # the fused backward (one pass over gy) does the same work as the two gradient kernels
     for impl, want in (("cpu", (gx, gw)), ("numpy", (rgx, rgw))):
-        both = vars(D)[f"depthwise_conv2d_backward_{impl}"](x, gy, w, *g)
+        both = kernels.get("depthwise_conv2d_backward", impl)(x, gy, w, *g)
         for got, ref in zip(both, want):
             assert got.dtype == dtype
             np.testing.assert_array_equal(got, ref)
@@ -124,7 +124,7 @@ def test_numba_matches_reference_with_inf_and_nan(geometry, where, value, index)
 def test_numba_matches_reference_when_images_come_in_blocks(geometry):
     # planes this large are batched two images per job: three images make a full block and a partial one
     x, w, gy, g = _setup(geometry, np.float32, np.random.default_rng(6))
-    assert D._phase_shape(3, gy.shape[2], gy.shape[3], 3, 3, *g[:2], *g[4:])[2] == 2
+    assert DP._phase_shape(3, gy.shape[2], gy.shape[3], 3, 3, *g[:2], *g[4:])[2] == 2
     (y, gx, gw), (ry, rgx, rgw) = _all("cpu", x, w, gy, g), _all("numpy", x, w, gy, g)
     np.testing.assert_array_equal(y, ry)
     np.testing.assert_allclose(gx, rgx, rtol=1e-5, atol=1e-5)
@@ -151,7 +151,7 @@ def test_numba_results_do_not_depend_on_the_thread_count():
 def test_thread_policy_parallelises_depthwise_below_the_general_size():
     import numba
     from tinyconv_kernels import threads
-    size = D.depthwise_conv2d_cpu.parallel_min_size
+    size = DC.depthwise_conv2d_cpu.parallel_min_size
     assert size < threads.PARALLEL_MIN_SIZE
     seen = []
 
@@ -176,14 +176,14 @@ def test_cuda_matches_reference(geometry):
 _PTX = """
 import numpy as np
 from numba import cuda, types
-from tinyconv_kernels import depthwise as D, im2col as I
+from tinyconv_kernels import depthwise_cuda as DG, im2col as I
 i = (types.int64,) * 6
 for dt in (types.float32, types.float64):
     a = lambda nd: types.Array(dt, nd, "C")
     sigs = [(I._im2col_kernel, (a(4), a(6)) + i + (dt,)), (I._col2im_kernel, (a(6), a(4)) + i + (dt,)),
-            (D._forward_kernel, (a(4), a(3), a(4)) + i + (dt,)),
-            (D._grad_input_kernel, (a(4), a(3), a(4)) + i + (dt,)),
-            (D._grad_weight_kernel(np.dtype(str(dt)).str, 256), (a(4), a(4), a(3)) + i + (dt,))]
+            (DG._forward_kernel, (a(4), a(3), a(4)) + i + (dt,)),
+            (DG._grad_input_kernel, (a(4), a(3), a(4)) + i + (dt,)),
+            (DG._grad_weight_kernel(np.dtype(str(dt)).str, 256), (a(4), a(4), a(3)) + i + (dt,))]
     for kernel, sig in sigs:
         ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(8, 0))
         other = ".f64" if dt == types.float32 else ".f32"
