@@ -49,7 +49,7 @@ FAMILIES = {
 
 # families too long for one file: ``<family>.py`` holds the reference (and the shape twin), ``<family>_cpu.py``
 # and ``<family>_cuda.py`` the twins, with the same kernel names
-SPLIT_FAMILIES = frozenset({"depthwise"})
+SPLIT_FAMILIES = frozenset({"depthwise", "grouped"})
 
 COMPOSITE = frozenset({"conv2d_forward", "conv2d_backward"})
 # references written over the array module ``xp`` (keyword, default NumPy): on CuPy arrays, a kernel without a

@@ -6,7 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from tinyconv_kernels import grouped as GK
+import tinyconv_kernels as kernels
+from tinyconv_kernels import grouped_cpu as GC
 
 # (N, G, Cg, Kg, H, W, KH, KW, SH, SW, PH, PW, DH, DW, extra_OH, extra_OW)
 GEOMETRIES = [
@@ -48,10 +49,9 @@ def _all(impl, x, w, gy, G, g):
     OH, OW = gy.shape[2:]
     N, C, H, W = x.shape
     KH, KW = w.shape[2:]
-    mod = vars(GK)
-    y = mod[f"grouped_conv2d_{impl}"](x, w, SH, SW, PH, PW, DH, DW, OH, OW)
-    gx = mod[f"grouped_conv2d_grad_input_{impl}"](gy, w, C, H, W, SH, SW, PH, PW, DH, DW)
-    gw = mod[f"grouped_conv2d_grad_weight_{impl}"](x, gy, G, KH, KW, SH, SW, PH, PW, DH, DW)
+    y = kernels.get("grouped_conv2d", impl)(x, w, SH, SW, PH, PW, DH, DW, OH, OW)
+    gx = kernels.get("grouped_conv2d_grad_input", impl)(gy, w, C, H, W, SH, SW, PH, PW, DH, DW)
+    gw = kernels.get("grouped_conv2d_grad_weight", impl)(x, gy, G, KH, KW, SH, SW, PH, PW, DH, DW)
     return [a.copy_to_host() if hasattr(a, "copy_to_host") else a for a in (y, gx, gw)]
 
 
@@ -80,7 +80,7 @@ def test_numba_chunks_agree(monkeypatch):
     x, w, gy, G, g = _setup(GEOMETRIES[0], np.float64, np.random.default_rng(3))
     want = _all("numpy", x, w, gy, G, g)
     for chunk in (1, 10 ** 6):
-        monkeypatch.setattr(GK, "CHUNK", chunk)
+        monkeypatch.setattr(GC, "CHUNK", chunk)
         for got, ref in zip(_all("cpu", x, w, gy, G, g), want):
             np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
 
@@ -97,7 +97,7 @@ def test_cuda_matches_reference(geometry):
 
 _PTX = """
 from numba import cuda, types
-from tinyconv_kernels import grouped as GK
+from tinyconv_kernels import grouped_cuda as GK
 i = (types.int64,) * 6
 for dt in (types.float32, types.float64):
     a = lambda nd: types.Array(dt, nd, "C")
