@@ -48,8 +48,8 @@ FAMILIES = {
 }
 
 # families too long for one file: ``<family>.py`` holds the reference (and the shape twin), ``<family>_cpu.py``
-# and ``<family>_cuda.py`` the twins, with the same kernel names
-SPLIT_FAMILIES = frozenset({"depthwise", "grouped"})
+# and ``<family>_cuda.py`` the twins that are not in it, with the same kernel names
+SPLIT_FAMILIES = frozenset({"depthwise", "grouped", "pooling"})
 
 COMPOSITE = frozenset({"conv2d_forward", "conv2d_backward"})
 # references written over the array module ``xp`` (keyword, default NumPy): on CuPy arrays, a kernel without a

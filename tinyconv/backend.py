@@ -256,9 +256,7 @@ def kernel_families():
         import tinyconv_kernels
     except ImportError:
         return {}, None
-    split = tinyconv_kernels.SPLIT_FAMILIES  # their Numba kernels live in <family>_cpu.py
-    return ({name: f"{family}_cpu" if family in split else family
-             for name, family in tinyconv_kernels.FAMILIES.items()
+    return ({name: family for name, family in tinyconv_kernels.FAMILIES.items()
              if family not in tinyconv_kernels.UNCOMPILED_FAMILIES}, os.path.dirname(tinyconv_kernels.__file__))
 
 

@@ -99,4 +99,6 @@ def kernels_compiled(*names):
     families = {families_of[n] for n in names} if names else set(families_of.values())
     tag = f"py{sys.version_info.major}{sys.version_info.minor}"
     dirs = _cache_dirs(folder)
-    return all(any(glob.glob(os.path.join(d, f"{fam}.*.{tag}.nbi")) for d in dirs) for fam in families)
+    # a family's Numba kernels are in <family>.py, or in <family>_cpu.py and the like for a split family
+    return all(any(glob.glob(os.path.join(d, f"{fam}{part}.*.{tag}.nbi")) for d in dirs for part in ("", "_*"))
+               for fam in families)
