@@ -6,9 +6,11 @@ from .adam import Adam, AdamW  # noqa: F401
 from .optimizer import Optimizer  # noqa: F401
 from .rmsprop import RMSprop  # noqa: F401
 from .sgd import SGD  # noqa: F401
+from .sequential import SequentialLR  # noqa: F401
 from .one_cycle import OneCycleLR  # noqa: F401
 from .warm_restarts import CosineAnnealingWarmRestarts  # noqa: F401
 
-# PyTorch's paths (torch.optim.lr_scheduler.OneCycleLR, ...); their files are separate as lr_scheduler.py is full
+# PyTorch's paths (torch.optim.lr_scheduler.OneCycleLR, ...): each schedule beyond the basic ones has its own file
 lr_scheduler.OneCycleLR = OneCycleLR
 lr_scheduler.CosineAnnealingWarmRestarts = CosineAnnealingWarmRestarts
+lr_scheduler.SequentialLR = SequentialLR
