@@ -81,7 +81,7 @@ def get(name, target):
         raise KeyError(f"unknown kernel {name!r}; known kernels: {', '.join(sorted(FAMILIES))}")
     family = FAMILIES[name]
     fn = getattr(importlib.import_module(f"{__name__}.{family}"), f"{name}_{target}", None)
-    if fn is None and family in SPLIT_FAMILIES:  # the CPU or CUDA twin in a file of its own
+    if fn is None and family in SPLIT_FAMILIES and target in ("cpu", "cuda"):  # a twin in a file of its own
         fn = getattr(importlib.import_module(f"{__name__}.{family}_{target}"), f"{name}_{target}", None)
     if fn is None:
         raise NotImplementedError(f"kernel {name!r} has no {target} implementation")

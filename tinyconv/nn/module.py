@@ -1,4 +1,4 @@
-"""``Module``, ``Parameter`` and the containers, with PyTorch's semantics and state-dict key names.
+"""``Module`` and its containers' base, with PyTorch's semantics and state-dict key names (``Parameter``: parameter.py).
 
 A module owns parameters (trainable tensors), buffers (state such as BatchNorm's running statistics) and
 child modules, all registered by attribute assignment (``self.fc = Linear(...)``, ``self.weight =
@@ -12,32 +12,10 @@ import numpy as np
 
 from .. import backend
 from ..core import Tensor
-
-
-class Parameter(Tensor):
-    """A tensor that a ``Module`` registers as trainable (``requires_grad=True`` by default)."""
-
-    def __init__(self, data, requires_grad=True):
-        super().__init__(data.data if isinstance(data, Tensor) else data, requires_grad=requires_grad)
-
-    def __repr__(self):
-        return "Parameter containing:\n" + super().__repr__()
+from .parameter import Parameter, RemovableHandle  # noqa: F401  (Parameter: also imported from here)
 
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
-
-
-class RemovableHandle:
-    """Returned by ``register_forward_hook``; ``remove()`` unregisters the hook."""
-
-    _next_id = 0
-
-    def __init__(self, hooks):
-        self.hooks, self.id = hooks, RemovableHandle._next_id
-        RemovableHandle._next_id += 1
-
-    def remove(self):
-        self.hooks.pop(self.id, None)
 
 
 def _check_name(owner, kind, name):
