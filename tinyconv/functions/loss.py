@@ -66,6 +66,8 @@ def _target_weights(name, t, weight, C, dtype, ignore_index, eps, probs):
     t = t.reshape(-1)
     keep = t != ignore_index
     bad = keep & ((t < 0) | (t >= C))
+    # a deliberate difference between devices: on the host a bad target raises at once; on a GPU (below) it
+    # makes the loss NaN, since testing it here would make the host wait for the device at every step
     if xp is np and bad.any():
         index = int(t[bad][0])
         raise IndexError(f"{name}: target index {index} is out of range for {C} classes "

@@ -275,6 +275,7 @@ class Pad(Function):
         if len(self.pad) % 2 or k > x.ndim:
             raise ValueError(f"pad: expected an even-length tuple for at most {x.ndim} axes, got {self.pad}")
         widths = [(0, 0)] * (x.ndim - k) + [(self.pad[2 * i], self.pad[2 * i + 1]) for i in reversed(range(k))]
+        self.crop = None  # saved for backward: the crop of negative padding, if any
         if any(lo < 0 or hi < 0 for lo, hi in widths):  # negative padding crops
             self.crop = tuple(slice(-lo if lo < 0 else 0, n + hi if hi < 0 else n)
                               for (lo, hi), n in zip(widths, x.shape))
@@ -286,7 +287,7 @@ class Pad(Function):
     def backward(self, gy):
         # the padded border received constants: only the interior passes gradient back
         g = gy[self.inner]
-        if hasattr(self, "crop"):
+        if self.crop is not None:
             xp = get_array_module(gy)
             full = xp.zeros(self.full_shape, gy.dtype)
             full[self.crop] = g

@@ -46,7 +46,7 @@ def _fill(tensor, host_values):
     if _skip():
         return tensor
     xp = backend.get_array_module(tensor.data)
-    tensor.data[...] = xp.asarray(host_values.astype(tensor.dtype, copy=False)) if xp is not np else host_values
+    tensor.data[...] = xp.asarray(host_values.astype(tensor.dtype, copy=False))  # drawn on the host, then copied
     return tensor
 
 
