@@ -45,6 +45,12 @@ FAMILIES = {
     "batch_norm_forward": "batchnorm",
     "batch_norm_eval": "batchnorm",
     "batch_norm_backward": "batchnorm",
+    "naive_conv2d": "naive",
+    "naive_conv2d_backward": "naive",
+    "winograd_input_transform": "winograd",
+    "winograd_output_transform": "winograd",
+    "winograd_output_transform_adjoint": "winograd",
+    "winograd_input_transform_adjoint": "winograd",
 }
 
 # families too long for one file: ``<family>.py`` holds the reference (and the shape twin), ``<family>_cpu.py``
@@ -55,7 +61,9 @@ COMPOSITE = frozenset({"conv2d_forward", "conv2d_backward"})
 # references written over the array module ``xp`` (keyword, default NumPy): on CuPy arrays, a kernel without a
 # CUDA twin runs its reference with ``xp=cupy`` (the others' references are plain operators and methods, which
 # CuPy arrays answer as they are)
-TAKES_XP = frozenset({"tanh", "batch_norm_forward", "batch_norm_eval", "batch_norm_backward"})
+TAKES_XP = frozenset({"tanh", "batch_norm_forward", "batch_norm_eval", "batch_norm_backward", "naive_conv2d",
+                      "naive_conv2d_backward", "winograd_input_transform", "winograd_output_transform",
+                      "winograd_output_transform_adjoint", "winograd_input_transform_adjoint"})
 # families written in NumPy calls only (strategies over other kernels, BLAS products): nothing for Numba to compile
 UNCOMPILED_FAMILIES = frozenset({"conv2d", "linear"})
 

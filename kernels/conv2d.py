@@ -35,7 +35,8 @@ import contextlib
 
 import numpy as np
 
-from . import get, threads
+from . import get, threads, winograd_conv
+from .conv_algorithms import requested, strategy
 
 
 def _reference_kernel(name):
@@ -44,7 +45,10 @@ def _reference_kernel(name):
 
 # -- NumPy reference: the textbook --------------------------------------------------------------------
 def conv2d_forward_numpy(x, w, b, SH, SW, PH, PW, DH, DW, OH, OW, G, *, xp=np, kernel=_reference_kernel):
-    """y = W @ im2col(x) + b per group, the whole batch at once; nothing kept (backward rebuilds col)."""
+    """y = W @ im2col(x) + b per group, the whole batch at once; nothing kept (backward rebuilds col).
+    (An algorithm picked by hand, ``conv_algorithms``, runs its own reference instead.)"""
+    if requested() not in ("auto", "im2col"):
+        return _Conv(x, w, (SH, SW), (PH, PW), (DH, DW), (OH, OW), G, xp, kernel, cpu=False).forward(b)
     N = x.shape[0]
     K, Cg, KH, KW = w.shape
     col = kernel("im2col")(xp.ascontiguousarray(x), KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
@@ -60,6 +64,9 @@ def conv2d_forward_numpy(x, w, b, SH, SW, PH, PW, DH, DW, OH, OW, G, *, xp=np, k
 def conv2d_backward_numpy(gy, x, w, col, SH, SW, PH, PW, DH, DW, G, need_x, need_w, *, xp=np,
                           kernel=_reference_kernel):
     """dW = dY @ col^T and dx = col2im(W^T @ dY), per group, the whole batch at once."""
+    if requested() not in ("auto", "im2col"):
+        conv = _Conv(x, w, (SH, SW), (PH, PW), (DH, DW), gy.shape[2:], G, xp, kernel, cpu=False)
+        return conv.backward(gy, col, need_x, need_w)
     N, C, H, W = x.shape
     K, Cg, KH, KW = w.shape
     OH, OW = gy.shape[2:]
@@ -98,29 +105,6 @@ KEEP_COL_BYTES = 1 << 18
 # 96->24 1.35 vs 1.91, 24->144 2.02 vs 2.73; 8x8 144->32 0.79 vs 1.10, 32->192 0.76 vs 0.90; 4x4 64->384
 # 0.95 vs 0.82, 384->64 1.10 vs 1.44.  At 2x2 the products alone took 2.7 against 1.1 (160->960).
 POINTWISE_MIN_PIXELS = 16
-# Grouped layers with at most this many taps per output (C/G*KH*KW) run the direct kernels on the CPU.
-# Measured forward + backward, float32, N=8, 3x3, one thread (GFLOP/s, direct vs im2col + GEMM): Cg=4 at
-# 56x56 21.7 vs 10.0; Cg=8 at 28x28 20.6 vs 19.2 (21.3 vs 19.1 with 16 groups), at 56x56 stride 2 13.4 vs
-# 12.2; Cg=16 (144 taps) at 14x14 30.8 vs 23.3, at 28x28 28.2 vs 25.8; Cg=32 (288 taps) 12.7 vs 20.1 at 7x7
-# and 28.3-33.2 vs 31.9-37.6 at 14x14 and 28x28: the per-group GEMM wins once it is that wide.
-DIRECT_MAX_TAPS = 144
-
-
-def strategy(x_shape, w_shape, G, padding, out_size, device):
-    """How ``conv2d_forward_<device>`` computes a layer (``device``: 'cpu' or 'cuda'): ``'depthwise'``
-    (direct kernel, G == C > 1), ``'grouped'`` (direct kernels, CPU, 1 < G < C, at most ``DIRECT_MAX_TAPS``
-    taps), ``'dense'`` (one window covers the whole unpadded image: a fully connected layer) or ``'gemm'``
-    (im2col + GEMM, per chunk of images)."""
-    C, (K, Cg, KH, KW) = x_shape[1], w_shape
-    if G == C > 1:
-        return "depthwise"
-    if device == "cpu" and 1 < G < C and Cg * KH * KW <= DIRECT_MAX_TAPS:
-        return "grouped"
-    if tuple(out_size) == (1, 1) and tuple(padding) == (0, 0) and (KH, KW) == tuple(x_shape[2:]):
-        return "dense"
-    return "gemm"
-
-
 def conv2d_forward_cpu(x, w, b, SH, SW, PH, PW, DH, DW, OH, OW, G, *, xp=np, kernel=_reference_kernel):
     return _Conv(x, w, (SH, SW), (PH, PW), (DH, DW), (OH, OW), G, xp, kernel, cpu=True).forward(b)
 
@@ -147,7 +131,7 @@ class _Conv:
         self.x, self.w, self.xp, self.kernel, self.cpu = xp.ascontiguousarray(x), w, xp, kernel, cpu
         self.stride, self.padding, self.dilation, self.out_size, self.groups = \
             stride, padding, dilation, tuple(out_size), G
-        self.how = strategy(x.shape, w.shape, G, padding, self.out_size, "cpu" if cpu else "cuda")
+        self.how = strategy(x.shape, w.shape, G, padding, self.out_size, "cpu" if cpu else "cuda", stride, dilation)
         # a small layer's products on one BLAS thread, its chunks split across threads; a large layer's
         # products use every BLAS thread, chunk after chunk (threads.py).  The GPU: one launch, no threads.
         self.gemm = threads.gemm if cpu else (lambda macs: contextlib.nullcontext())
@@ -163,6 +147,10 @@ class _Conv:
             y = self.kernel("grouped_conv2d")(x, xp.ascontiguousarray(self.w), SH, SW, PH, PW, DH, DW, OH, OW)
         elif self.how == "dense":
             return self.dense(b), None
+        elif self.how == "winograd":
+            return winograd_conv.forward(x, self.w, b, PH, PW, OH, OW, xp=xp, kernel=self.kernel, cpu=self.cpu), None
+        elif self.how == "naive":
+            return self.kernel("naive_conv2d")(x, self.w, b, SH, SW, PH, PW, DH, DW, OH, OW, G), None
         else:
             y, macs = xp.empty((N, K, OH, OW), x.dtype), N * K * OH * OW * Cg * KH * KW
             with self.gemm(macs):
@@ -197,6 +185,11 @@ class _Conv:
             return gx, gw
         if self.how == "dense":
             return self.dense_backward(gy, need_x, need_w)
+        if self.how == "winograd":
+            return winograd_conv.backward(gy, self.x, self.w, PH, PW, need_x, need_w, xp=xp, kernel=self.kernel,
+                                          cpu=self.cpu)
+        if self.how == "naive":
+            return self.kernel("naive_conv2d_backward")(gy, self.x, self.w, SH, SW, PH, PW, DH, DW, G, need_x, need_w)
         chunks = self.chunks()
         self.col = col
         gx = xp.empty(self.x.shape, gy.dtype) if need_x and len(chunks) > 1 else None

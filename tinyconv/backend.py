@@ -143,6 +143,21 @@ def use_kernels(mode):
         _kernel_mode.reset(token)
 
 
+@contextlib.contextmanager
+def conv_algorithm(name):
+    """Compute convolutions inside the block with one algorithm, in this thread/context only (for teaching and
+    comparing): ``'naive'`` (the loops of the definition), ``'im2col'`` (im2col + GEMM), ``'winograd'``
+    (F(2x2, 3x3): 3x3 stride-1 layers only), ``'direct'`` (the direct depthwise/grouped kernels) or
+    ``'auto'`` (the default: per layer, the algorithm measured fastest).  A layer the algorithm cannot compute
+    raises ``ValueError``.  ``TINYCONV_CONV_ALGO`` sets the default.  The algorithms agree up to rounding."""
+    from tinyconv_kernels import conv_algorithms
+    token = conv_algorithms.request(name)
+    try:
+        yield
+    finally:
+        conv_algorithms.restore(token)
+
+
 _cuda_wrappers = {}
 _cpu_wrappers = {}
 

@@ -8,7 +8,7 @@ import pytest
 import tinyconv as tc
 from tinyconv import functional as F
 import tinyconv_kernels.conv2d as conv
-from tinyconv_kernels import threads
+from tinyconv_kernels import conv_algorithms, threads
 
 CASES = [
     dict(C=3, K=4, kernel=(3, 3), padding=1),
@@ -167,7 +167,7 @@ def test_split_work_stays_on_the_calling_thread_under_numbas_workqueue_layer(mon
 @pytest.mark.parametrize("x_grad", [True, False])
 def test_pointwise_layers_image_by_image_match_im2col(groups, images_per_chunk, x_grad, monkeypatch):
     """1x1 layers with large enough images skip im2col and col2im: the same numbers as through col."""
-    monkeypatch.setattr(conv, "DIRECT_MAX_TAPS", 0)  # grouped layers through Conv2dFn too
+    monkeypatch.setattr(conv_algorithms, "DIRECT_MAX_TAPS", 0)  # grouped layers through Conv2dFn too
     case = dict(C=4, K=6, kernel=(1, 1), groups=groups)
     per_image = _per_image_bytes(case)
     monkeypatch.setattr(conv, "POINTWISE_MIN_PIXELS", 10 ** 9)  # never image by image: im2col + GEMM

@@ -1,0 +1,101 @@
+"""Which algorithm computes a convolution layer: chosen per layer by measured rules (``'auto'``), or by hand
+for teaching, context-locally (``tinyconv.backend.conv_algorithm(name)``; default from ``TINYCONV_CONV_ALGO``):
+
+- ``'naive'``: the loops of the definition (``naive.py``);
+- ``'im2col'``: im2col + one GEMM per group (``conv2d.py``'s reference, chunked on the CPU);
+- ``'winograd'``: Winograd F(2x2, 3x3) for 3x3 stride-1 ungrouped layers (``winograd.py``, ``winograd_conv.py``);
+- ``'direct'``: the direct kernels, no im2col (``depthwise.py``, ``grouped.py``, where the layer's shape fits);
+- ``'auto'``: the rules of ``strategy`` below, each measured.
+
+A hand-picked algorithm that cannot compute a layer raises ``ValueError`` naming the layer and the algorithm.
+Under ``TINYCONV_KERNELS=numpy`` the pick runs that algorithm's NumPy reference; ``'auto'`` there is the
+textbook im2col reference for every layer.
+"""
+import contextvars
+import os
+
+from . import winograd_conv
+
+ALGORITHMS = ("auto", "naive", "im2col", "winograd", "direct")
+
+
+def _from_env():
+    name = os.environ.get("TINYCONV_CONV_ALGO", "auto").strip().lower() or "auto"
+    if name not in ALGORITHMS:
+        raise ValueError(f"TINYCONV_CONV_ALGO={name!r}: expected one of {', '.join(ALGORITHMS)}")
+    return name
+
+
+_requested = contextvars.ContextVar("tinyconv_conv_algorithm", default=_from_env())
+
+
+def requested():
+    """The algorithm asked for in this context (``'auto'`` unless picked by hand)."""
+    return _requested.get()
+
+
+def request(name):
+    """Ask for algorithm ``name`` in this context; returns the token that ``restore`` takes."""
+    if name not in ALGORITHMS:
+        raise ValueError(f"conv_algorithm: unknown algorithm {name!r}; expected one of {', '.join(ALGORITHMS)}")
+    return _requested.set(name)
+
+
+def restore(token):
+    _requested.reset(token)
+
+
+# Grouped layers with at most this many taps per output (C/G*KH*KW) run the direct kernels on the CPU.
+# Measured forward + backward, float32, N=8, 3x3, one thread (GFLOP/s, direct vs im2col + GEMM): Cg=4 at
+# 56x56 21.7 vs 10.0; Cg=8 at 28x28 20.6 vs 19.2 (21.3 vs 19.1 with 16 groups), at 56x56 stride 2 13.4 vs
+# 12.2; Cg=16 (144 taps) at 14x14 30.8 vs 23.3, at 28x28 28.2 vs 25.8; Cg=32 (288 taps) 12.7 vs 20.1 at 7x7
+# and 28.3-33.2 vs 31.9-37.6 at 14x14 and 28x28: the per-group GEMM wins once it is that wide.
+DIRECT_MAX_TAPS = 144
+# Winograd F(2x2, 3x3) on the CPU for 3x3 stride-1 ungrouped layers with at least this many input and output
+# channels and output pixels per image: below, the transforms' memory passes (which grow with C*N*OH*OW, not
+# with K) cost more than the 2.25x fewer multiplications save.  Measured forward + backward (dx, dW), float32,
+# one thread, interleaved (ms, Winograd vs im2col + GEMM): N=8 128->128 at 56x56 549 vs 707, at 28x28 146 vs
+# 178; 256->256 at 14x14 133 vs 176; 64->64 at 56x56 195 vs 192 (even); 512->512 at 7x7 338 vs 214 (16 tiles an
+# image, a quarter of their outputs cropped); N=16 32->32 at 32x32 119 vs 39 (benchmarks/PROFILES.md).
+WINOGRAD_MIN_CHANNELS = 128
+WINOGRAD_MIN_PIXELS = 14 * 14
+
+
+def strategy(x_shape, w_shape, G, padding, out_size, device, stride=(1, 1), dilation=(1, 1)):
+    """How ``conv2d_forward_<device>`` computes a layer (``device``: 'cpu' or 'cuda'): ``'depthwise'`` (direct
+    kernel, G == C > 1), ``'grouped'`` (direct kernels, CPU, 1 < G < C, at most ``DIRECT_MAX_TAPS`` taps),
+    ``'winograd'``, ``'naive'``, ``'dense'`` (one window covers the whole unpadded image: a fully connected
+    layer) or ``'gemm'`` (im2col + GEMM, per chunk of images); by the rules, or as picked by hand."""
+    C, (K, Cg, KH, KW) = x_shape[1], w_shape
+    picked = requested()
+    if picked == "naive":
+        return "naive"
+    if picked == "im2col":
+        return "gemm"
+    if picked == "winograd":
+        if not winograd_conv.applies(w_shape, G, stride, dilation):
+            raise ValueError(_cannot("winograd", "a 3x3 kernel, stride 1, dilation 1 and groups=1", x_shape,
+                                     w_shape, G, stride, dilation))
+        return "winograd"
+    if picked == "direct":
+        if G == C > 1:
+            return "depthwise"
+        if 1 < G < C:
+            return "grouped"
+        raise ValueError(_cannot("direct", "a depthwise or grouped layer (groups > 1)",
+                                 x_shape, w_shape, G, stride, dilation))
+    if G == C > 1:
+        return "depthwise"
+    if device == "cpu" and 1 < G < C and Cg * KH * KW <= DIRECT_MAX_TAPS:
+        return "grouped"
+    if tuple(out_size) == (1, 1) and tuple(padding) == (0, 0) and (KH, KW) == tuple(x_shape[2:]):
+        return "dense"
+    if (device == "cpu" and winograd_conv.applies(w_shape, G, stride, dilation)
+            and min(C, K) >= WINOGRAD_MIN_CHANNELS and out_size[0] * out_size[1] >= WINOGRAD_MIN_PIXELS):
+        return "winograd"
+    return "gemm"
+
+
+def _cannot(algorithm, needs, x_shape, w_shape, G, stride, dilation):
+    return (f"conv2d: conv_algorithm('{algorithm}') needs {needs}; this layer has input {tuple(x_shape)}, "
+            f"weight {tuple(w_shape)}, groups={G}, stride={tuple(stride)}, dilation={tuple(dilation)}")

@@ -1,0 +1,266 @@
+"""Winograd's minimal filtering F(2x2, 3x3) (Lavin & Gray, 2016): the tile transforms of a 3x3, stride-1
+convolution and their adjoints (for the two gradients).
+
+A 3x3 correlation producing a 2x2 output tile Y from a 4x4 input tile d (overlapping its neighbours by 2) is
+
+    Y = A^T [ (G g G^T) (.) (B^T d B) ] A        ((.): element-wise product of 4x4 matrices)
+
+    B^T = | 1  0 -1  0 |      G = |  1    0    0  |      A^T = | 1  1  1  0 |
+          | 0  1  1  0 |          | 1/2  1/2  1/2 |            | 0  1 -1 -1 |
+          | 0 -1  1  0 |          | 1/2 -1/2  1/2 |
+          | 0  1  0 -1 |          |  0    0    1  |
+
+16 multiplications per tile and channel pair instead of 36.  Over channels the products become, for each of
+the 16 positions e = (i, j) of the 4x4 tile, one matrix product: with U[e] = (G g G^T)[e] as a (K, C) matrix and
+V[e] = (B^T d B)[e] as (C, T) over the T = N*TH*TW tiles, M[e] = U[e] @ V[e] (K, T), and Y = A^T M A per tile.
+
+Shapes: x (N, C, H, W), top/left padding (PH, PW), output (OH, OW) (bottom/right padding implied, zeros);
+tiles TH = ceil(OH/2) by TW = ceil(OW/2); tile t = (n*TH + th)*TW + tw covers output rows 2th, 2th+1 and reads
+input rows 2th - PH .. 2th - PH + 3 (zero outside x).  Transformed arrays are (16, C or K, T), position-major.
+
+Kernels (``_numpy``: the matrix formulas with einsum over all tiles at once; ``_cpu``: Numba, the same
+additions written out, parallel over the (image, channel) planes):
+
+    winograd_input_transform(x, PH, PW, TH, TW)         -> V  (16, C, N*TH*TW)     V = B^T d B
+    winograd_output_transform(M, N, OH, OW)             -> y  (N, K, OH, OW)       y = A^T M A
+    winograd_output_transform_adjoint(gy, TH, TW)       -> dM (16, K, N*TH*TW)     dM = A dY A^T
+    winograd_input_transform_adjoint(dV, N, H, W, PH, PW, TH, TW) -> dx (N, C, H, W)  dd = B dV B^T, tiles added
+    winograd_filter_transform(w) -> U (16, K, C);  winograd_filter_transform_adjoint(dU) -> dw (K, C, 3, 3)
+
+The adjoints make the backward pass the exact derivative of the forward one (dU[e] = dM[e] @ V[e]^T,
+dV[e] = U[e]^T @ dM[e]).  Rounding: float32 results differ from the direct convolution's by a few ulps of the
+inputs' scale (measured: ``kernels/README.md``); a non-finite input gives NaN in its tiles' outputs where the
+direct convolution gives +-inf (inf - inf in the transforms).
+"""
+import numpy as np
+from numba import njit, prange
+
+BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
+G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64)
+AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
+
+
+def tiles(OH, OW):
+    """``(TH, TW)``: 2x2 output tiles covering an OH x OW output."""
+    return -(-OH // 2), -(-OW // 2)
+
+
+# -- NumPy reference ----------------------------------------------------------------------------------
+def _padded(xp, x, PH, PW, TH, TW):
+    """x with PH/PW zero rows/columns before and enough after for TH x TW tiles: (N, C, 2TH+2, 2TW+2)."""
+    N, C, H, W = x.shape
+    out = xp.zeros((N, C, 2 * TH + 2, 2 * TW + 2), x.dtype)
+    h0, w0 = max(0, -PH), max(0, -PW)  # negative padding never happens for a 3x3 stride-1 layer, but be exact
+    rows = min(H - h0, out.shape[2] - (PH + h0))
+    cols = min(W - w0, out.shape[3] - (PW + w0))
+    out[:, :, PH + h0:PH + h0 + rows, PW + w0:PW + w0 + cols] = x[:, :, h0:h0 + rows, w0:w0 + cols]
+    return out
+
+
+def _tile_view(xp, a, TH, TW):
+    """The overlapping 4x4 tiles (stride 2) of a padded (N, C, 2TH+2, 2TW+2) array: (N, C, TH, TW, 4, 4);
+    element (i, j) of tile (th, tw) is a[..., 2th + i, 2tw + j]."""
+    parts = [a[:, :, i:i + 2 * TH:2, j:j + 2 * TW:2] for i in range(4) for j in range(4)]
+    return xp.stack(parts, axis=-1).reshape(a.shape[:2] + (TH, TW, 4, 4))
+
+
+def winograd_input_transform_numpy(x, PH, PW, TH, TW, *, xp=np):
+    N, C = x.shape[:2]
+    d = _tile_view(xp, _padded(xp, x, PH, PW, TH, TW), TH, TW)
+    bt = xp.asarray(BT, x.dtype)
+    V = xp.einsum("ai,nctuij,bj->abcntu", bt, d, bt, optimize=True)  # B^T d B for every tile
+    return xp.ascontiguousarray(V).reshape(16, C, N * TH * TW)
+
+
+def winograd_output_transform_numpy(M, N, OH, OW, *, xp=np):
+    K = M.shape[1]
+    TH, TW = tiles(OH, OW)
+    at = xp.asarray(AT, M.dtype)
+    Y = xp.einsum("ai,ijkntu,bj->nktaub", at, M.reshape(4, 4, K, N, TH, TW), at, optimize=True)  # A^T M A
+    return xp.ascontiguousarray(Y.reshape(N, K, 2 * TH, 2 * TW)[:, :, :OH, :OW])
+
+
+def winograd_output_transform_adjoint_numpy(gy, TH, TW, *, xp=np):
+    N, K, OH, OW = gy.shape
+    g = xp.zeros((N, K, 2 * TH, 2 * TW), gy.dtype)  # the outputs that tiles compute past OH/OW get no gradient
+    g[:, :, :OH, :OW] = gy
+    at = xp.asarray(AT, gy.dtype)
+    dM = xp.einsum("ai,nktaub,bj->ijkntu", at, g.reshape(N, K, TH, 2, TW, 2), at, optimize=True)  # A dY A^T
+    return xp.ascontiguousarray(dM).reshape(16, K, N * TH * TW)
+
+
+def winograd_input_transform_adjoint_numpy(dV, N, H, W, PH, PW, TH, TW, *, xp=np):
+    C = dV.shape[1]
+    bt = xp.asarray(BT, dV.dtype)
+    dd = xp.einsum("ai,abcntu,bj->nctuij", bt, dV.reshape(4, 4, C, N, TH, TW), bt, optimize=True)  # B dV B^T
+    dpad = xp.zeros((N, C, 2 * TH + 2, 2 * TW + 2), dV.dtype)
+    for i in range(4):  # the tiles overlap: each padded element adds the gradient of its copies
+        for j in range(4):
+            dpad[:, :, i:i + 2 * TH:2, j:j + 2 * TW:2] += dd[..., i, j]
+    dx = xp.zeros((N, C, H, W), dV.dtype)
+    rows, cols = min(H, dpad.shape[2] - PH), min(W, dpad.shape[3] - PW)
+    dx[:, :, :rows, :cols] = dpad[:, :, PH:PH + rows, PW:PW + cols]
+    return dx
+
+
+def winograd_filter_transform(w, xp=np):
+    """U = G g G^T per (k, c): (16, K, C), contiguous per position (small: every device uses this one)."""
+    K, C = w.shape[:2]
+    g = xp.asarray(G, w.dtype)
+    return xp.ascontiguousarray(xp.einsum("ai,kcij,bj->abkc", g, w, g, optimize=True)).reshape(16, K, C)
+
+
+def winograd_filter_transform_adjoint(dU, xp=np):
+    """dw = G^T dU G per (k, c): (K, C, 3, 3)."""
+    K, C = dU.shape[1:]
+    g = xp.asarray(G, dU.dtype)
+    return xp.ascontiguousarray(xp.einsum("ai,abkc,bj->kcij", g, dU.reshape(4, 4, K, C), g, optimize=True))
+
+
+# -- Numba CPU: one (image, channel) plane per iteration, the matrix products written as additions ---------
+@njit(cache=True, inline="always")
+def _bt4(d0, d1, d2, d3):
+    """B^T applied to a column of four values."""
+    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
+
+
+@njit(cache=True, inline="always")
+def _b4(v0, v1, v2, v3):
+    """B (the adjoint of B^T) applied to four values."""
+    return v0, v1 - v2 + v3, v2 + v1 - v0, -v3
+
+
+@njit(cache=True, inline="always")
+def _at4(m0, m1, m2, m3):
+    return m0 + m1 + m2, m1 - m2 - m3
+
+
+@njit(parallel=True, cache=True)
+def _input_transform(x, V, PH, PW, TH, TW):
+    N, C, H, W = x.shape
+    for nc in prange(N * C):
+        n, c = nc // C, nc % C
+        d = np.zeros((4, 4), x.dtype)
+        r = np.empty((4, 4), x.dtype)
+        for th in range(TH):
+            for tw in range(TW):
+                for i in range(4):
+                    h = 2 * th + i - PH
+                    for j in range(4):
+                        w = 2 * tw + j - PW
+                        d[i, j] = x[n, c, h, w] if 0 <= h < H and 0 <= w < W else 0
+                for j in range(4):  # B^T d: each column
+                    r[0, j], r[1, j], r[2, j], r[3, j] = _bt4(d[0, j], d[1, j], d[2, j], d[3, j])
+                t = (n * TH + th) * TW + tw
+                for a in range(4):  # (B^T d) B: each row
+                    v0, v1, v2, v3 = _bt4(r[a, 0], r[a, 1], r[a, 2], r[a, 3])
+                    V[4 * a, c, t], V[4 * a + 1, c, t], V[4 * a + 2, c, t], V[4 * a + 3, c, t] = v0, v1, v2, v3
+
+
+@njit(parallel=True, cache=True)
+def _output_transform(M, y, TH, TW):
+    N, K, OH, OW = y.shape
+    for nk in prange(N * K):
+        n, k = nk // K, nk % K
+        for th in range(TH):
+            for tw in range(TW):
+                t = (n * TH + th) * TW + tw
+                # A^T M: column j gives (A^T M)[0, j], (A^T M)[1, j]
+                a0, b0 = _at4(M[0, k, t], M[4, k, t], M[8, k, t], M[12, k, t])
+                a1, b1 = _at4(M[1, k, t], M[5, k, t], M[9, k, t], M[13, k, t])
+                a2, b2 = _at4(M[2, k, t], M[6, k, t], M[10, k, t], M[14, k, t])
+                a3, b3 = _at4(M[3, k, t], M[7, k, t], M[11, k, t], M[15, k, t])
+                y00, y01 = _at4(a0, a1, a2, a3)  # (A^T M) A: each row
+                y10, y11 = _at4(b0, b1, b2, b3)
+                h, w = 2 * th, 2 * tw
+                y[n, k, h, w] = y00
+                if w + 1 < OW:
+                    y[n, k, h, w + 1] = y01
+                if h + 1 < OH:
+                    y[n, k, h + 1, w] = y10
+                    if w + 1 < OW:
+                        y[n, k, h + 1, w + 1] = y11
+
+
+@njit(cache=True, inline="always")
+def _put_row(dM, i, k, t, u, v):
+    """Row i of A dY A^T from row i of A dY, (u, v): times A^T's columns (1, 0), (1, 1), (1, -1), (0, -1)."""
+    dM[4 * i, k, t] = u
+    dM[4 * i + 1, k, t] = u + v
+    dM[4 * i + 2, k, t] = u - v
+    dM[4 * i + 3, k, t] = -v
+
+
+@njit(parallel=True, cache=True)
+def _output_transform_adjoint(gy, dM, TH, TW):
+    N, K, OH, OW = gy.shape
+    zero = gy.dtype.type(0)
+    for nk in prange(N * K):
+        n, k = nk // K, nk % K
+        for th in range(TH):
+            for tw in range(TW):
+                h, w = 2 * th, 2 * tw
+                g00 = gy[n, k, h, w]
+                g01 = gy[n, k, h, w + 1] if w + 1 < OW else zero
+                g10 = gy[n, k, h + 1, w] if h + 1 < OH else zero
+                g11 = gy[n, k, h + 1, w + 1] if h + 1 < OH and w + 1 < OW else zero
+                t = (n * TH + th) * TW + tw
+                # A dY: A's rows are (1, 0), (1, 1), (1, -1), (0, -1)
+                _put_row(dM, 0, k, t, g00, g01)
+                _put_row(dM, 1, k, t, g00 + g10, g01 + g11)
+                _put_row(dM, 2, k, t, g00 - g10, g01 - g11)
+                _put_row(dM, 3, k, t, -g10, -g11)
+
+
+@njit(parallel=True, cache=True)
+def _input_transform_adjoint(dV, dx, PH, PW, TH, TW):
+    N, C, H, W = dx.shape
+    for nc in prange(N * C):
+        n, c = nc // C, nc % C
+        dx[n, c] = 0
+        r = np.empty((4, 4), dV.dtype)
+        for th in range(TH):
+            for tw in range(TW):
+                t = (n * TH + th) * TW + tw
+                for a in range(4):  # dV B^T... as B (dV row a): the adjoint of the row step
+                    r[a, 0], r[a, 1], r[a, 2], r[a, 3] = _b4(dV[4 * a, c, t], dV[4 * a + 1, c, t],
+                                                             dV[4 * a + 2, c, t], dV[4 * a + 3, c, t])
+                for j in range(4):  # then the column step's adjoint, added into the tile's place
+                    d0, d1, d2, d3 = _b4(r[0, j], r[1, j], r[2, j], r[3, j])
+                    w = 2 * tw + j - PW
+                    if 0 <= w < W:
+                        h = 2 * th - PH
+                        if 0 <= h < H:
+                            dx[n, c, h, w] += d0
+                        if 0 <= h + 1 < H:
+                            dx[n, c, h + 1, w] += d1
+                        if 0 <= h + 2 < H:
+                            dx[n, c, h + 2, w] += d2
+                        if 0 <= h + 3 < H:
+                            dx[n, c, h + 3, w] += d3
+
+
+def winograd_input_transform_cpu(x, PH, PW, TH, TW):
+    N, C = x.shape[:2]
+    V = np.empty((16, C, N * TH * TW), x.dtype)
+    _input_transform(np.ascontiguousarray(x), V, PH, PW, TH, TW)
+    return V
+
+
+def winograd_output_transform_cpu(M, N, OH, OW):
+    y = np.empty((N, M.shape[1], OH, OW), M.dtype)
+    _output_transform(M, y, *tiles(OH, OW))
+    return y
+
+
+def winograd_output_transform_adjoint_cpu(gy, TH, TW):
+    N, K = gy.shape[:2]
+    dM = np.empty((16, K, N * TH * TW), gy.dtype)
+    _output_transform_adjoint(np.ascontiguousarray(gy), dM, TH, TW)
+    return dM
+
+
+def winograd_input_transform_adjoint_cpu(dV, N, H, W, PH, PW, TH, TW):
+    dx = np.empty((N, dV.shape[1], H, W), dV.dtype)
+    _input_transform_adjoint(np.ascontiguousarray(dV), dx, PH, PW, TH, TW)
+    return dx
