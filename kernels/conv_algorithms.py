@@ -53,12 +53,14 @@ def restore(token):
 DIRECT_MAX_TAPS = 144
 # Winograd F(2x2, 3x3) on the CPU for 3x3 stride-1 ungrouped layers with at least this many input and output
 # channels and output pixels per image: below, the transforms' memory passes (which grow with C*N*OH*OW, not
-# with K) cost more than the 2.25x fewer multiplications save.  Measured forward + backward (dx, dW), float32,
-# one thread, interleaved (ms, Winograd vs im2col + GEMM): N=8 128->128 at 56x56 549 vs 707, at 28x28 146 vs
-# 178; 256->256 at 14x14 133 vs 176; 64->64 at 56x56 195 vs 192 (even); 512->512 at 7x7 338 vs 214 (16 tiles an
-# image, a quarter of their outputs cropped); N=16 32->32 at 32x32 119 vs 39 (benchmarks/PROFILES.md).
-WINOGRAD_MIN_CHANNELS = 128
-WINOGRAD_MIN_PIXELS = 14 * 14
+# with K) and the cropped tiles cost more than the 2.25x fewer multiplications save.  Measured forward +
+# backward (dx, dW), float32, one thread, interleaved on a loaded machine (ms, Winograd vs im2col + GEMM): N=8
+# 128->128 at 56x56 795 vs 1432; 64->64 at 56x56 261 vs 401, at 28x28 75 vs 107; 128->128 at 28x28 222 vs 359;
+# 256->256 at 14x14 199 vs 265; N=16 64->64 at 16x16 52 vs 82, 128->128 at 14x14 124 vs 199, at 8x8 56 vs 71,
+# 256->256 at 8x8 216 vs 271; but 512->512 at 7x7 508 vs 325 and at 4x4 562 vs 288 (few tiles, a quarter of
+# the 7x7 ones' outputs cropped); 32->32 at 32x32 even (53 vs 54), 16->16 27 vs 20 (benchmarks/PROFILES.md).
+WINOGRAD_MIN_CHANNELS = 64
+WINOGRAD_MIN_PIXELS = 8 * 8
 
 
 def strategy(x_shape, w_shape, G, padding, out_size, device, stride=(1, 1), dilation=(1, 1)):

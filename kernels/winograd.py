@@ -138,23 +138,29 @@ def _at4(m0, m1, m2, m3):
 @njit(parallel=True, cache=True)
 def _input_transform(x, V, PH, PW, TH, TW):
     N, C, H, W = x.shape
+    Wp = 2 * TW + 2
+    zero = x.dtype.type(0)
     for nc in prange(N * C):
         n, c = nc // C, nc % C
-        d = np.zeros((4, 4), x.dtype)
-        r = np.empty((4, 4), x.dtype)
+        d = np.zeros((4, Wp), x.dtype)   # the four input rows of one row of tiles, zero-padded
+        r = np.empty((4, Wp), x.dtype)   # B^T d, down each column: shared by all the row's tiles
         for th in range(TH):
-            for tw in range(TW):
-                for i in range(4):
-                    h = 2 * th + i - PH
-                    for j in range(4):
-                        w = 2 * tw + j - PW
-                        d[i, j] = x[n, c, h, w] if 0 <= h < H and 0 <= w < W else 0
-                for j in range(4):  # B^T d: each column
-                    r[0, j], r[1, j], r[2, j], r[3, j] = _bt4(d[0, j], d[1, j], d[2, j], d[3, j])
-                t = (n * TH + th) * TW + tw
-                for a in range(4):  # (B^T d) B: each row
-                    v0, v1, v2, v3 = _bt4(r[a, 0], r[a, 1], r[a, 2], r[a, 3])
-                    V[4 * a, c, t], V[4 * a + 1, c, t], V[4 * a + 2, c, t], V[4 * a + 3, c, t] = v0, v1, v2, v3
+            for i in range(4):
+                h = 2 * th + i - PH
+                for j in range(Wp):
+                    w = j - PW
+                    d[i, j] = x[n, c, h, w] if 0 <= h < H and 0 <= w < W else zero
+            for j in range(Wp):
+                r[0, j], r[1, j], r[2, j], r[3, j] = _bt4(d[0, j], d[1, j], d[2, j], d[3, j])
+            t0 = (n * TH + th) * TW
+            for a in range(4):  # (B^T d) B: along each row, tile after tile (contiguous writes)
+                for tw in range(TW):
+                    j = 2 * tw
+                    v0, v1, v2, v3 = _bt4(r[a, j], r[a, j + 1], r[a, j + 2], r[a, j + 3])
+                    V[4 * a, c, t0 + tw] = v0
+                    V[4 * a + 1, c, t0 + tw] = v1
+                    V[4 * a + 2, c, t0 + tw] = v2
+                    V[4 * a + 3, c, t0 + tw] = v3
 
 
 @njit(parallel=True, cache=True)
@@ -162,29 +168,28 @@ def _output_transform(M, y, TH, TW):
     N, K, OH, OW = y.shape
     for nk in prange(N * K):
         n, k = nk // K, nk % K
+        y0 = np.empty(2 * TW, M.dtype)  # one row of tiles' two output rows, uncropped
+        y1 = np.empty(2 * TW, M.dtype)
+        am = np.empty((2, 4, TW), M.dtype)  # A^T M of each tile of the row: two rows by four columns
         for th in range(TH):
-            for tw in range(TW):
-                t = (n * TH + th) * TW + tw
-                # A^T M: column j gives (A^T M)[0, j], (A^T M)[1, j]
-                a0, b0 = _at4(M[0, k, t], M[4, k, t], M[8, k, t], M[12, k, t])
-                a1, b1 = _at4(M[1, k, t], M[5, k, t], M[9, k, t], M[13, k, t])
-                a2, b2 = _at4(M[2, k, t], M[6, k, t], M[10, k, t], M[14, k, t])
-                a3, b3 = _at4(M[3, k, t], M[7, k, t], M[11, k, t], M[15, k, t])
-                y00, y01 = _at4(a0, a1, a2, a3)  # (A^T M) A: each row
-                y10, y11 = _at4(b0, b1, b2, b3)
-                h, w = 2 * th, 2 * tw
-                y[n, k, h, w] = y00
-                if w + 1 < OW:
-                    y[n, k, h, w + 1] = y01
-                if h + 1 < OH:
-                    y[n, k, h + 1, w] = y10
-                    if w + 1 < OW:
-                        y[n, k, h + 1, w + 1] = y11
+            t0 = (n * TH + th) * TW
+            for j in range(4):  # A^T M, column j: four input streams at a time
+                for tw in range(TW):
+                    t = t0 + tw
+                    am[0, j, tw], am[1, j, tw] = _at4(M[j, k, t], M[4 + j, k, t], M[8 + j, k, t], M[12 + j, k, t])
+            for tw in range(TW):  # (A^T M) A along each row
+                y0[2 * tw], y0[2 * tw + 1] = _at4(am[0, 0, tw], am[0, 1, tw], am[0, 2, tw], am[0, 3, tw])
+                y1[2 * tw], y1[2 * tw + 1] = _at4(am[1, 0, tw], am[1, 1, tw], am[1, 2, tw], am[1, 3, tw])
+            h = 2 * th
+            for w in range(OW):
+                y[n, k, h, w] = y0[w]
+            if h + 1 < OH:
+                for w in range(OW):
+                    y[n, k, h + 1, w] = y1[w]
 
 
 @njit(cache=True, inline="always")
-def _put_row(dM, i, k, t, u, v):
-    """Row i of A dY A^T from row i of A dY, (u, v): times A^T's columns (1, 0), (1, 1), (1, -1), (0, -1)."""
+def _row(dM, i, k, t, u, v):
     dM[4 * i, k, t] = u
     dM[4 * i + 1, k, t] = u + v
     dM[4 * i + 2, k, t] = u - v
@@ -194,50 +199,60 @@ def _put_row(dM, i, k, t, u, v):
 @njit(parallel=True, cache=True)
 def _output_transform_adjoint(gy, dM, TH, TW):
     N, K, OH, OW = gy.shape
-    zero = gy.dtype.type(0)
     for nk in prange(N * K):
         n, k = nk // K, nk % K
+        g0 = np.zeros(2 * TW, gy.dtype)  # dY's two rows of one row of tiles, zero past OW (and past OH)
+        g1 = np.zeros(2 * TW, gy.dtype)
         for th in range(TH):
+            h = 2 * th
+            for w in range(OW):
+                g0[w] = gy[n, k, h, w]
+                g1[w] = gy[n, k, h + 1, w] if h + 1 < OH else 0
+            t0 = (n * TH + th) * TW
+            # A dY: A's rows are (1, 0), (1, 1), (1, -1), (0, -1), giving row i of each tile as (u, v); then
+            # times A^T's columns along the row: (u, u + v, u - v, -v).  Row by row, four output streams at a time.
             for tw in range(TW):
-                h, w = 2 * th, 2 * tw
-                g00 = gy[n, k, h, w]
-                g01 = gy[n, k, h, w + 1] if w + 1 < OW else zero
-                g10 = gy[n, k, h + 1, w] if h + 1 < OH else zero
-                g11 = gy[n, k, h + 1, w + 1] if h + 1 < OH and w + 1 < OW else zero
-                t = (n * TH + th) * TW + tw
-                # A dY: A's rows are (1, 0), (1, 1), (1, -1), (0, -1)
-                _put_row(dM, 0, k, t, g00, g01)
-                _put_row(dM, 1, k, t, g00 + g10, g01 + g11)
-                _put_row(dM, 2, k, t, g00 - g10, g01 - g11)
-                _put_row(dM, 3, k, t, -g10, -g11)
+                _row(dM, 0, k, t0 + tw, g0[2 * tw], g0[2 * tw + 1])
+            for tw in range(TW):
+                _row(dM, 1, k, t0 + tw, g0[2 * tw] + g1[2 * tw], g0[2 * tw + 1] + g1[2 * tw + 1])
+            for tw in range(TW):
+                _row(dM, 2, k, t0 + tw, g0[2 * tw] - g1[2 * tw], g0[2 * tw + 1] - g1[2 * tw + 1])
+            for tw in range(TW):
+                _row(dM, 3, k, t0 + tw, -g1[2 * tw], -g1[2 * tw + 1])
 
 
 @njit(parallel=True, cache=True)
 def _input_transform_adjoint(dV, dx, PH, PW, TH, TW):
     N, C, H, W = dx.shape
+    Wp = 2 * TW + 2
     for nc in prange(N * C):
         n, c = nc // C, nc % C
-        dx[n, c] = 0
-        r = np.empty((4, 4), dV.dtype)
+        dpad = np.zeros((2 * TH + 2, Wp), dV.dtype)  # the gradient of the zero-padded plane
+        r = np.empty((4, Wp), dV.dtype)
         for th in range(TH):
-            for tw in range(TW):
-                t = (n * TH + th) * TW + tw
-                for a in range(4):  # dV B^T... as B (dV row a): the adjoint of the row step
-                    r[a, 0], r[a, 1], r[a, 2], r[a, 3] = _b4(dV[4 * a, c, t], dV[4 * a + 1, c, t],
-                                                             dV[4 * a + 2, c, t], dV[4 * a + 3, c, t])
-                for j in range(4):  # then the column step's adjoint, added into the tile's place
-                    d0, d1, d2, d3 = _b4(r[0, j], r[1, j], r[2, j], r[3, j])
-                    w = 2 * tw + j - PW
-                    if 0 <= w < W:
-                        h = 2 * th - PH
-                        if 0 <= h < H:
-                            dx[n, c, h, w] += d0
-                        if 0 <= h + 1 < H:
-                            dx[n, c, h + 1, w] += d1
-                        if 0 <= h + 2 < H:
-                            dx[n, c, h + 2, w] += d2
-                        if 0 <= h + 3 < H:
-                            dx[n, c, h + 3, w] += d3
+            r[:] = 0
+            t0 = (n * TH + th) * TW
+            for a in range(4):  # the row step's adjoint (B along each row), tiles overlapping by two columns
+                for tw in range(TW):
+                    t = t0 + tw
+                    s0, s1, s2, s3 = _b4(dV[4 * a, c, t], dV[4 * a + 1, c, t], dV[4 * a + 2, c, t],
+                                         dV[4 * a + 3, c, t])
+                    j = 2 * tw
+                    r[a, j] += s0
+                    r[a, j + 1] += s1
+                    r[a, j + 2] += s2
+                    r[a, j + 3] += s3
+            for j in range(Wp):  # then the column step's adjoint (B down each column), shared by the row's tiles
+                d0, d1, d2, d3 = _b4(r[0, j], r[1, j], r[2, j], r[3, j])
+                h = 2 * th
+                dpad[h, j] += d0
+                dpad[h + 1, j] += d1
+                dpad[h + 2, j] += d2
+                dpad[h + 3, j] += d3
+        for h in range(H):  # the interior: x's own elements (the padding's gradient is dropped)
+            for w in range(W):
+                hp, wp = h + PH, w + PW
+                dx[n, c, h, w] = dpad[hp, wp] if hp < dpad.shape[0] and wp < Wp else 0
 
 
 def winograd_input_transform_cpu(x, PH, PW, TH, TW):

@@ -94,7 +94,8 @@ def test_auto_picks_winograd_for_wide_3x3_layers_on_the_cpu_only():
     s = conv_algorithms.strategy
     assert s((8, 128, 56, 56), (128, 128, 3, 3), 1, (1, 1), (56, 56), "cpu") == "winograd"
     assert s((8, 128, 56, 56), (128, 128, 3, 3), 1, (1, 1), (56, 56), "cuda") == "gemm"
-    assert s((8, 64, 56, 56), (64, 64, 3, 3), 1, (1, 1), (56, 56), "cpu") == "gemm"      # too few channels
+    assert s((8, 64, 56, 56), (64, 64, 3, 3), 1, (1, 1), (56, 56), "cpu") == "winograd"
+    assert s((8, 32, 56, 56), (32, 32, 3, 3), 1, (1, 1), (56, 56), "cpu") == "gemm"      # too few channels
     assert s((8, 512, 7, 7), (512, 512, 3, 3), 1, (1, 1), (7, 7), "cpu") == "gemm"       # too few pixels
     assert s((8, 128, 56, 56), (128, 128, 3, 3), 1, (1, 1), (28, 28), "cpu", stride=(2, 2)) == "gemm"
 
