@@ -15,9 +15,10 @@ and array calls (``xp.matmul``); ``tinyconv.backend`` hands them ``xp`` and ``ke
 - ``_numpy``, the reference: the textbook im2col -> W @ col -> col2im, the whole batch at once, for every
   layer.  It is also what runs on CuPy arrays where nothing faster is written (with CUDA im2col/col2im).
 - ``_cpu``: the strategies measured fastest on the CPU (``_Conv``): depthwise (G == C > 1) and thin grouped
-  layers (``DIRECT_MAX_TAPS``) by the direct kernels; a layer whose one window is the whole image as a
-  fully connected one (no im2col); the batch cut into chunks of images (``COL_CHUNK_BYTES``) that run on
-  several threads for a small layer (``threads.split_work``), with BLAS on one thread (``threads.gemm``);
+  layers (``DIRECT_MAX_TAPS``) by the direct kernels, and so few-channel dense layers at stride 1
+  (``direct.direct_suits``); a layer whose one window is the whole image as a fully connected one (no
+  im2col); the batch cut into chunks of images (``COL_CHUNK_BYTES``) that run on several threads for a small
+  layer (``threads.split_work``), with BLAS on one thread (``threads.gemm``);
   pointwise layers image by image (``POINTWISE_MIN_PIXELS``); a small col kept for backward (``KEEP_COL_BYTES``).
   Every chunk is computed as it would be alone, so results do not depend on the thread count.
 - ``_cuda``: the GPU's choice among them: depthwise by its direct kernel, full-window layers as fully
@@ -36,6 +37,7 @@ import contextlib
 import numpy as np
 
 from . import get, threads
+from .direct import direct_suits
 
 
 def _reference_kernel(name):
@@ -106,10 +108,11 @@ POINTWISE_MIN_PIXELS = 16
 DIRECT_MAX_TAPS = 144
 
 
-def strategy(x_shape, w_shape, G, padding, out_size, device):
+def strategy(x_shape, w_shape, G, padding, out_size, device, stride=(1, 1), dilation=(1, 1)):
     """How ``conv2d_forward_<device>`` computes a layer (``device``: 'cpu' or 'cuda'): ``'depthwise'``
     (direct kernel, G == C > 1), ``'grouped'`` (direct kernels, CPU, 1 < G < C, at most ``DIRECT_MAX_TAPS``
-    taps), ``'dense'`` (one window covers the whole unpadded image: a fully connected layer) or ``'gemm'``
+    taps), ``'dense'`` (one window covers the whole unpadded image: a fully connected layer), ``'direct'``
+    (CPU, few-channel dense layers at stride 1: ``direct.direct_suits``, measured there) or ``'gemm'``
     (im2col + GEMM, per chunk of images)."""
     C, (K, Cg, KH, KW) = x_shape[1], w_shape
     if G == C > 1:
@@ -118,6 +121,8 @@ def strategy(x_shape, w_shape, G, padding, out_size, device):
         return "grouped"
     if tuple(out_size) == (1, 1) and tuple(padding) == (0, 0) and (KH, KW) == tuple(x_shape[2:]):
         return "dense"
+    if device == "cpu" and direct_suits(x_shape, w_shape, G, stride, dilation):
+        return "direct"
     return "gemm"
 
 
@@ -147,7 +152,7 @@ class _Conv:
         self.x, self.w, self.xp, self.kernel, self.cpu = xp.ascontiguousarray(x), w, xp, kernel, cpu
         self.stride, self.padding, self.dilation, self.out_size, self.groups = \
             stride, padding, dilation, tuple(out_size), G
-        self.how = strategy(x.shape, w.shape, G, padding, self.out_size, "cpu" if cpu else "cuda")
+        self.how = strategy(x.shape, w.shape, G, padding, self.out_size, "cpu" if cpu else "cuda", stride, dilation)
         # a small layer's products on one BLAS thread, its chunks split across threads; a large layer's
         # products use every BLAS thread, chunk after chunk (threads.py).  The GPU: one launch, no threads.
         self.gemm = threads.gemm if cpu else (lambda macs: contextlib.nullcontext())
@@ -163,6 +168,8 @@ class _Conv:
             y = self.kernel("grouped_conv2d")(x, xp.ascontiguousarray(self.w), SH, SW, PH, PW, DH, DW, OH, OW)
         elif self.how == "dense":
             return self.dense(b), None
+        elif self.how == "direct":  # the bias is added by the kernel
+            return self.kernel("direct_conv2d")(x, xp.ascontiguousarray(self.w), b, PH, PW, OH, OW), None
         else:
             y, macs = xp.empty((N, K, OH, OW), x.dtype), N * K * OH * OW * Cg * KH * KW
             with self.gemm(macs):
@@ -197,6 +204,8 @@ class _Conv:
             return gx, gw
         if self.how == "dense":
             return self.dense_backward(gy, need_x, need_w)
+        if self.how == "direct":
+            return self.direct_backward(gy, need_x, need_w)
         chunks = self.chunks()
         self.col = col
         gx = xp.empty(self.x.shape, gy.dtype) if need_x and len(chunks) > 1 else None
@@ -210,6 +219,14 @@ class _Conv:
             for part, _ in parts[1:]:
                 gw += part
             gw = gw.reshape(self.w.shape)
+        return gx, gw
+
+    def direct_backward(self, gy, need_x, need_w):
+        """dx and dW of a ``'direct'`` layer by the direct kernels (kernels/direct.py)."""
+        (PH, PW), (KH, KW), (H, W) = self.padding, self.w.shape[2:], self.x.shape[2:]
+        w = self.xp.ascontiguousarray(self.w)
+        gx = self.kernel("direct_conv2d_grad_input")(gy, w, H, W, PH, PW) if need_x else None
+        gw = self.kernel("direct_conv2d_grad_weight")(self.x, gy, KH, KW, PH, PW) if need_w else None
         return gx, gw
 
     def w_taps(self):
