@@ -317,7 +317,7 @@ def _exact_grad_weight(x, gy, gw, PH, PW):
         gw[k, c, kh, kw] = np.sum(gy[:, k] * xp[:, c, kh:kh + OH, kw:kw + OW], dtype=np.float64)
 
 
-# The thread policy (threads.sized) runs a Numba kernel on one thread below its ``parallel_min_size``
-# elements (of its largest argument: x for the forward); these do C*KH*KW multiply-adds per output element.
-for _kernel in (direct_conv2d_cpu, direct_conv2d_grad_input_cpu, direct_conv2d_grad_weight_cpu):
-    _kernel.parallel_min_size = 1 << 16
+# No ``parallel_min_size`` of their own: the thread policy's default (one thread below 2**24 elements) runs
+# LeNet's layers on the calling thread.  Measured, LeNet-5's training step at batch 64 (ms, median of 10
+# interleaved runs, load 1.9-2.3 from other processes): these kernels parallel from 2**16 elements 23.1, from
+# 2**18 20.9, on one thread 16.3 (im2col + GEMM on split_work's threads: 19.0).
