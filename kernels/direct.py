@@ -234,9 +234,10 @@ def _dot(a, b, zero):
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath={"contract", "reassoc"})
 def _correlate(gw, gq, xq, L, Wp, zero):
-    """gw[k, c, kh, kw] += gq[k, :L] . xq[c, kh*Wp + kw:][:L], two maps and three taps a pass."""
+    """gw[k, c, kh, kw] += gq[k, :L] . xq[c, kh*Wp + kw:][:L], two maps and up to five taps a pass (the
+    five-tap pass written out here, as in ``_accumulate``)."""
     K, C, KH, KW = gw.shape
     for c in range(C):
         for kh in range(KH):
@@ -244,6 +245,35 @@ def _correlate(gw, gq, xq, L, Wp, zero):
             k = 0
             while k + 2 <= K:
                 kw = 0
+                if KW == 5:
+                    g0, g1 = gq[k, :L], gq[k + 1, :L]
+                    x0, x1, x2 = xq[c, r:r + L], xq[c, r + 1:r + 1 + L], xq[c, r + 2:r + 2 + L]
+                    x3, x4 = xq[c, r + 3:r + 3 + L], xq[c, r + 4:r + 4 + L]
+                    p0 = p1 = p2 = p3 = p4 = q0 = q1 = q2 = q3 = q4 = zero
+                    for i in range(L):
+                        v0, v1, v2, v3, v4, a, b = x0[i], x1[i], x2[i], x3[i], x4[i], g0[i], g1[i]
+                        p0 += a * v0
+                        p1 += a * v1
+                        p2 += a * v2
+                        p3 += a * v3
+                        p4 += a * v4
+                        q0 += b * v0
+                        q1 += b * v1
+                        q2 += b * v2
+                        q3 += b * v3
+                        q4 += b * v4
+                    d, e = gw[k, c, kh], gw[k + 1, c, kh]
+                    d[0] += p0
+                    d[1] += p1
+                    d[2] += p2
+                    d[3] += p3
+                    d[4] += p4
+                    e[0] += q0
+                    e[1] += q1
+                    e[2] += q2
+                    e[3] += q3
+                    e[4] += q4
+                    kw = 5
                 while kw + 3 <= KW:
                     d = _dots2x3(gq[k, :L], gq[k + 1, :L], xq[c, r + kw:r + kw + L],
                                  xq[c, r + kw + 1:r + kw + 1 + L], xq[c, r + kw + 2:r + kw + 2 + L], zero)
