@@ -15,9 +15,10 @@ and array calls (``xp.matmul``); ``tinyconv.backend`` hands them ``xp`` and ``ke
 - ``_numpy``, the reference: the textbook im2col -> W @ col -> col2im, the whole batch at once, for every
   layer.  It is also what runs on CuPy arrays where nothing faster is written (with CUDA im2col/col2im).
 - ``_cpu``: the strategies measured fastest on the CPU (``_Conv``): depthwise (G == C > 1) and thin grouped
-  layers (``DIRECT_MAX_TAPS``) by the direct kernels; a layer whose one window is the whole image as a
-  fully connected one (no im2col); the batch cut into chunks of images (``COL_CHUNK_BYTES``) that run on
-  several threads for a small layer (``threads.split_work``), with BLAS on one thread (``threads.gemm``);
+  layers (``DIRECT_MAX_TAPS``) by the direct kernels, and so few-channel dense layers at stride 1
+  (``direct.direct_suits``); a layer whose one window is the whole image as a fully connected one (no
+  im2col); the batch cut into chunks of images (``COL_CHUNK_BYTES``) that run on several threads for a small
+  layer (``threads.split_work``), with BLAS on one thread (``threads.gemm``);
   pointwise layers image by image (``POINTWISE_MIN_PIXELS``); a small col kept for backward (``KEEP_COL_BYTES``).
   Every chunk is computed as it would be alone, so results do not depend on the thread count.
 - ``_cuda``: the GPU's choice among them: depthwise by its direct kernel, full-window layers as fully
@@ -43,12 +44,17 @@ def _reference_kernel(name):
     return get(name, "numpy")
 
 
+def _device(xp):
+    return "cpu" if xp is np else "cuda"
+
+
 # -- NumPy reference: the textbook --------------------------------------------------------------------
 def conv2d_forward_numpy(x, w, b, SH, SW, PH, PW, DH, DW, OH, OW, G, *, xp=np, kernel=_reference_kernel):
     """y = W @ im2col(x) + b per group, the whole batch at once; nothing kept (backward rebuilds col).
     (An algorithm picked by hand, ``conv_algorithms``, runs its own reference instead.)"""
-    if requested() not in ("auto", "im2col"):
-        return _Conv(x, w, (SH, SW), (PH, PW), (DH, DW), (OH, OW), G, xp, kernel, cpu=False).forward(b)
+    if requested() not in ("auto", "im2col"):  # whole batch, no threads; the host's or the GPU's choice of kernels
+        conv = _Conv(x, w, (SH, SW), (PH, PW), (DH, DW), (OH, OW), G, xp, kernel, cpu=False, device=_device(xp))
+        return conv.forward(b)
     N = x.shape[0]
     K, Cg, KH, KW = w.shape
     col = kernel("im2col")(xp.ascontiguousarray(x), KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
@@ -65,7 +71,7 @@ def conv2d_backward_numpy(gy, x, w, col, SH, SW, PH, PW, DH, DW, G, need_x, need
                           kernel=_reference_kernel):
     """dW = dY @ col^T and dx = col2im(W^T @ dY), per group, the whole batch at once."""
     if requested() not in ("auto", "im2col"):
-        conv = _Conv(x, w, (SH, SW), (PH, PW), (DH, DW), gy.shape[2:], G, xp, kernel, cpu=False)
+        conv = _Conv(x, w, (SH, SW), (PH, PW), (DH, DW), gy.shape[2:], G, xp, kernel, cpu=False, device=_device(xp))
         return conv.backward(gy, col, need_x, need_w)
     N, C, H, W = x.shape
     K, Cg, KH, KW = w.shape
@@ -127,11 +133,12 @@ def conv2d_backward_cuda(gy, x, w, col, SH, SW, PH, PW, DH, DW, G, need_x, need_
 class _Conv:
     """One layer's geometry and the strategies of ``conv2d_forward_cpu``/``_cuda`` (the module docstring)."""
 
-    def __init__(self, x, w, stride, padding, dilation, out_size, G, xp, kernel, cpu):
+    def __init__(self, x, w, stride, padding, dilation, out_size, G, xp, kernel, cpu, device=None):
         self.x, self.w, self.xp, self.kernel, self.cpu = xp.ascontiguousarray(x), w, xp, kernel, cpu
         self.stride, self.padding, self.dilation, self.out_size, self.groups = \
             stride, padding, dilation, tuple(out_size), G
-        self.how = strategy(x.shape, w.shape, G, padding, self.out_size, "cpu" if cpu else "cuda", stride, dilation)
+        device = device or ("cpu" if cpu else "cuda")  # whose kernels the strategy may choose
+        self.how = strategy(x.shape, w.shape, G, padding, self.out_size, device, stride, dilation)
         # a small layer's products on one BLAS thread, its chunks split across threads; a large layer's
         # products use every BLAS thread, chunk after chunk (threads.py).  The GPU: one launch, no threads.
         self.gemm = threads.gemm if cpu else (lambda macs: contextlib.nullcontext())
@@ -151,6 +158,8 @@ class _Conv:
             return winograd_conv.forward(x, self.w, b, PH, PW, OH, OW, xp=xp, kernel=self.kernel, cpu=self.cpu), None
         elif self.how == "naive":
             return self.kernel("naive_conv2d")(x, self.w, b, SH, SW, PH, PW, DH, DW, OH, OW, G), None
+        elif self.how == "direct":  # the bias is added by the kernel
+            return self.kernel("direct_conv2d")(x, xp.ascontiguousarray(self.w), b, PH, PW, OH, OW), None
         else:
             y, macs = xp.empty((N, K, OH, OW), x.dtype), N * K * OH * OW * Cg * KH * KW
             with self.gemm(macs):
@@ -190,6 +199,8 @@ class _Conv:
                                           cpu=self.cpu)
         if self.how == "naive":
             return self.kernel("naive_conv2d_backward")(gy, self.x, self.w, SH, SW, PH, PW, DH, DW, G, need_x, need_w)
+        if self.how == "direct":
+            return self.direct_backward(gy, need_x, need_w)
         chunks = self.chunks()
         self.col = col
         gx = xp.empty(self.x.shape, gy.dtype) if need_x and len(chunks) > 1 else None
@@ -203,6 +214,14 @@ class _Conv:
             for part, _ in parts[1:]:
                 gw += part
             gw = gw.reshape(self.w.shape)
+        return gx, gw
+
+    def direct_backward(self, gy, need_x, need_w):
+        """dx and dW of a ``'direct'`` layer by the direct kernels (kernels/direct.py)."""
+        (PH, PW), (KH, KW), (H, W) = self.padding, self.w.shape[2:], self.x.shape[2:]
+        w = self.xp.ascontiguousarray(self.w)
+        gx = self.kernel("direct_conv2d_grad_input")(gy, w, H, W, PH, PW) if need_x else None
+        gw = self.kernel("direct_conv2d_grad_weight")(self.x, gy, KH, KW, PH, PW) if need_w else None
         return gx, gw
 
     def w_taps(self):

@@ -4,7 +4,8 @@ for teaching, context-locally (``tinyconv.backend.conv_algorithm(name)``; defaul
 - ``'naive'``: the loops of the definition (``naive.py``);
 - ``'im2col'``: im2col + one GEMM per group (``conv2d.py``'s reference, chunked on the CPU);
 - ``'winograd'``: Winograd F(2x2, 3x3) for 3x3 stride-1 ungrouped layers (``winograd.py``, ``winograd_conv.py``);
-- ``'direct'``: the direct kernels, no im2col (``depthwise.py``, ``grouped.py``, where the layer's shape fits);
+- ``'direct'``: the direct kernels, no im2col (``depthwise.py``, ``grouped.py``; ``direct.py`` for ungrouped
+  stride-1 layers);
 - ``'auto'``: the rules of ``strategy`` below, each measured.
 
 A hand-picked algorithm that cannot compute a layer raises ``ValueError`` naming the layer and the algorithm.
@@ -15,6 +16,7 @@ import contextvars
 import os
 
 from . import winograd_conv
+from .direct import direct_suits
 
 ALGORITHMS = ("auto", "naive", "im2col", "winograd", "direct")
 
@@ -67,7 +69,8 @@ def strategy(x_shape, w_shape, G, padding, out_size, device, stride=(1, 1), dila
     """How ``conv2d_forward_<device>`` computes a layer (``device``: 'cpu' or 'cuda'): ``'depthwise'`` (direct
     kernel, G == C > 1), ``'grouped'`` (direct kernels, CPU, 1 < G < C, at most ``DIRECT_MAX_TAPS`` taps),
     ``'winograd'``, ``'naive'``, ``'dense'`` (one window covers the whole unpadded image: a fully connected
-    layer) or ``'gemm'`` (im2col + GEMM, per chunk of images); by the rules, or as picked by hand."""
+    layer), ``'direct'`` (CPU, few-channel ungrouped layers at stride 1: ``direct.direct_suits``, measured
+    there) or ``'gemm'`` (im2col + GEMM, per chunk of images); by the rules, or as picked by hand."""
     C, (K, Cg, KH, KW) = x_shape[1], w_shape
     picked = requested()
     if picked == "naive":
@@ -84,14 +87,18 @@ def strategy(x_shape, w_shape, G, padding, out_size, device, stride=(1, 1), dila
             return "depthwise"
         if 1 < G < C:
             return "grouped"
-        raise ValueError(_cannot("direct", "a depthwise or grouped layer (groups > 1)",
-                                 x_shape, w_shape, G, stride, dilation))
+        if G == 1 and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and device == "cpu":
+            return "direct"
+        raise ValueError(_cannot("direct", "a grouped layer, or on the CPU an ungrouped one with stride 1 and "
+                                 "dilation 1", x_shape, w_shape, G, stride, dilation))
     if G == C > 1:
         return "depthwise"
     if device == "cpu" and 1 < G < C and Cg * KH * KW <= DIRECT_MAX_TAPS:
         return "grouped"
     if tuple(out_size) == (1, 1) and tuple(padding) == (0, 0) and (KH, KW) == tuple(x_shape[2:]):
         return "dense"
+    if device == "cpu" and direct_suits(x_shape, w_shape, G, stride, dilation):
+        return "direct"
     if (device == "cpu" and winograd_conv.applies(w_shape, G, stride, dilation)
             and min(C, K) >= WINOGRAD_MIN_CHANNELS and out_size[0] * out_size[1] >= WINOGRAD_MIN_PIXELS):
         return "winograd"

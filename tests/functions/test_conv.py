@@ -134,7 +134,9 @@ def test_groups_equal_to_channels_runs_the_depthwise_kernel(monkeypatch):
     assert strategy((1, 4, 5, 5), (8, 1, 3, 3), 4, (0, 0), (3, 3), "cuda") == "depthwise"
     assert strategy((1, 4, 5, 5), (8, 2, 3, 3), 2, (0, 0), (3, 3), "cpu") == "grouped"  # few taps: direct
     assert strategy((1, 4, 5, 5), (8, 2, 3, 3), 2, (0, 0), (3, 3), "cuda") == "gemm"
-    assert strategy((1, 1, 5, 5), (2, 1, 3, 3), 1, (0, 0), (3, 3), "cpu") == "gemm"
+    assert strategy((1, 1, 5, 5), (2, 1, 3, 3), 1, (0, 0), (2, 2), "cpu", (2, 2)) == "gemm"
+    assert strategy((1, 1, 5, 5), (2, 1, 3, 3), 1, (0, 0), (3, 3), "cpu") == "direct"  # few channels: direct
+    assert strategy((1, 1, 5, 5), (2, 1, 3, 3), 1, (0, 0), (3, 3), "cuda") == "gemm"
     calls = []
     kernel = backend.get_kernel("depthwise_conv2d", np.zeros(1))
     monkeypatch.setattr(backend, "_cpu_wrappers", {("depthwise_conv2d", "cpu"): lambda *a: calls.append(1) or kernel(*a)})

@@ -11,7 +11,7 @@ import tinyconv_kernels.conv2d as conv
 from tinyconv_kernels import conv_algorithms, threads
 
 CASES = [
-    dict(C=3, K=4, kernel=(3, 3), padding=1),
+    dict(C=3, K=9, kernel=(3, 3), padding=1),   # K > direct.MAX_OUT: im2col + GEMM (fewer maps run direct)
     dict(C=4, K=6, kernel=(3, 2), stride=(2, 1), padding=(1, 0), groups=2),
     dict(C=4, K=6, kernel=(1, 1), groups=2),                        # pointwise: one image's col is the image
     dict(C=4, K=2, kernel=(1, 1), stride=2, bias=False),            # 1x1 but strided: im2col as usual
@@ -64,7 +64,8 @@ def test_kept_col_gives_the_rebuilt_col_gradients(case, monkeypatch):
 
 
 def test_col_is_kept_only_when_small_and_in_one_chunk(monkeypatch):
-    x, w = tc.randn(4, 2, 6, 6, requires_grad=True), tc.randn(3, 2, 3, 3, requires_grad=True)
+    # 9 output maps: im2col + GEMM (direct.direct_suits takes dense layers of at most 8)
+    x, w = tc.randn(4, 2, 6, 6, requires_grad=True), tc.randn(9, 2, 3, 3, requires_grad=True)
     col_bytes = 2 * 9 * 4 * 4 * 4 * 4  # (C*KH*KW) x (N*OH*OW) float32
     monkeypatch.setattr(conv, "KEEP_COL_BYTES", col_bytes)
     assert F.conv2d(x, w)._ctx.col.shape == (1, 18, 64)

@@ -21,8 +21,8 @@ products.  Writing Y = W col per group, with dY its gradient:
 
 ``Conv2dFn`` states this and asks ``backend`` for the ``conv2d_forward``/``conv2d_backward`` kernels
 (kernels/conv2d.py).  Their NumPy reference is exactly the four lines above, the whole batch at once; the
-fast implementations below the seam choose how to compute it (direct kernels for depthwise and thin grouped
-layers, a fully connected product for a window covering the whole image, chunks of images on several threads,
+fast implementations below the seam choose how to compute it (direct kernels for depthwise, thin grouped
+and few-channel dense layers, a fully connected product for a window covering the whole image, chunks of images on several threads,
 pointwise layers image by image, a small col kept for backward).
 """
 
