@@ -7,11 +7,12 @@ arrays of one shape, updating ``p`` (and the momentum buffer ``buf``, or ``None`
     buf <- g (first step)  or  buf * momentum + (1 - dampening) * g     (when momentum != 0)
     d <- g + momentum * buf if nesterov else buf   (g without momentum);   p <- p - lr * d
 
-The NumPy reference does this array by array (one temporary per line), on any layout; the Numba kernels read
-p, g and buf once and write p and buf once, on every core, for C-contiguous floating arrays of one dtype (the
-CPU twin runs the reference on anything else; the CUDA twin refuses it: a GPU parameter, its gradient and its
-buffer are always made contiguous).  The scalars are cast to the arrays' dtype first, and each line rounds as
-NumPy's does (no fused multiply-adds), so all three give the same bits.
+The NumPy reference does this line by line (one temporary per line, over blocks of at most 2**16 elements of
+C-contiguous arrays), on any layout; the Numba kernels read p, g and buf once and write p and buf once, on every
+core, for C-contiguous floating arrays of one dtype (the CPU twin runs the reference on anything else; the CUDA
+twin refuses it: a GPU parameter, its gradient and its buffer are always made contiguous).  The scalars are cast
+to the arrays' dtype first, and each line rounds as NumPy's does (no fused multiply-adds), so all three give
+the same bits.
 """
 import numpy as np
 from numba import cuda, njit, prange
@@ -25,8 +26,21 @@ def _scalars(p, lr, momentum, dampening, weight_decay):
 
 
 # -- NumPy reference ----------------------------------------------------------------------------------
+_BLOCK = 1 << 16  # elements: the reference's temporaries are one block each, not one parameter each
+
+
 def sgd_step_numpy(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first):
-    """The update line by line on whole arrays (see the module docstring)."""
+    """The update line by line (see the module docstring), on blocks of the flattened arrays, so that a line's
+    temporary holds one block rather than a whole parameter; arrays that are not C-contiguous go whole."""
+    if p.size <= _BLOCK or not all(a.flags.c_contiguous for a in (p, g, buf) if a is not None):
+        return _sgd_lines(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first)
+    flat = [None if a is None else a.reshape(-1) for a in (p, g, buf)]
+    for i in range(0, p.size, _BLOCK):
+        _sgd_lines(*(None if a is None else a[i:i + _BLOCK] for a in flat), lr, momentum, dampening,
+                   weight_decay, nesterov, maximize, first)
+
+
+def _sgd_lines(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first):
     lr, momentum, damp, weight_decay = _scalars(p, lr, momentum, dampening, weight_decay)
     g = -g if maximize else g
     if weight_decay != 0:

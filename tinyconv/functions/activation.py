@@ -23,12 +23,6 @@ def _sigmoid(x):
     return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
 
 
-def _rule(name, x):
-    """An elementwise derivative kernel: Numba on NumPy arrays; on CuPy arrays its reference expression (these
-    kernels have no CUDA twin, so ``backend`` hands out the reference, which CuPy evaluates on the GPU)."""
-    return backend.get_kernel(name, x)
-
-
 def _erf(x):
     """The error function on an array (a kernel: NumPy reference, Numba, numba.cuda)."""
     return backend.get_kernel("erf", x)(x)
@@ -43,7 +37,7 @@ class ReLU(Function):
 
     def backward(self, gy):
         # relu'(x) = 1 for x > 0, else 0 (0 at x = 0): gy * [y > 0], one pass on the CPU (kernels/activation.py)
-        return _rule("relu_backward", gy)(gy, self.y)
+        return backend.get_kernel("relu_backward", gy)(gy, self.y)
 
 
 def relu(input, inplace=False):
@@ -60,7 +54,7 @@ class ReLU6(Function):
 
     def backward(self, gy):
         # relu6'(x) = 1 on the open interval (0, 6), else 0: gy * [0 < y < 6]
-        return _rule("relu6_backward", gy)(gy, self.y)
+        return backend.get_kernel("relu6_backward", gy)(gy, self.y)
 
 
 def relu6(input, inplace=False):
@@ -108,7 +102,7 @@ class Tanh(Function):
 
     def backward(self, gy):
         # tanh' = 1 - tanh^2
-        return _rule("tanh_backward", gy)(gy, self.y)
+        return backend.get_kernel("tanh_backward", gy)(gy, self.y)
 
 
 def tanh(input):
