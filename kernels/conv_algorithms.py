@@ -54,15 +54,17 @@ def restore(token):
 # and 28.3-33.2 vs 31.9-37.6 at 14x14 and 28x28: the per-group GEMM wins once it is that wide.
 DIRECT_MAX_TAPS = 144
 # Winograd F(2x2, 3x3) on the CPU for 3x3 stride-1 ungrouped layers with at least this many input and output
-# channels and output pixels per image: below, the transforms' memory passes (which grow with C*N*OH*OW, not
-# with K) and the cropped tiles cost more than the 2.25x fewer multiplications save.  Measured forward +
-# backward (dx, dW), float32, one thread, interleaved on a loaded machine (ms, Winograd vs im2col + GEMM): N=8
-# 128->128 at 56x56 795 vs 1432; 64->64 at 56x56 261 vs 401, at 28x28 75 vs 107; 128->128 at 28x28 222 vs 359;
-# 256->256 at 14x14 199 vs 265; N=16 64->64 at 16x16 52 vs 82, 128->128 at 14x14 124 vs 199, at 8x8 56 vs 71,
-# 256->256 at 8x8 216 vs 271; but 512->512 at 7x7 508 vs 325 and at 4x4 562 vs 288 (few tiles, a quarter of
-# the 7x7 ones' outputs cropped); 32->32 at 32x32 even (53 vs 54), 16->16 27 vs 20 (benchmarks/PROFILES.md).
+# channels and 2x2 output tiles in the batch (N * ceil(OH/2) * ceil(OW/2)): below, the filter transforms
+# (K*C of them, forward and backward), the tile transforms' memory passes and the cropped tiles cost more than
+# the 2.25x fewer multiplications save.  Measured forward + backward (dx, dW), float32, interleaved (ms,
+# Winograd vs im2col + GEMM).  Two threads, quiet machine: N=4 64->128 at 32x32 (1024 tiles) 32.6 vs 37.6;
+# N=16 64->64 at 16x16 (1024) 22.4 vs 24.7; but N=16 128->128 at 8x8 (256 tiles) 23.5 vs 22.5, N=4 256->256 at
+# 16x16 (256) 78.7 vs 64.1, N=4 512->512 at 8x8 (64) 226 vs 75, N=16 256->256 at 4x4 (64) 52.4 vs 22.1.  One
+# thread, loaded machine: N=8 128->128 at 56x56 (6272 tiles) 795 vs 1432; 64->64 at 56x56 261 vs 401, at 28x28
+# (1568) 75 vs 107; 128->128 at 28x28 222 vs 359; 256->256 at 14x14 (392) 199 vs 265; 32->32 at 32x32 even,
+# 16->16 27 vs 20 (benchmarks/PROFILES.md).
 WINOGRAD_MIN_CHANNELS = 64
-WINOGRAD_MIN_PIXELS = 8 * 8
+WINOGRAD_MIN_TILES = 1024
 
 
 def strategy(x_shape, w_shape, G, padding, out_size, device, stride=(1, 1), dilation=(1, 1)):
@@ -100,7 +102,8 @@ def strategy(x_shape, w_shape, G, padding, out_size, device, stride=(1, 1), dila
     if device == "cpu" and direct_suits(x_shape, w_shape, G, stride, dilation):
         return "direct"
     if (device == "cpu" and winograd_conv.applies(w_shape, G, stride, dilation)
-            and min(C, K) >= WINOGRAD_MIN_CHANNELS and out_size[0] * out_size[1] >= WINOGRAD_MIN_PIXELS):
+            and min(C, K) >= WINOGRAD_MIN_CHANNELS
+            and x_shape[0] * -(-out_size[0] // 2) * -(-out_size[1] // 2) >= WINOGRAD_MIN_TILES):
         return "winograd"
     return "gemm"
 
