@@ -175,8 +175,8 @@ def build(target, batch=None, size=None, scale="full"):
 
 
 # the rows of RESULTS.md that missed their target in the last full run, as (target, batch, size)
-ROWS = [("lenet5", 64, None), ("mobilenet_v2", 16, 64), ("conv:VGG 3x3", None, None),
-        ("conv:ResNet 3x3", None, None)]
+ROWS = [("lenet5", 64, None), ("conv:ResNet 3x3", None, None), ("resnet18", 16, 64), ("mobilenet_v2", 16, 64),
+        ("efficientnet_b0", 16, 64)]
 
 
 def profile_row(target, batch=None, size=None, steps=5, scale="full", with_torch=True):
