@@ -23,21 +23,27 @@ def _tap(size, O, S, P, D, k):
     return o0, max(o0, o1), o0 * S - P + k * D
 
 
-def naive_conv2d_numpy(x, w, b, SH, SW, PH, PW, DH, DW, OH, OW, G, *, xp=np):
-    N, C, H, W = x.shape
-    K, Cg, KH, KW = w.shape
-    y = xp.zeros((N, K, OH, OW), x.dtype)
+def _taps(H, W, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW):
+    """For each tap (kh, kw) that reads inside x: ``(kh, kw, out, inp)``, the output positions it serves and the
+    input positions it reads there (two slices each, the same number of rows and columns)."""
     for kh in range(KH):
         oh0, oh1, h0 = _tap(H, OH, SH, PH, DH, kh)
         for kw in range(KW):
             ow0, ow1, v0 = _tap(W, OW, SW, PW, DW, kw)
-            if oh1 == oh0 or ow1 == ow0:
-                continue
-            rows, cols = slice(h0, h0 + (oh1 - oh0 - 1) * SH + 1, SH), slice(v0, v0 + (ow1 - ow0 - 1) * SW + 1, SW)
-            for k in range(K):
-                g = k // (K // G)
-                for c in range(Cg):  # y[:, k] += w[k, c, kh, kw] * x[:, c] at this tap's positions
-                    y[:, k, oh0:oh1, ow0:ow1] += w[k, c, kh, kw] * x[:, g * Cg + c, rows, cols]
+            if oh1 > oh0 and ow1 > ow0:
+                yield kh, kw, (slice(oh0, oh1), slice(ow0, ow1)), \
+                    (slice(h0, h0 + (oh1 - oh0 - 1) * SH + 1, SH), slice(v0, v0 + (ow1 - ow0 - 1) * SW + 1, SW))
+
+
+def naive_conv2d_numpy(x, w, b, SH, SW, PH, PW, DH, DW, OH, OW, G, *, xp=np):
+    N, C, H, W = x.shape
+    K, Cg, KH, KW = w.shape
+    y = xp.zeros((N, K, OH, OW), x.dtype)
+    for kh, kw, (oh, ow), (h, v) in _taps(H, W, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW):
+        for k in range(K):
+            g = k // (K // G)
+            for c in range(Cg):  # y[:, k] += w[k, c, kh, kw] * x[:, c] at this tap's positions
+                y[:, k, oh, ow] += w[k, c, kh, kw] * x[:, g * Cg + c, h, v]
     if b is not None:
         y += b.reshape(K, 1, 1)
     return y
@@ -49,21 +55,15 @@ def naive_conv2d_backward_numpy(gy, x, w, SH, SW, PH, PW, DH, DW, G, need_x, nee
     OH, OW = gy.shape[2:]
     gx = xp.zeros(x.shape, gy.dtype) if need_x else None
     gw = xp.zeros(w.shape, gy.dtype) if need_w else None
-    for kh in range(KH):
-        oh0, oh1, h0 = _tap(H, OH, SH, PH, DH, kh)
-        for kw in range(KW):
-            ow0, ow1, v0 = _tap(W, OW, SW, PW, DW, kw)
-            if oh1 == oh0 or ow1 == ow0:
-                continue
-            rows, cols = slice(h0, h0 + (oh1 - oh0 - 1) * SH + 1, SH), slice(v0, v0 + (ow1 - ow0 - 1) * SW + 1, SW)
-            for k in range(K):
-                g = k // (K // G)
-                d = gy[:, k, oh0:oh1, ow0:ow1]
-                for c in range(Cg):
-                    if need_x:
-                        gx[:, g * Cg + c, rows, cols] += w[k, c, kh, kw] * d
-                    if need_w:
-                        gw[k, c, kh, kw] += (d * x[:, g * Cg + c, rows, cols]).sum()
+    for kh, kw, (oh, ow), (h, v) in _taps(H, W, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW):
+        for k in range(K):
+            g = k // (K // G)
+            d = gy[:, k, oh, ow]
+            for c in range(Cg):  # the forward's multiply-add, read backwards for each operand
+                if need_x:
+                    gx[:, g * Cg + c, h, v] += w[k, c, kh, kw] * d
+                if need_w:
+                    gw[k, c, kh, kw] += (d * x[:, g * Cg + c, h, v]).sum()
     return gx, gw
 
 
