@@ -81,8 +81,9 @@ def backward(gy, x, w, PH, PW, need_x, need_w, *, xp, kernel, cpu):
         if need_x:  # dV[e] = U[e]^T @ dM[e], then B dV B^T added back into the tiles' places
             dV = xp.matmul(U.transpose(0, 2, 1), dM)
             dx = kernel("winograd_input_transform_adjoint")(dV, n1 - n0, H, W, PH, PW, TH, TW)
-            if gx is not None:
+            if gx is not None:  # several chunks: copied into place, not kept (the parts would double dx)
                 gx[n0:n1] = dx
+                dx = None
         return dU, dx
     parts = _run(chunks, chunk, 16 * K * C * N * TH * TW * (need_x + need_w), cpu)
     gw = None
