@@ -9,28 +9,53 @@ b (out,) or None, y (*, out).
 
 ``_numpy``: the products as written, which CuPy evaluates as well (no ``_cuda``: cuBLAS is already the fast
 path).  ``_cpu``: the same products, a small one held to one BLAS thread (``threads.gemm``: a thread pool's
-fork and join costs more than it saves there).  ``_shape`` (``tinyconv.summary``): the products are cheap on
-one image, so they run, and their multiply-accumulates are counted.
+fork and join costs more than it saves there).
+
+Leading axes are flattened before the product, in both, so that it is one GEMM of B rows: NumPy's ``@`` on
+an (N, H, W, in) array and a matrix is a stack of N*H products of W rows each, one BLAS call apiece.  In
+ConvNeXt's blocks (Linear over channels-last (16, 16, 16, 96) at 64x64) that stack ran 4-13x slower than
+the one product (measured, 2 threads: 8.7 ms against 1.9 forward, 36 against 2.7 for (16, 2, 2, 3072)).
+``matmul`` does the same for a stack times one matrix.  The bias is then added in place: no second
+output-sized array.  ``_shape`` (``tinyconv.summary``): the products are cheap on one image, so they run, and
+their multiply-accumulates are counted.
 """
+import math
+
 import numpy as np
 
 from . import threads
 
 
+def _rows(a):
+    """(*, n) -> (B, n): the leading axes as one axis of rows (a view where the layout allows)."""
+    return a.reshape(math.prod(a.shape[:-1]), a.shape[-1])
+
+
+def _add_bias(y, b):
+    """y + b, in place unless b's dtype would promote y's (then NumPy's promotion, as ``y + b``)."""
+    if b is None:
+        return y
+    if np.result_type(y.dtype, b.dtype) == y.dtype:
+        y += b
+        return y
+    return y + b
+
+
 def linear_forward_numpy(x, w, b):
-    y = x @ w.T
-    return y if b is None else y + b
+    y = _add_bias(_rows(x) @ w.T, b)                    # (B, in) @ (in, out), + b
+    return y.reshape(x.shape[:-1] + (w.shape[0],))
 
 
 def linear_backward_numpy(gy, x, w):
-    x2, gy2 = x.reshape(-1, x.shape[-1]), gy.reshape(-1, gy.shape[-1])
-    return gy @ w, gy2.T @ x2
+    x2, gy2 = _rows(x), _rows(gy)
+    return (gy2 @ w).reshape(x.shape), gy2.T @ x2       # dx = dy W;  dW = dy^T x
 
 
 def linear_forward_cpu(x, w, b):
     with threads.gemm(x.size * w.shape[0]):
-        y = x @ w.T
-    return y if b is None else y + b
+        y = _rows(x) @ w.T
+    y = _add_bias(y, b)
+    return y.reshape(x.shape[:-1] + (w.shape[0],))
 
 
 def linear_backward_cpu(gy, x, w):
@@ -39,6 +64,8 @@ def linear_backward_cpu(gy, x, w):
 
 
 def matmul_numpy(a, b):
+    if a.ndim > 2 and b.ndim == 2:                      # a stack times one matrix: one product of all rows
+        return (_rows(a) @ b).reshape(a.shape[:-1] + (b.shape[1],))
     return a @ b
 
 

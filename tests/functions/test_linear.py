@@ -40,6 +40,33 @@ def test_linear_matches_torch(torch):
         np.testing.assert_allclose(a.grad.numpy(), t.grad.numpy(), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("impl", ["numpy", "cpu"])
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5), (0, 3, 5), (3, 0, 5), (5,)])
+def test_linear_kernels_flatten_leading_axes(impl, shape):
+    """The kernels run one product over the flattened leading axes (kernels/linear.py): a channels-last view
+    (ConvNeXt's permuted activations), empty leading axes and a vector give what the plain product gives."""
+    import tinyconv_kernels.linear as K
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape[:-2] + (shape[-1], shape[-2]) if len(shape) > 1 else shape)
+    x = (np.swapaxes(x, -1, -2) if x.ndim > 1 else x).astype(np.float32)    # a strided view, as after permute
+    w, b = rng.standard_normal((6, 5)).astype(np.float32), rng.standard_normal(6).astype(np.float32)
+    forward, backward = getattr(K, f"linear_forward_{impl}"), getattr(K, f"linear_backward_{impl}")
+    want = np.einsum("...i,oi->...o", x.astype(np.float64), w.astype(np.float64)) + b
+    y = forward(x, w, b)
+    assert y.shape == want.shape and y.dtype == np.float32
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+    gy = rng.standard_normal(want.shape).astype(np.float32)
+    gx, gw = backward(gy, x, w)
+    assert gx.shape == x.shape and gw.shape == w.shape
+    np.testing.assert_allclose(gx, gy.astype(np.float64) @ w, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gw, gy.reshape(-1, 6).T.astype(np.float64) @ x.reshape(-1, 5), rtol=1e-5, atol=1e-5)
+    # a float64 bias promotes as NumPy's y + b does (not cast into the float32 product in place)
+    assert forward(x, w, b.astype(np.float64)).dtype == np.float64
+    # a stack times one matrix
+    a = rng.standard_normal((2, 3, 4, 5))
+    np.testing.assert_allclose(K.matmul_numpy(a, w.T.astype(np.float64)), a @ w.T, rtol=1e-12)
+
+
 def test_linear_errors_name_the_shapes():
     with pytest.raises(ValueError, match=r"last dimension 7 .*got shape \(2, 6\)"):
         F.linear(tc.randn(2, 6), tc.randn(5, 7))
