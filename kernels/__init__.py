@@ -44,6 +44,12 @@ FAMILIES = {
     "tanh_backward": "special",
     "relu_backward": "activation",
     "relu6_backward": "activation",
+    "sigmoid": "activation",
+    "sigmoid_backward": "activation",
+    "silu_forward": "activation",
+    "silu_backward": "activation",
+    "gelu_forward": "activation",
+    "gelu_backward": "activation",
     "sgd_step": "optim",
     "batch_norm_forward": "batchnorm",
     "batch_norm_eval": "batchnorm",
@@ -60,11 +66,11 @@ FAMILIES = {
 # and ``<family>_cuda.py`` the twins that are not in it, with the same kernel names
 SPLIT_FAMILIES = frozenset({"depthwise", "grouped", "pooling"})
 
-COMPOSITE = frozenset({"conv2d_forward", "conv2d_backward"})
+COMPOSITE = frozenset({"conv2d_forward", "conv2d_backward", "gelu_forward", "gelu_backward"})
 # references written over the array module ``xp`` (keyword, default NumPy): on CuPy arrays, a kernel without a
 # CUDA twin runs its reference with ``xp=cupy`` (the others' references are plain operators and methods, which
 # CuPy arrays answer as they are)
-TAKES_XP = frozenset({"tanh", "batch_norm_forward", "batch_norm_eval", "batch_norm_backward", "naive_conv2d",
+TAKES_XP = frozenset({"tanh", "sigmoid", "silu_forward", "batch_norm_forward", "batch_norm_eval", "batch_norm_backward", "naive_conv2d",
                       "naive_conv2d_backward", "winograd_input_transform", "winograd_output_transform",
                       "winograd_output_transform_adjoint", "winograd_input_transform_adjoint"})
 # families written in NumPy calls only (strategies over other kernels, BLAS products): nothing for Numba to compile

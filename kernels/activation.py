@@ -1,4 +1,7 @@
-"""Derivatives of the rectifiers, from the saved output: one pass instead of a mask saved by forward.
+"""Activation kernels: the rectifiers' derivatives, and the smooth activations (sigmoid, SiLU, GELU) one pass
+each way.
+
+Derivatives of the rectifiers, from the saved output: one pass instead of a mask saved by forward.
 
     relu(x)  = max(x, 0)          relu'  = 1 where y > 0, else 0      (0 at x = 0, as in PyTorch)
     relu6(x) = min(max(x, 0), 6)  relu6' = 1 where 0 < y < 6, else 0  (0 at both kinks)
@@ -13,9 +16,30 @@ both tests either way), so the output, which the next layer keeps anyway, replac
 pass over gy and y (NumPy's ``gy * mask`` makes a temporary mask and casts it).  Outside the mask the result
 is ``gy * 0``, as in the reference: 0, or NaN where gy is infinite or NaN.  No ``_cuda``: on the GPU, CuPy
 evaluates the reference expression.
+
+The smooth activations (``e = exp(-|x|)``, ``Phi`` the standard normal CDF, ``phi`` its density):
+
+    sigmoid(x) -> s                    s = 1/(1 + e) for x >= 0, e/(1 + e) for x < 0  (never overflows)
+    sigmoid_backward(gy, s) -> gx      gx = gy s (1 - s)
+    silu_forward(x) -> (y, s)          y = x s, with s = sigmoid(x) saved for backward
+    silu_backward(gy, x, s) -> gx      gx = gy s (1 + x (1 - s))
+    gelu_forward(x) -> (y, cdf)        y = x Phi(x),  Phi(x) = (1 + erf(x/sqrt 2))/2 = erfc(-x/sqrt 2)/2
+    gelu_backward(gy, x, cdf) -> gx    gx = gy (Phi(x) + x phi(x)),  phi(x) = exp(-x^2/2)/sqrt(2 pi)
+
+``_numpy``: NumPy expressions, several passes with temporaries (on a GPU, CuPy runs them: the GELU ones get
+the device's ``erf`` kernel through ``kernel``).  ``_cpu``: one Numba loop each way.  In float32 the loop
+evaluates in float64 with ``special.exp_neg`` and ``special.erf_erfc`` (no library call, so it vectorises) and
+rounds once: measured on EfficientNet-B0's and ConvNeXt's activations, SiLU's forward took 69 ms of a 406 ms
+training step and GELU's 94 of 1650, against PyTorch's 3 and 6.  Phi of a negative x comes from erfc,
+not from 1 + erf (which cancels: in float32 it is 0 below x = -5.7).  float64 uses ``math.exp`` and
+``math.erf``/``math.erfc``, correctly rounded to within an ulp or two.
 """
+import math
+
 import numpy as np
-from numba import float32, float64, vectorize
+from numba import float32, float64, njit, vectorize
+
+from .special import erf_erfc, erf_numpy, exp_neg
 
 _SIGNATURES = [float32(float32, float32), float64(float64, float64)]
 
@@ -48,3 +72,171 @@ def relu_backward_cpu(gy, y):
 
 def relu6_backward_cpu(gy, y):
     return _relu6_backward(gy, y) if _floats(gy, y) else relu6_backward_numpy(gy, y)
+
+
+# -- smooth activations: NumPy reference ----------------------------------------------------------------
+_SQRT1_2 = 1 / math.sqrt(2)
+_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+
+
+def sigmoid_numpy(x, *, xp=np):
+    e = xp.exp(-abs(x))                                   # in (0, 1]: never overflows
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+def sigmoid_backward_numpy(gy, s):
+    return gy * s * (1 - s)                               # sigma' = sigma (1 - sigma)
+
+
+def silu_forward_numpy(x, *, xp=np):
+    s = sigmoid_numpy(x, xp=xp)
+    return x * s, s
+
+
+def silu_backward_numpy(gy, x, s):
+    return gy * s * (1 + x * (1 - s))                     # d(x s) = s + x s (1 - s)
+
+
+def _erf_reference(name):
+    return {"erf": erf_numpy}[name]
+
+
+def gelu_forward_numpy(x, *, xp=np, kernel=_erf_reference):
+    cdf = (0.5 * (1 + kernel("erf")(x * x.dtype.type(_SQRT1_2)))).astype(x.dtype, copy=False)
+    return x * cdf, cdf
+
+
+def gelu_backward_numpy(gy, x, cdf, *, xp=np, kernel=_erf_reference):
+    pdf = xp.exp(-0.5 * x * x) * x.dtype.type(_INV_SQRT_2PI)
+    return gy * (cdf + x * pdf)                           # d(x Phi(x)) = Phi(x) + x phi(x)
+
+
+# -- smooth activations: Numba --------------------------------------------------------------------------
+@njit(inline="always")
+def _sigmoid64(v, e):
+    """sigma(v) from e = exp(-|v|)."""
+    return 1.0 / (1.0 + e) if v >= 0 else e / (1.0 + e)
+
+
+@njit(fastmath={"contract"}, cache=True)
+def _sigmoid32(x, s):
+    for i in range(x.size):
+        v = np.float64(x[i])
+        s[i] = np.float32(_sigmoid64(v, exp_neg(abs(v))))
+
+
+@njit(cache=True)
+def _sigmoid_f64(x, s):
+    for i in range(x.size):
+        s[i] = _sigmoid64(x[i], math.exp(-abs(x[i])))
+
+
+@njit(fastmath={"contract"}, cache=True)
+def _silu32(x, y, s):
+    for i in range(x.size):
+        v = np.float64(x[i])
+        sv = _sigmoid64(v, exp_neg(abs(v)))
+        s[i] = np.float32(sv)
+        y[i] = np.float32(v * sv)
+
+
+@njit(cache=True)
+def _silu_f64(x, y, s):
+    for i in range(x.size):
+        sv = _sigmoid64(x[i], math.exp(-abs(x[i])))
+        s[i] = sv
+        y[i] = x[i] * sv
+
+
+@njit(fastmath={"contract"}, cache=True)
+def _gelu32(x, y, cdf):
+    for i in range(x.size):
+        v = np.float64(x[i])
+        erf, erfc = erf_erfc(abs(v) * _SQRT1_2)
+        c = 0.5 * (1.0 + erf) if v >= 0 else 0.5 * erfc   # Phi(-a) = erfc(a/sqrt 2)/2: no cancellation
+        cdf[i] = np.float32(c)
+        y[i] = np.float32(v * c)
+
+
+@njit(cache=True)
+def _gelu_f64(x, y, cdf):
+    for i in range(x.size):
+        v = x[i]
+        c = 0.5 * (1.0 + math.erf(v * _SQRT1_2)) if v >= 0 else 0.5 * math.erfc(-v * _SQRT1_2)
+        cdf[i] = c
+        y[i] = v * c
+
+
+@njit(fastmath={"contract"}, cache=True)
+def _gelu_backward32(gy, x, cdf, gx):
+    for i in range(x.size):
+        v = np.float64(x[i])
+        gx[i] = np.float32(gy[i] * (cdf[i] + v * exp_neg(0.5 * v * v) * _INV_SQRT_2PI))
+
+
+@njit(cache=True)
+def _gelu_backward_f64(gy, x, cdf, gx):
+    for i in range(x.size):
+        gx[i] = gy[i] * (cdf[i] + x[i] * math.exp(-0.5 * x[i] * x[i]) * _INV_SQRT_2PI)
+
+
+@vectorize(_SIGNATURES, cache=True)
+def _sigmoid_backward(gy, s):
+    return gy * s * (1 - s)
+
+
+@vectorize([float32(float32, float32, float32), float64(float64, float64, float64)], cache=True)
+def _silu_backward(gy, x, s):
+    return gy * s * (1 + x * (1 - s))
+
+
+def _flat(*arrays):
+    """The arrays as contiguous 1-D (copies only where not contiguous), when they share a float dtype."""
+    dtype = arrays[0].dtype
+    if dtype not in (np.float32, np.float64) or any(a.dtype != dtype for a in arrays):
+        return None
+    return [np.ascontiguousarray(a).reshape(-1) for a in arrays]
+
+
+def _run(loops, x, *outs_like):
+    """Run the float32 or float64 loop over x (and the arrays after it); outputs shaped like x."""
+    flat = _flat(x, *outs_like)
+    outs = [np.empty_like(flat[0]) for _ in range(loops[2])]
+    (loops[0] if x.dtype == np.float32 else loops[1])(*flat, *outs)
+    return [o.reshape(x.shape) for o in outs]
+
+
+def sigmoid_cpu(x):
+    if _flat(x) is None:
+        return sigmoid_numpy(x)
+    return _run((_sigmoid32, _sigmoid_f64, 1), x)[0]
+
+
+def sigmoid_backward_cpu(gy, s):
+    return _sigmoid_backward(gy, s) if _floats(gy, s) else sigmoid_backward_numpy(gy, s)
+
+
+def silu_forward_cpu(x):
+    if _flat(x) is None:
+        return silu_forward_numpy(x)
+    y, s = _run((_silu32, _silu_f64, 2), x)
+    return y, s
+
+
+def silu_backward_cpu(gy, x, s):
+    if _flat(gy, x, s) is None:
+        return silu_backward_numpy(gy, x, s)
+    return _silu_backward(gy, x, s)
+
+
+def gelu_forward_cpu(x, *, xp=np, kernel=None):
+    if _flat(x) is None:
+        return gelu_forward_numpy(x)
+    y, cdf = _run((_gelu32, _gelu_f64, 2), x)
+    return y, cdf
+
+
+def gelu_backward_cpu(gy, x, cdf, *, xp=np, kernel=None):
+    if _flat(gy, x, cdf) is None:
+        return gelu_backward_numpy(gy, x, cdf)
+    return _run((_gelu_backward32, _gelu_backward_f64, 1), gy, x, cdf)[0]

@@ -17,10 +17,8 @@ from ..core import Function
 
 def _sigmoid(x):
     """The logistic function on an array, without overflow: with ``e = exp(-|x|)`` in (0, 1],
-    ``sigma(x) = 1 / (1 + e)`` for ``x >= 0`` and ``e / (1 + e)`` for ``x < 0``."""
-    xp = get_array_module(x)
-    e = xp.exp(-abs(x))
-    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+    ``sigma(x) = 1 / (1 + e)`` for ``x >= 0`` and ``e / (1 + e)`` for ``x < 0`` (kernels/activation.py)."""
+    return backend.get_kernel("sigmoid", x)(x)
 
 
 def _erf(x):
@@ -83,8 +81,8 @@ class Sigmoid(Function):
         return self.y
 
     def backward(self, gy):
-        # sigma' = sigma (1 - sigma)
-        return gy * self.y * (1 - self.y)
+        # sigma' = sigma (1 - sigma), one pass on the CPU
+        return backend.get_kernel("sigmoid_backward", gy)(gy, self.y)
 
 
 def sigmoid(input):
@@ -111,13 +109,16 @@ def tanh(input):
 
 
 class SiLU(Function):
+    """y = x sigma(x), sigma saved for backward (kernels/activation.py: one pass each way on the CPU)."""
+
     def forward(self, x):
-        self.x, self.s = x, _sigmoid(x)
-        return x * self.s
+        self.x = x
+        y, self.s = backend.get_kernel("silu_forward", x)(x)
+        return y
 
     def backward(self, gy):
         # d(x sigma(x)) = sigma + x sigma (1 - sigma) = sigma (1 + x (1 - sigma))
-        return gy * self.s * (1 + self.x * (1 - self.s))
+        return backend.get_kernel("silu_backward", gy)(gy, self.x, self.s)
 
 
 def silu(input, inplace=False):
@@ -171,20 +172,19 @@ class GELU(Function):
             u = x.dtype.type(math.sqrt(2 / math.pi)) * (x + x.dtype.type(0.044715) * x ** 3)
             self.t = xp.tanh(u)
             return 0.5 * x * (1 + self.t)
-        self.cdf = (0.5 * (1 + _erf(x * x.dtype.type(1 / math.sqrt(2))))).astype(x.dtype, copy=False)
-        return x * self.cdf
+        # y = x Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2 saved for backward (kernels/activation.py)
+        y, self.cdf = backend.get_kernel("gelu_forward", x)(x)
+        return y
 
     def backward(self, gy):
-        xp = get_array_module(gy)
         x = self.x
         if self.approximate == "tanh":
             k = x.dtype.type(math.sqrt(2 / math.pi))
             du = k * (1 + x.dtype.type(3 * 0.044715) * x * x)
             # d = (1 + t)/2 + x/2 (1 - t^2) u'
             return gy * (0.5 * (1 + self.t) + 0.5 * x * (1 - self.t * self.t) * du)
-        pdf = xp.exp(-0.5 * x * x) * x.dtype.type(1 / math.sqrt(2 * math.pi))
-        # d(x Phi(x)) = Phi(x) + x phi(x)
-        return gy * (self.cdf + x * pdf)
+        # d(x Phi(x)) = Phi(x) + x phi(x),  phi(x) = exp(-x^2/2) / sqrt(2 pi)
+        return backend.get_kernel("gelu_backward", gy)(gy, x, self.cdf)
 
 
 def gelu(input, approximate="none"):
