@@ -114,24 +114,30 @@ def gelu_backward_numpy(gy, x, cdf, *, xp=np, kernel=_erf_reference):
 # -- smooth activations: Numba --------------------------------------------------------------------------
 @njit(inline="always")
 def _sigmoid64(v, e):
-    """sigma(v) from e = exp(-|v|)."""
-    return 1.0 / (1.0 + e) if v >= 0 else e / (1.0 + e)
+    """sigma(v) from e = exp(-|v|): 1/(1 + e) for v >= 0, e/(1 + e) below (one division)."""
+    d = 1.0 / (1.0 + e)
+    return d if v >= 0 else e * d
 
 
-@njit(fastmath={"contract"}, cache=True)
+# The loops compile with NumPy's error model: Python's (Numba's default) checks every division for a zero
+# divisor, and that branch kept LLVM from vectorising them (sigmoid: 8.7 ns an element, against 1.1).
+_LOOP = dict(fastmath={"contract"}, error_model="numpy", cache=True)
+
+
+@njit(**_LOOP)
 def _sigmoid32(x, s):
     for i in range(x.size):
         v = np.float64(x[i])
         s[i] = np.float32(_sigmoid64(v, exp_neg(abs(v))))
 
 
-@njit(cache=True)
+@njit(error_model="numpy", cache=True)
 def _sigmoid_f64(x, s):
     for i in range(x.size):
         s[i] = _sigmoid64(x[i], math.exp(-abs(x[i])))
 
 
-@njit(fastmath={"contract"}, cache=True)
+@njit(**_LOOP)
 def _silu32(x, y, s):
     for i in range(x.size):
         v = np.float64(x[i])
@@ -140,7 +146,7 @@ def _silu32(x, y, s):
         y[i] = np.float32(v * sv)
 
 
-@njit(cache=True)
+@njit(error_model="numpy", cache=True)
 def _silu_f64(x, y, s):
     for i in range(x.size):
         sv = _sigmoid64(x[i], math.exp(-abs(x[i])))
@@ -148,7 +154,7 @@ def _silu_f64(x, y, s):
         y[i] = x[i] * sv
 
 
-@njit(fastmath={"contract"}, cache=True)
+@njit(**_LOOP)
 def _gelu32(x, y, cdf):
     for i in range(x.size):
         v = np.float64(x[i])
@@ -167,7 +173,7 @@ def _gelu_f64(x, y, cdf):
         y[i] = v * c
 
 
-@njit(fastmath={"contract"}, cache=True)
+@njit(**_LOOP)
 def _gelu_backward32(gy, x, cdf, gx):
     for i in range(x.size):
         v = np.float64(x[i])

@@ -159,7 +159,7 @@ def erf_erfc(a):
     return 1.0 - erfc_large, erfc_large
 
 
-@njit(fastmath={"contract"}, cache=True)
+@njit(fastmath={"contract"}, error_model="numpy", cache=True)
 def _erf32_loop(x, y):
     for i in range(x.size):
         v = np.float64(x[i])
