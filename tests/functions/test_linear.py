@@ -67,6 +67,20 @@ def test_linear_kernels_flatten_leading_axes(impl, shape):
     np.testing.assert_allclose(K.matmul_numpy(a, w.T.astype(np.float64)), a @ w.T, rtol=1e-12)
 
 
+@pytest.mark.parametrize("rows", [3, 64, 65])
+def test_linear_forward_few_rows_large_weight(rows):
+    """Few rows times a large weight run as the transposed product (W X^T)^T (kernels/linear.py): same values,
+    a C-contiguous result, the bias added; 65 rows take the plain product."""
+    import tinyconv_kernels.linear as K
+    rng = np.random.default_rng(rows)
+    x = rng.standard_normal((rows, 1024)).astype(np.float32)
+    w = rng.standard_normal((K.TRANSPOSED_MIN_WEIGHTS // 1024, 1024)).astype(np.float32)
+    b = rng.standard_normal(w.shape[0]).astype(np.float32)
+    y = K.linear_forward_cpu(x, w, b)
+    assert y.flags.c_contiguous and y.shape == (rows, w.shape[0]) and y.dtype == np.float32
+    np.testing.assert_allclose(y, x.astype(np.float64) @ w.T.astype(np.float64) + b, rtol=1e-4, atol=1e-3)
+
+
 def test_linear_errors_name_the_shapes():
     with pytest.raises(ValueError, match=r"last dimension 7 .*got shape \(2, 6\)"):
         F.linear(tc.randn(2, 6), tc.randn(5, 7))
