@@ -21,8 +21,9 @@ The smooth activations (``e = exp(-|x|)``, ``Phi`` the standard normal CDF, ``ph
 
     sigmoid(x) -> s                    s = 1/(1 + e) for x >= 0, e/(1 + e) for x < 0  (never overflows)
     sigmoid_backward(gy, s) -> gx      gx = gy s (1 - s)
-    silu_forward(x) -> (y, s)          y = x s, with s = sigmoid(x) saved for backward
-    silu_backward(gy, x, s) -> gx      gx = gy s (1 + x (1 - s))
+    silu_forward(x) -> y               y = x s, s = sigmoid(x)
+    silu_backward(gy, x) -> gx         gx = gy s (1 + x (1 - s)), s recomputed from x (as PyTorch, only x is
+                                       saved: EfficientNet-B0 has 49 SiLUs; s would be one more array each)
     gelu_forward(x) -> (y, cdf)        y = x Phi(x),  Phi(x) = (1 + erf(x/sqrt 2))/2 = erfc(-x/sqrt 2)/2
     gelu_backward(gy, x, cdf) -> gx    gx = gy (Phi(x) + x phi(x)),  phi(x) = exp(-x^2/2)/sqrt(2 pi)
 
@@ -89,11 +90,11 @@ def sigmoid_backward_numpy(gy, s):
 
 
 def silu_forward_numpy(x, *, xp=np):
+    return x * sigmoid_numpy(x, xp=xp)
+
+
+def silu_backward_numpy(gy, x, *, xp=np):
     s = sigmoid_numpy(x, xp=xp)
-    return x * s, s
-
-
-def silu_backward_numpy(gy, x, s):
     return gy * s * (1 + x * (1 - s))                     # d(x s) = s + x s (1 - s)
 
 
@@ -138,20 +139,31 @@ def _sigmoid_f64(x, s):
 
 
 @njit(**_LOOP)
-def _silu32(x, y, s):
+def _silu32(x, y):
     for i in range(x.size):
         v = np.float64(x[i])
-        sv = _sigmoid64(v, exp_neg(abs(v)))
-        s[i] = np.float32(sv)
-        y[i] = np.float32(v * sv)
+        y[i] = np.float32(v * _sigmoid64(v, exp_neg(abs(v))))
 
 
 @njit(error_model="numpy", cache=True)
-def _silu_f64(x, y, s):
+def _silu_f64(x, y):
+    for i in range(x.size):
+        y[i] = x[i] * _sigmoid64(x[i], math.exp(-abs(x[i])))
+
+
+@njit(**_LOOP)
+def _silu_backward32(gy, x, gx):
+    for i in range(x.size):
+        v = np.float64(x[i])
+        sv = _sigmoid64(v, exp_neg(abs(v)))
+        gx[i] = np.float32(gy[i] * sv * (1.0 + v * (1.0 - sv)))
+
+
+@njit(error_model="numpy", cache=True)
+def _silu_backward_f64(gy, x, gx):
     for i in range(x.size):
         sv = _sigmoid64(x[i], math.exp(-abs(x[i])))
-        s[i] = sv
-        y[i] = x[i] * sv
+        gx[i] = gy[i] * sv * (1.0 + x[i] * (1.0 - sv))
 
 
 @njit(**_LOOP)
@@ -191,11 +203,6 @@ def _sigmoid_backward(gy, s):
     return gy * s * (1 - s)
 
 
-@vectorize([float32(float32, float32, float32), float64(float64, float64, float64)], cache=True)
-def _silu_backward(gy, x, s):
-    return gy * s * (1 + x * (1 - s))
-
-
 def _flat(*arrays):
     """The arrays as contiguous 1-D (copies only where not contiguous), when they share a float dtype."""
     dtype = arrays[0].dtype
@@ -225,14 +232,13 @@ def sigmoid_backward_cpu(gy, s):
 def silu_forward_cpu(x):
     if _flat(x) is None:
         return silu_forward_numpy(x)
-    y, s = _run((_silu32, _silu_f64, 2), x)
-    return y, s
+    return _run((_silu32, _silu_f64, 1), x)[0]
 
 
-def silu_backward_cpu(gy, x, s):
-    if _flat(gy, x, s) is None:
-        return silu_backward_numpy(gy, x, s)
-    return _silu_backward(gy, x, s)
+def silu_backward_cpu(gy, x):
+    if _flat(gy, x) is None:
+        return silu_backward_numpy(gy, x)
+    return _run((_silu_backward32, _silu_backward_f64, 1), gy, x)[0]
 
 
 def gelu_forward_cpu(x, *, xp=np, kernel=None):

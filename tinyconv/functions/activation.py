@@ -109,16 +109,16 @@ def tanh(input):
 
 
 class SiLU(Function):
-    """y = x sigma(x), sigma saved for backward (kernels/activation.py: one pass each way on the CPU)."""
+    """y = x sigma(x); only x is saved, sigma is recomputed in backward (kernels/activation.py: one pass each
+    way on the CPU)."""
 
     def forward(self, x):
         self.x = x
-        y, self.s = backend.get_kernel("silu_forward", x)(x)
-        return y
+        return backend.get_kernel("silu_forward", x)(x)
 
     def backward(self, gy):
         # d(x sigma(x)) = sigma + x sigma (1 - sigma) = sigma (1 + x (1 - sigma))
-        return backend.get_kernel("silu_backward", gy)(gy, self.x, self.s)
+        return backend.get_kernel("silu_backward", gy)(gy, self.x)
 
 
 def silu(input, inplace=False):
