@@ -67,6 +67,7 @@ _started = False
 _limit = None          # the cap set by set_num_threads / TINYCONV_THREADS (None: every core)
 _local = threading.local()  # Numba's thread count is per calling thread; remember what we set
 _blas = None           # threadpoolctl's controllers of the BLAS libraries loaded (found once)
+_setters = None        # per library: its thread-count setter (found once: a product block sets it twice)
 _pool = None           # split_work's helper threads (max_threads() - 1 of them, made on first use)
 _pool_size = 0
 
@@ -166,12 +167,11 @@ def _local_setter(lib):
 
 def _set_blas_threads(n):
     """Set every BLAS library to ``n`` threads, from whichever Python thread calls."""
-    for lib in _blas_libs():
-        setter = _local_setter(lib)
-        if setter is not None:
-            setter(n)
-        else:
-            lib.set_num_threads(n)
+    global _setters
+    if _setters is None:
+        _setters = [_local_setter(lib) or lib.set_num_threads for lib in _blas_libs()]
+    for setter in _setters:
+        setter(n)
 
 
 def large_product_threads():
