@@ -137,21 +137,40 @@ def test_chunks_on_several_threads_give_the_one_thread_bits(case, x_grad, monkey
 
 
 def test_split_work_keeps_order_and_raises_the_errors_of_any_thread(monkeypatch):
+    import time
     monkeypatch.setattr(threads, "max_threads", lambda: 3)
     seen = set()
 
     def work(i):
         seen.add(threading.current_thread().name)
+        time.sleep(0.02)  # long enough for the helpers to start and take items
         return i * i
     assert threads.split_work(work, list(range(10))) == [i * i for i in range(10)]
     assert "MainThread" in seen and any(name.startswith("tinyconv") for name in seen)  # the caller and helpers
 
     def fail_late(i):
-        if i == 9:  # in the last run, on a helper thread
-            raise ValueError("chunk 9")
+        time.sleep(0.02)
+        if i in (7, 9):  # whichever thread takes them: the first in item order is raised
+            raise ValueError(f"chunk {i}")
         return i
-    with pytest.raises(ValueError, match="chunk 9"):
+    with pytest.raises(ValueError, match="chunk 7"):
         threads.split_work(fail_late, list(range(10)))
+
+
+def test_split_work_never_waits_for_a_helper_that_has_not_started(monkeypatch):
+    """The caller takes items too: with every helper stuck elsewhere (a busy machine), it does them all and
+    returns, instead of waiting for a helper's share."""
+    import time
+    monkeypatch.setattr(threads, "max_threads", lambda: 2)
+    assert threads.split_work(lambda i: i, [0, 1]) == [0, 1]  # the pool exists now, one helper
+    release = threading.Event()
+    threads._pool.submit(release.wait)                         # the helper is busy until released
+    try:
+        t0 = time.perf_counter()
+        assert threads.split_work(lambda i: i + 1, list(range(6))) == [1, 2, 3, 4, 5, 6]
+        assert time.perf_counter() - t0 < 5
+    finally:
+        release.set()
 
 
 def test_split_work_stays_on_the_calling_thread_under_numbas_workqueue_layer(monkeypatch):
