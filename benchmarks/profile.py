@@ -176,7 +176,8 @@ def build(target, batch=None, size=None, scale="full"):
 
 # the rows of RESULTS.md that missed their target in the last full run, as (target, batch, size)
 ROWS = [("lenet5", 64, None), ("conv:ResNet 3x3", None, None), ("resnet18", 16, 64), ("mobilenet_v2", 16, 64),
-        ("efficientnet_b0", 16, 64)]
+        ("efficientnet_b0", 16, 64), ("densenet121", 16, 64), ("googlenet_torchvision", 16, 64),
+        ("convnext_tiny", 16, 64)]
 
 
 def profile_row(target, batch=None, size=None, steps=5, scale="full", with_torch=True):

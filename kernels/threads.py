@@ -38,11 +38,12 @@ The policy, applied at the first kernel call:
   the environment before NumPy is imported shortens that.)
 - **A small convolution splits its images across threads instead.**  Below ``BLAS_PARALLEL_MIN_MACS`` a
   convolution's products run on one BLAS thread, but its batch is already cut into chunks of images
-  (``kernels/conv2d.py``): ``split_work`` hands runs of chunks to a few Python threads (a pool of ``max_threads() - 1``
-  plus the caller), each doing its chunks' im2col, GEMMs and col2im on one core (the Numba kernels release
-  the GIL, NumPy's matmul too).  Every chunk is computed as it would be alone, so results do not depend on
-  the thread count.  Measured on an idle 2-core machine: LeNet-5's C1 and C3 forward 1.5-1.6x faster; with
-  the other core busy 10-15% slower (threads that block, unlike spinning pools, lose little).
+  (``kernels/conv2d.py``): ``split_work`` shares the chunks out among the caller and a pool of
+  ``max_threads() - 1`` Python threads, each taking the next chunk not yet taken and doing its im2col, GEMMs
+  and col2im on one core (the Numba kernels release the GIL, NumPy's matmul too); the caller never waits
+  for a helper that has not started.  Every chunk is computed as it would be alone, so results do not
+  depend on the thread count.  Measured on an idle 2-core machine: LeNet-5's C1 and C3 forward 1.5-1.6x
+  faster; with the other core busy, see ``split_work``.
 - **One knob for both pools**: ``tinyconv.set_num_threads(n)`` (or ``TINYCONV_THREADS=n``) caps the Numba
   kernels and BLAS at ``n`` threads; ``set_num_threads(1)`` is the right choice when several training
   processes share the machine.
