@@ -63,8 +63,10 @@ def _relu6_backward(gy, y):
     return gy if (y > 0) & (y < 6) else gy * 0
 
 
-def _floats(gy, y):
-    return gy.dtype == y.dtype and gy.dtype in (np.float32, np.float64)
+def _floats(*arrays):
+    """Whether the arrays share a float dtype (the Numba kernels' signatures); else the reference runs."""
+    dtype = arrays[0].dtype
+    return dtype in (np.float32, np.float64) and all(a.dtype == dtype for a in arrays)
 
 
 def relu_backward_cpu(gy, y):
@@ -123,6 +125,7 @@ def _sigmoid64(v, e):
 # The loops compile with NumPy's error model: Python's (Numba's default) checks every division for a zero
 # divisor, and that branch kept LLVM from vectorising them (sigmoid: 8.7 ns an element, against 1.1).
 _LOOP = dict(fastmath={"contract"}, error_model="numpy", cache=True)
+_LOOP64 = dict(error_model="numpy", cache=True)    # float64: math.exp/erf/erfc, no contraction
 
 
 @njit(**_LOOP)
@@ -132,7 +135,7 @@ def _sigmoid32(x, s):
         s[i] = np.float32(_sigmoid64(v, exp_neg(abs(v))))
 
 
-@njit(error_model="numpy", cache=True)
+@njit(**_LOOP64)
 def _sigmoid_f64(x, s):
     for i in range(x.size):
         s[i] = _sigmoid64(x[i], math.exp(-abs(x[i])))
@@ -145,7 +148,7 @@ def _silu32(x, y):
         y[i] = np.float32(v * _sigmoid64(v, exp_neg(abs(v))))
 
 
-@njit(error_model="numpy", cache=True)
+@njit(**_LOOP64)
 def _silu_f64(x, y):
     for i in range(x.size):
         y[i] = x[i] * _sigmoid64(x[i], math.exp(-abs(x[i])))
@@ -159,7 +162,7 @@ def _silu_backward32(gy, x, gx):
         gx[i] = np.float32(gy[i] * sv * (1.0 + v * (1.0 - sv)))
 
 
-@njit(error_model="numpy", cache=True)
+@njit(**_LOOP64)
 def _silu_backward_f64(gy, x, gx):
     for i in range(x.size):
         sv = _sigmoid64(x[i], math.exp(-abs(x[i])))
@@ -176,7 +179,7 @@ def _gelu32(x, y, cdf):
         y[i] = np.float32(v * c)
 
 
-@njit(cache=True)
+@njit(**_LOOP64)
 def _gelu_f64(x, y, cdf):
     for i in range(x.size):
         v = x[i]
@@ -192,7 +195,7 @@ def _gelu_backward32(gy, x, cdf, gx):
         gx[i] = np.float32(gy[i] * (cdf[i] + v * exp_neg(0.5 * v * v) * _INV_SQRT_2PI))
 
 
-@njit(cache=True)
+@njit(**_LOOP64)
 def _gelu_backward_f64(gy, x, cdf, gx):
     for i in range(x.size):
         gx[i] = gy[i] * (cdf[i] + x[i] * math.exp(-0.5 * x[i] * x[i]) * _INV_SQRT_2PI)
@@ -203,26 +206,17 @@ def _sigmoid_backward(gy, s):
     return gy * s * (1 - s)
 
 
-def _flat(*arrays):
-    """The arrays as contiguous 1-D (copies only where not contiguous), when they share a float dtype."""
-    dtype = arrays[0].dtype
-    if dtype not in (np.float32, np.float64) or any(a.dtype != dtype for a in arrays):
-        return None
-    return [np.ascontiguousarray(a).reshape(-1) for a in arrays]
-
-
-def _run(loops, x, *outs_like):
-    """Run the float32 or float64 loop over x (and the arrays after it); outputs shaped like x."""
-    flat = _flat(x, *outs_like)
-    outs = [np.empty_like(flat[0]) for _ in range(loops[2])]
-    (loops[0] if x.dtype == np.float32 else loops[1])(*flat, *outs)
-    return [o.reshape(x.shape) for o in outs]
+def _run(loop32, loop64, outputs, *arrays):
+    """The float32 or float64 loop over the arrays (flattened; copied only where not contiguous), writing
+    ``outputs`` new arrays shaped like the first."""
+    flat = [np.ascontiguousarray(a).reshape(-1) for a in arrays]
+    outs = [np.empty_like(flat[0]) for _ in range(outputs)]
+    (loop32 if flat[0].dtype == np.float32 else loop64)(*flat, *outs)
+    return [o.reshape(arrays[0].shape) for o in outs]
 
 
 def sigmoid_cpu(x):
-    if _flat(x) is None:
-        return sigmoid_numpy(x)
-    return _run((_sigmoid32, _sigmoid_f64, 1), x)[0]
+    return _run(_sigmoid32, _sigmoid_f64, 1, x)[0] if _floats(x) else sigmoid_numpy(x)
 
 
 def sigmoid_backward_cpu(gy, s):
@@ -230,25 +224,18 @@ def sigmoid_backward_cpu(gy, s):
 
 
 def silu_forward_cpu(x):
-    if _flat(x) is None:
-        return silu_forward_numpy(x)
-    return _run((_silu32, _silu_f64, 1), x)[0]
+    return _run(_silu32, _silu_f64, 1, x)[0] if _floats(x) else silu_forward_numpy(x)
 
 
 def silu_backward_cpu(gy, x):
-    if _flat(gy, x) is None:
-        return silu_backward_numpy(gy, x)
-    return _run((_silu_backward32, _silu_backward_f64, 1), gy, x)[0]
+    return _run(_silu_backward32, _silu_backward_f64, 1, gy, x)[0] if _floats(gy, x) else \
+        silu_backward_numpy(gy, x)
 
 
 def gelu_forward_cpu(x, *, xp=np, kernel=None):
-    if _flat(x) is None:
-        return gelu_forward_numpy(x)
-    y, cdf = _run((_gelu32, _gelu_f64, 2), x)
-    return y, cdf
+    return tuple(_run(_gelu32, _gelu_f64, 2, x)) if _floats(x) else gelu_forward_numpy(x)
 
 
 def gelu_backward_cpu(gy, x, cdf, *, xp=np, kernel=None):
-    if _flat(gy, x, cdf) is None:
-        return gelu_backward_numpy(gy, x, cdf)
-    return _run((_gelu_backward32, _gelu_backward_f64, 1), gy, x, cdf)[0]
+    return _run(_gelu_backward32, _gelu_backward_f64, 1, gy, x, cdf)[0] if _floats(gy, x, cdf) else \
+        gelu_backward_numpy(gy, x, cdf)
