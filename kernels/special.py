@@ -17,8 +17,8 @@ an element against ``math.erf``'s 10-20.
 
 Why a float32 ``tanh`` of our own: on the AVX2 machine of an earlier round NumPy's float32 ``tanh`` ran
 element by element (2.7 ns an element; LeNet-5's 4 activations took 15% of its training step).  With
-AVX-512 NumPy's is vectorised and faster (0.4 against 1.2 ns), but up to 1.4 ulp off.  ``tanh_cpu`` evaluates, in float64 and in a form the
-compiler turns into SIMD code (no branch, no library call),
+AVX-512 NumPy's is vectorised and faster (0.4 against 1.2 ns), but up to 1.4 ulp off.  ``tanh_cpu``
+evaluates, in float64 and in a form the compiler turns into SIMD code (no branch, no library call),
 
     a = min(|x|, 9.5);  r = -2a / 32;  m = expm1(r) by its Taylor series to r^11 (|r| <= 0.6: error < 1e-11);
     m <- m (m + 2), five times        (expm1(2r) = expm1(r) (expm1(r) + 2): now m = expm1(-2a), no cancellation)
