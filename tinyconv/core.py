@@ -4,7 +4,9 @@ A ``Tensor`` wraps a backend array (``numpy.ndarray`` on the CPU, ``cupy.ndarray
 Every differentiable operation is a ``Function`` subclass: ``forward`` works on raw arrays and keeps what
 ``backward`` needs as named attributes (``self.mask``, ``self.col``, ...); ``backward`` sits right under it and
 maps the gradient of the output(s) to the gradients of the inputs.  Calling a function records the graph
-(define-by-run): each output remembers the function that created it, each function its inputs.
+(define-by-run): each output remembers the function that created it, each function its inputs (an
+intermediate one only weakly, so that an array no backward needs is freed as the forward pass goes on:
+``hold_inputs`` in graph.py).
 
 ``Tensor.backward`` visits the graph in reverse topological order computed *iteratively*, so a chain of
 ten thousand operations (a deep DenseNet, an unrolled loop) needs no recursion.  Gradients of leaves
@@ -18,7 +20,8 @@ import numpy as np
 from . import backend
 from .grad_mode import (enable_grad, inference_mode, is_grad_enabled, no_grad,  # noqa: F401
                         set_grad_enabled)
-from .graph import GradOwnership, check_versions, may_share_memory, saves_memory_of, topological_order  # noqa: F401
+from .graph import (GradOwnership, WeakInput, check_versions, hold_inputs, mark_written,  # noqa: F401
+                    may_share_memory, saves_memory_of, topological_order)
 
 # the queue of ``queue_callback`` while a backward pass runs (context-local: each thread's pass has its own)
 _callbacks = contextvars.ContextVar("tinyconv_backward_callbacks", default=None)
@@ -40,8 +43,9 @@ class Function:
     """
 
     _freed = False
-    inputs = edges = versions = ()
+    _held = edges = versions = ()
     overwritten = None  # set when an output this function saved was written in place
+    output_grads = None  # a dict to fill: {output index: its gradient} from the next backward (viz.graph)
 
     def __init__(self, **hyper):
         self.__dict__.update(hyper)
@@ -64,7 +68,7 @@ class Function:
         requires = is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
         results = tuple(Tensor(y, requires_grad=requires) for y in outputs)
         if requires:
-            self.inputs = tensors
+            self._held = hold_inputs(tensors, outputs)  # leaves and viewed inputs as tensors, others weakly
             # the graph's edges as they are now: an input later written in place (``x[i] = v``) gets a new
             # history, but this function consumed the old one; versions detect a saved input written since
             self.edges = [None if t is None else (t._ctx, t._out_index) for t in tensors]
@@ -76,6 +80,16 @@ class Function:
         else:
             self.release()
         return results if multi else results[0]
+
+    @property
+    def inputs(self):
+        """The input tensors (``None`` for an absent one); an input that nobody holds any more, and that the
+        graph did not need to keep (graph.py, ``hold_inputs``), reads as a ``GoneInput``: its shape and dtype."""
+        return tuple(x.get() if type(x) is WeakInput else x for x in self._held)
+
+    @inputs.setter
+    def inputs(self, tensors):
+        self._held = tensors
 
     def forward(self, *xs):
         raise NotImplementedError(f"{type(self).__name__} must implement forward")
@@ -193,7 +207,20 @@ class Tensor:
         self._ctx = None
         self._out_index = 0
         self._retain_grad = False
-        self._version = 0  # bumped by every in-place write (``x[i] = v``, ``zero_``)
+        self._v = 0
+        self._weak_uses = None  # the WeakInputs of the functions that read this tensor (graph.py)
+
+    @property
+    def _version(self):
+        """Bumped by every in-place write (``x[i] = v``, ``zero_``): a function that saved this tensor's
+        memory refuses to back-propagate once it changed."""
+        return self._v
+
+    @_version.setter
+    def _version(self, v):
+        self._v = v
+        if self._weak_uses:
+            mark_written(self._weak_uses, v, self.data)
 
     # -- array facts --------------------------------------------------------------------------------
     shape = property(lambda self: tuple(self.data.shape))
@@ -347,6 +374,8 @@ class Tensor:
         ownership = GradOwnership(g)
         for f in topological_order(self._ctx):
             gys = _output_grads(f, grads.pop(f))
+            if f.output_grads is not None:
+                f.output_grads.update(enumerate(gys))
             ownership.seen(gys)
             check_versions(f)
             gxs = _input_grads(f, f.backward(*gys))
@@ -379,7 +408,7 @@ def _input_grads(f, gxs):
     for x, edge, need, gx in zip(f.inputs, f.edges, f.needs_input_grad, gxs):
         if not need or gx is None:
             continue
-        if gx.shape != x.data.shape:
+        if gx.shape != tuple(x.shape):
             raise RuntimeError(f"{type(f).__name__}.backward returned a gradient of shape "
                                f"{tuple(gx.shape)} for an input of shape {x.shape}")
         if gx.dtype != x.dtype:  # e.g. float32 + float64 inputs: each gradient in its input's dtype

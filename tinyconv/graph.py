@@ -1,8 +1,12 @@
 """The graph walk of ``Tensor.backward`` (core.py), apart from the loop itself: the order in which functions are
 visited, the check that saved inputs were not written in place since, and which gradient arrays a leaf may take
-as its ``.grad`` without a copy.  Functions here read the graph's attributes; they import nothing of tinyconv
-but ``backend``.
+as its ``.grad`` without a copy; and what a function keeps of its inputs (``hold_inputs``).  Functions here
+read the graph's attributes; they import nothing of tinyconv but ``backend``.
 """
+import weakref
+
+import numpy as np
+
 from . import backend
 
 
@@ -56,13 +60,116 @@ def check_versions(f):
     """Refuse to back-propagate through ``f`` when a tensor it saved was written in place since."""
     if f.overwritten is not None:
         raise RuntimeError(f"backward(): {f.overwritten}")
-    for i, (x, v) in enumerate(zip(f.inputs, f.versions)):
-        if x is not None and x._version != v and saves_memory_of(f, x.data):
-            raise RuntimeError(
-                f"backward(): one of the tensors needed for gradient computation has been modified by an "
-                f"in-place operation: input {i} of {type(f).__name__}, of shape {x.shape}, is at version "
-                f"{x._version}; expected version {v}. Write into a copy (x = x.clone()) before the "
-                f"in-place operation, or do it before using x.")
+    for i, (x, v) in enumerate(zip(f._held, f.versions)):
+        if x is None:
+            continue
+        if type(x) is WeakInput:
+            rec, x = x, x.ref()
+            if x is None:  # gone: it was written, if at all, while it lived (its last write is on record)
+                if rec.written is not None and rec.written[0] != v and saves_bounds_of(f, *rec.written[1:]):
+                    _refuse(f, i, rec.shape, rec.written[0], v)
+                continue
+        if x._version != v and saves_memory_of(f, x.data):
+            _refuse(f, i, x.shape, x._version, v)
+
+
+def _refuse(f, i, shape, version, expected):
+    raise RuntimeError(
+        f"backward(): one of the tensors needed for gradient computation has been modified by an "
+        f"in-place operation: input {i} of {type(f).__name__}, of shape {tuple(shape)}, is at version "
+        f"{version}; expected version {expected}. Write into a copy (x = x.clone()) before the "
+        f"in-place operation, or do it before using x.")
+
+
+# -- what a function keeps of its inputs ----------------------------------------------------------------
+# PyTorch's graph keeps the tensors a backward needs (saved by the function itself), not every input.  Held
+# as tensors, the inputs would keep every intermediate array of the forward pass alive until backward: a
+# batch norm's output, read once by the ReLU after it, is 40% of DenseNet-121's forward memory.  So an input
+# is held as a tensor only when the graph needs the tensor itself: a leaf (its ``.grad`` is accumulated) and
+# an input whose memory an output shares (a view: holding it costs nothing, and ``x[...] = v`` on the view
+# must find it).  Any other input is a ``WeakInput``: its shape and dtype, and a weak reference that still
+# finds the tensor while someone holds it (``retain_grad``, the version check, the graph's pictures).
+
+
+class WeakInput:
+    """A function's input tensor held weakly.  ``written`` is ``(version, array type, byte bounds)`` of its last
+    in-place write after the function read it (set by ``Tensor._version``'s setter: the tensor keeps weak
+    references to its ``WeakInput``s in ``_weak_uses``), so the version check still works once it is gone."""
+    __slots__ = ("ref", "shape", "dtype", "written", "__weakref__")
+
+    def __init__(self, t):
+        self.ref, self.shape, self.dtype, self.written = weakref.ref(t), t.data.shape, t.data.dtype, None
+        uses = t._weak_uses
+        if uses is None:
+            t._weak_uses = [weakref.ref(self)]
+        else:
+            if len(uses) >= 8:  # a tensor read by many graphs: forget the records of the graphs since freed
+                uses[:] = [u for u in uses if u() is not None]
+            uses.append(weakref.ref(self))
+
+    def get(self):
+        t = self.ref()
+        return t if t is not None else GoneInput(self.shape, self.dtype)
+
+
+class GoneInput:
+    """Stands in ``Function.inputs`` for an input tensor nobody holds any more: its shape and dtype only."""
+    data = grad = _ctx = None
+    requires_grad, _retain_grad = True, False
+
+    def __init__(self, shape, dtype):
+        self.shape, self.dtype = tuple(shape), dtype
+
+    ndim = property(lambda self: len(self.shape))
+
+    def __repr__(self):
+        return f"<input tensor no longer held: {self.shape} {self.dtype}>"
+
+
+def hold_inputs(tensors, outputs):
+    """What a recording function keeps of ``tensors`` (``None``, a tensor, or a ``WeakInput`` each), given the
+    arrays ``outputs`` that its forward returned."""
+    return [t if t is None or t._ctx is None or any(_shares(y, t.data) for y in outputs) else WeakInput(t)
+            for t in tensors]
+
+
+def _shares(y, a):
+    return y is a or (getattr(y, "base", None) is not None and may_share_memory(y, a))
+
+
+def mark_written(uses, version, data):
+    """Record an in-place write (the new ``version``) on the ``WeakInput``s of a tensor (``uses``)."""
+    written = (version, type(data), byte_bounds(data))
+    for ref in uses:
+        rec = ref()
+        if rec is not None:
+            rec.written = written
+
+
+def byte_bounds(a):
+    """``(first byte, one past the last byte)`` of array ``a``'s memory (NumPy's or CuPy's)."""
+    ptr = a.__array_interface__["data"][0] if isinstance(a, np.ndarray) else int(a.data.ptr)
+    lo = hi = ptr
+    for n, stride in zip(a.shape, a.strides):
+        if n == 0:
+            return ptr, ptr
+        if stride < 0:
+            lo += (n - 1) * stride
+        else:
+            hi += (n - 1) * stride
+    return lo, hi + a.itemsize
+
+
+def saves_bounds_of(f, kind, bounds):
+    """Whether a buffer saved by ``f`` overlaps ``bounds``, the memory of an array of type ``kind`` that is no
+    longer held."""
+    lo, hi = bounds
+    for a in saved_arrays(f):
+        if type(a) is kind and a.size:
+            a_lo, a_hi = byte_bounds(a)
+            if a_lo < hi and lo < a_hi:
+                return True
+    return False
 
 
 def topological_order(root):

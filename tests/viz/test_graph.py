@@ -69,6 +69,23 @@ def test_gradient_norms_after_backward():
     assert f"|grad| = {np.linalg.norm(2 * h.numpy()):.3g}" in matmul  # dy/dh = 2h
 
 
+def test_gradient_norms_of_intermediates_nobody_holds():
+    """Inside a model the intermediate tensors are gone by backward (the graph holds them weakly): the
+    functions keep their outputs' gradients instead."""
+    tc.manual_seed(0)
+    lin1 = tc.nn.Linear(4, 6)
+    x = tc.randn(3, 4)
+    y = (lin1(x).relu() * 2.0).sum()
+    g = viz.graph(y, grads=True)
+    y.backward()
+    nodes, _ = parse_dot(g.source)
+    relu = next(lab for lab in nodes.values() if lab.startswith("ReLU"))
+    assert relu.endswith(f"|grad| = {np.linalg.norm(np.full((3, 6), 2.0)):.3g}")
+    linear = next(lab for lab in nodes.values() if lab.startswith("Linear"))
+    h = (x.numpy() @ lin1.weight.numpy().T + lin1.bias.numpy()) > 0
+    assert linear.endswith(f"|grad| = {np.linalg.norm(2.0 * h):.3g}")
+
+
 def test_module_view_collapses_each_module():
     model = small_net()
     x = tc.randn(2, 1, 6, 6)

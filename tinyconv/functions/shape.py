@@ -149,7 +149,7 @@ def setitem(x, index, value):
                            f"into a copy (x.clone())")
     ctx = x._ctx
     if ctx is not None:
-        if any(t is not None and t.data is not x.data and may_share_memory(t.data, x.data)
+        if any(t is not None and t.data is not None and t.data is not x.data and may_share_memory(t.data, x.data)
                for t in ctx.inputs):
             raise RuntimeError(f"x[...] = value: x (shape {x.shape}) is a view of the input of "
                                f"{type(ctx).__name__} (a slice, reshape or transpose); writing into it would "

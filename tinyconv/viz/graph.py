@@ -3,8 +3,8 @@
 Every ``Function`` a forward pass recorded is one node (its op name, output shapes and dtype); every input
 is an edge from the node that produced it (another Function, or a leaf tensor: a parameter, the input).
 After ``backward()`` the nodes also show gradient norms: leaves read their ``.grad``, and intermediate
-tensors theirs when the graph was taken with ``grads=True`` *before* the backward (which asks autograd to
-keep those gradients, as ``Tensor.retain_grad``)::
+tensors theirs when the graph was taken with ``grads=True`` *before* the backward (which asks each function
+to keep its outputs' gradients, ``Function.output_grads``: the graph holds few intermediate tensors)::
 
     g = viz.graph(loss, params=model.named_parameters(), grads=True)
     loss.backward()
@@ -55,7 +55,11 @@ def _functions(root):
 
 def _norm(t):
     g = getattr(t, "grad", None)
-    return None if g is None else float(np.linalg.norm(backend.to_numpy(g.data).astype(np.float64)))
+    return None if g is None else _array_norm(g.data)
+
+
+def _array_norm(a):
+    return float(np.linalg.norm(backend.to_numpy(a).astype(np.float64)))
 
 
 def _shape(shape):
@@ -165,11 +169,9 @@ class Graph:
         self.modules = modules
         self.nodes, self.edges = OrderedDict(), []
         self._build()
-        if grads:
+        if grads:  # the graph holds few intermediate tensors: the functions keep their outputs' gradients
             for f in self.functions:
-                for x in f.inputs:
-                    if isinstance(x, Tensor) and x._ctx is not None and x.requires_grad:
-                        x.retain_grad()
+                f.output_grads = {}
             if root._ctx is not None:
                 root.retain_grad()
 
@@ -222,7 +224,8 @@ class Graph:
             f = node["function"]
             meta = getattr(f, "out_meta", ())
             lines = [type(f).__name__] + [f"{_shape(s)} {np.dtype(d)}" for s, d, _ in meta]
-            norms = [_norm(t) for t in node["outputs"].values()]
+            kept = f.output_grads or {}
+            norms = [_array_norm(kept[i]) if i in kept else _norm(t) for i, t in node["outputs"].items()]
             norms = [n for n in norms if n is not None]
             grad = max(norms) if norms else None
         else:
