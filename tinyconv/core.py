@@ -20,8 +20,8 @@ import numpy as np
 from . import backend
 from .grad_mode import (enable_grad, inference_mode, is_grad_enabled, no_grad,  # noqa: F401
                         set_grad_enabled)
-from .graph import (GradOwnership, WeakInput, check_versions, hold_inputs, mark_written,  # noqa: F401
-                    may_share_memory, saves_memory_of, topological_order)
+from .graph import (GradOwnership, WeakInput, check_versions, hold_inputs, input_grads,  # noqa: F401
+                    mark_written, may_share_memory, output_grads, saves_memory_of, topological_order)
 
 # the queue of ``queue_callback`` while a backward pass runs (context-local: each thread's pass has its own)
 _callbacks = contextvars.ContextVar("tinyconv_backward_callbacks", default=None)
@@ -373,12 +373,12 @@ class Tensor:
         grads[self._ctx][self._out_index] = g
         ownership = GradOwnership(g)
         for f in topological_order(self._ctx):
-            gys = _output_grads(f, grads.pop(f))
+            gys = output_grads(f, grads.pop(f))
             if f.output_grads is not None:
                 f.output_grads.update(enumerate(gys))
             ownership.seen(gys)
             check_versions(f)
-            gxs = _input_grads(f, f.backward(*gys))
+            gxs = input_grads(f, f.backward(*gys))
             for x, (ctx, i), gx in gxs:
                 if ctx is None or (x._retain_grad and x._ctx is ctx):  # a leaf, or a tensor that keeps .grad
                     _accumulate(x, gx, own=ctx is None and ownership.may_own(f, gx))
@@ -389,32 +389,6 @@ class Tensor:
             if not retain_graph:
                 f.release()
                 f.inputs = f.edges = ()  # cut the graph, so the freed part can be collected
-
-
-def _output_grads(f, gys):
-    """The gradients of ``f``'s outputs; an output that no consumer used gets zeros (on its own device)."""
-    return [gy if gy is not None else out_xp.zeros(shape, dtype)
-            for gy, (shape, dtype, out_xp) in zip(gys, f.out_meta)]
-
-
-def _input_grads(f, gxs):
-    """``(input, edge, gradient)`` for each input of ``f`` that needs one, checked against the input's shape
-    and cast to its dtype (``f.backward`` returned ``gxs``)."""
-    gxs = gxs if isinstance(gxs, tuple) else (gxs,)
-    if len(gxs) != len(f.inputs):
-        raise RuntimeError(f"{type(f).__name__}.backward returned {len(gxs)} gradients for "
-                           f"{len(f.inputs)} inputs (return None for an input without gradient)")
-    out = []
-    for x, edge, need, gx in zip(f.inputs, f.edges, f.needs_input_grad, gxs):
-        if not need or gx is None:
-            continue
-        if gx.shape != tuple(x.shape):
-            raise RuntimeError(f"{type(f).__name__}.backward returned a gradient of shape "
-                               f"{tuple(gx.shape)} for an input of shape {x.shape}")
-        if gx.dtype != x.dtype:  # e.g. float32 + float64 inputs: each gradient in its input's dtype
-            gx = gx.astype(x.dtype)
-        out.append((x, edge, gx))
-    return out
 
 
 def _accumulate(t, g, own=False):

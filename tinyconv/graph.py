@@ -1,6 +1,7 @@
 """The graph walk of ``Tensor.backward`` (core.py), apart from the loop itself: the order in which functions are
-visited, the check that saved inputs were not written in place since, and which gradient arrays a leaf may take
-as its ``.grad`` without a copy; and what a function keeps of its inputs (``hold_inputs``).  Functions here
+visited, the check that saved inputs were not written in place since, the gradients each function receives
+and returns (``output_grads``, ``input_grads``), and which gradient arrays a leaf may take as its ``.grad``
+without a copy; and what a function keeps of its inputs (``hold_inputs``).  Functions here
 read the graph's attributes; they import nothing of tinyconv but ``backend``.
 """
 import weakref
@@ -32,6 +33,32 @@ class GradOwnership:
     def may_own(self, f, gx):
         """Whether a leaf may take ``gx``, returned by ``f.backward``, as its ``.grad`` without copying it."""
         return gx.base is None and id(gx) not in self.shared and not saves_memory_of(f, gx)
+
+
+def output_grads(f, gys):
+    """The gradients of ``f``'s outputs; an output that no consumer used gets zeros (on its own device)."""
+    return [gy if gy is not None else out_xp.zeros(shape, dtype)
+            for gy, (shape, dtype, out_xp) in zip(gys, f.out_meta)]
+
+
+def input_grads(f, gxs):
+    """``(input, edge, gradient)`` for each input of ``f`` that needs one, checked against the input's shape
+    and cast to its dtype (``f.backward`` returned ``gxs``)."""
+    gxs = gxs if isinstance(gxs, tuple) else (gxs,)
+    if len(gxs) != len(f.inputs):
+        raise RuntimeError(f"{type(f).__name__}.backward returned {len(gxs)} gradients for "
+                           f"{len(f.inputs)} inputs (return None for an input without gradient)")
+    out = []
+    for x, edge, need, gx in zip(f.inputs, f.edges, f.needs_input_grad, gxs):
+        if not need or gx is None:
+            continue
+        if gx.shape != tuple(x.shape):
+            raise RuntimeError(f"{type(f).__name__}.backward returned a gradient of shape "
+                               f"{tuple(gx.shape)} for an input of shape {x.shape}")
+        if gx.dtype != x.dtype:  # e.g. float32 + float64 inputs: each gradient in its input's dtype
+            gx = gx.astype(x.dtype)
+        out.append((x, edge, gx))
+    return out
 
 
 def saved_arrays(f):
