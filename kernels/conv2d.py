@@ -111,6 +111,13 @@ KEEP_COL_BYTES = 1 << 18
 # 96->24 1.35 vs 1.91, 24->144 2.02 vs 2.73; 8x8 144->32 0.79 vs 1.10, 32->192 0.76 vs 0.90; 4x4 64->384
 # 0.95 vs 0.82, 384->64 1.10 vs 1.44.  At 2x2 the products alone took 2.7 against 1.1 (160->960).
 POINTWISE_MIN_PIXELS = 16
+# dW as the transposed product (``weight_product``) when the layer's backward has at least this many columns
+# in all (N*OH*OW): dW then has to be transposed into W's layout, K*R elements, which for a large W over few
+# columns costs more than the faster product saves (resnet18's 512-map layers at 2x2: 2.4 M elements).
+# Whole layers, one thread, forward + backward (ms, plain vs transposed dW): resnet18's conv1 (16 images, 7x7/2,
+# 3->64 at 64x64) 18.6 vs 17.1; a DenseNet 3x3 layer (128->32 at 16x16) 23.7 vs 21.4; LeNet-5's C3 (64 images)
+# 4.45 vs 4.01; 64->128 3x3/2 at 16x16 8.5 vs 8.3; 128->128 at 8x8 15.6 vs 14.5.
+WEIGHT_TRANSPOSED_MIN_COLUMNS = 512
 def conv2d_forward_cpu(x, w, b, SH, SW, PH, PW, DH, DW, OH, OW, G, *, xp=np, kernel=_reference_kernel):
     return _Conv(x, w, (SH, SW), (PH, PW), (DH, DW), (OH, OW), G, xp, kernel, cpu=True).forward(b)
 
@@ -334,11 +341,9 @@ class _Conv:
         # dY in the GEMM's layout (G, K/G, n*OH*OW): a view for one image, else a copy
         gy_t = xp.ascontiguousarray(gy[n0:n1].transpose(1, 0, 2, 3)).reshape(G, K // G, -1)
         gw = part = None
-        if need_w:
-            # dW = dY @ col^T, in dW's own layout: as fast as the transposed product (col @ dY^T)^T on
-            # ResNet's layers, and no transposing copy of dW afterwards
+        if need_w:  # dW = dY @ col^T
             col = self.col if self.col is not None else self.im2col(n0, n1)
-            gw = xp.matmul(gy_t, col.transpose(0, 2, 1))
+            gw = self.weight_product(gy_t, col)
             del col
         if need_x:
             part = self.input_grad(gy_t, n0, n1, None if gx is None else gx[n0:n1])
@@ -350,14 +355,30 @@ class _Conv:
         gy4, x4 = self.images(gy, n0, n1), self.images(self.x, n0, n1)  # (n, G, K/G, HW), (n, G, C/G, HW)
         dw = part = None
         if need_w:  # dW[g] = sum_n dY[n, g] @ x[n, g]^T, image by image (an (n, K, C) stack could be large)
-            dw = xp.matmul(gy4[0], x4[0].transpose(0, 2, 1))
+            dw = self.weight_product(gy4[0], x4[0])
             for i in range(1, n1 - n0):
-                dw += xp.matmul(gy4[i], x4[i].transpose(0, 2, 1))
+                dw += self.weight_product(gy4[i], x4[i])
         if need_x:  # dx[n, g] = W[g]^T @ dY[n, g]: col2im of a 1x1 layer is the identity
             part = xp.empty((n1 - n0,) + self.x.shape[1:], gy.dtype) if gx is None else gx[n0:n1]
             w_t = self.w.reshape(self.groups, -1, self.x.shape[1] // self.groups).transpose(0, 2, 1)
             xp.matmul(w_t, gy4, out=self.images(part, 0, n1 - n0))
         return dw, part
+
+    # dW = dY @ col^T, per group: (K/G, P) @ (P, R).  With fewer filters than rows of col (K/G < R) OpenBLAS
+    # runs the transposed product (col @ dY^T)^T faster on the CPU, measured on one thread (GFLOP/s, plain
+    # vs transposed; AVX-512, OpenBLAS 0.3.31): LeNet-5's C3 (16 x 150, 6400 columns) 30 vs 57; a DenseNet
+    # 3x3 layer (32 x 1152, 4096) 39 vs 55; ResNet's 64 x 576 at 4096 columns 59 vs 74, at 25088 65 vs 73;
+    # 256 x 2304 (1024) 82 vs 87; a 1x1 layer 64 x 256 (3136) 58 vs 77.  With more filters than rows (128 x 64,
+    # 256 columns) the plain one: 68 vs 61.  dW comes back as a transposed view, summed over the chunks, then
+    # copied into W's layout by the final reshape: K*R elements, which ``WEIGHT_TRANSPOSED_MIN_COLUMNS`` keeps
+    # small beside the product.
+    def weight_product(self, gy_t, col):
+        """dW = ``gy_t @ col^T`` per group: gy_t (G, K/G, P), col (G, R, P) -> (G, K/G, R), maybe a view."""
+        xp = self.xp
+        N, (OH, OW) = self.x.shape[0], self.out_size
+        if self.cpu and gy_t.shape[1] < col.shape[1] and N * OH * OW >= WEIGHT_TRANSPOSED_MIN_COLUMNS:
+            return xp.matmul(col, gy_t.transpose(0, 2, 1)).transpose(0, 2, 1)
+        return xp.matmul(gy_t, col.transpose(0, 2, 1))
 
     def input_grad(self, gy_t, n0, n1, out):
         """dx of images n0..n1-1 (into ``out`` if given): col2im(dcol) with dcol = W^T @ dY."""

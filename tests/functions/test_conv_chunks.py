@@ -215,3 +215,35 @@ def test_split_work_in_a_forked_child_makes_its_own_helpers(monkeypatch):
         os._exit(0 if threads.split_work(lambda i: i * 10, [1, 2, 3]) == [10, 20, 30] else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[2], CASES[4],
+                                  dict(C=8, K=3, kernel=(3, 3), padding=1)])   # K < R: the transposed dW
+@pytest.mark.parametrize("images_per_chunk", [1, 5])
+def test_weight_gradient_as_the_transposed_product(case, images_per_chunk, monkeypatch):
+    """dW as (col @ dY^T)^T (``weight_product``, chosen when K/G < R over enough columns) is dY @ col^T:
+    the same values to rounding, in W's layout, and the same bits on any thread count."""
+    budget = images_per_chunk * _per_image_bytes(case)
+    monkeypatch.setattr(conv, "WEIGHT_TRANSPOSED_MIN_COLUMNS", 1 << 40)
+    plain = _run(case, budget, 0, monkeypatch)
+    monkeypatch.setattr(conv, "WEIGHT_TRANSPOSED_MIN_COLUMNS", 0)
+    transposed = _run(case, budget, 0, monkeypatch)
+    for a, b in zip(transposed, plain):
+        if a is not None:
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    assert transposed[2].flags.c_contiguous and transposed[2].shape == plain[2].shape
+    monkeypatch.setattr(threads, "max_threads", lambda: 3)
+    np.testing.assert_array_equal(_run(case, budget, 0, monkeypatch)[2], transposed[2])
+
+
+def test_the_transposed_weight_product_is_chosen_by_its_rule():
+    x, w = np.zeros((1, 16, 32, 32), np.float32), np.zeros((4, 16, 3, 3), np.float32)
+    layer = conv._Conv(x, w, (1, 1), (1, 1), (1, 1), (32, 32), 1, np, conv._reference_kernel, cpu=True)
+    gy_t, col = np.ones((1, 4, 1024), np.float32), np.ones((1, 144, 1024), np.float32)
+    assert not layer.weight_product(gy_t, col).flags.c_contiguous       # 4 filters < 144 rows, 1024 columns
+    wide = conv._Conv(x, np.zeros((200, 16, 3, 3), np.float32), (1, 1), (1, 1), (1, 1), (32, 32), 1, np,
+                      conv._reference_kernel, cpu=True)
+    assert wide.weight_product(np.ones((1, 200, 1024), np.float32), col).flags.c_contiguous  # 200 > 144
+    small = conv._Conv(np.zeros((1, 16, 8, 8), np.float32), w, (1, 1), (1, 1), (1, 1), (8, 8), 1, np,
+                       conv._reference_kernel, cpu=True)
+    assert small.weight_product(gy_t[..., :64], col[..., :64]).flags.c_contiguous  # 64 columns: plain
