@@ -118,6 +118,8 @@ POINTWISE_MIN_PIXELS = 16
 # 3->64 at 64x64) 18.6 vs 17.1; a DenseNet 3x3 layer (128->32 at 16x16) 23.7 vs 21.4; LeNet-5's C3 (64 images)
 # 4.45 vs 4.01; 64->128 3x3/2 at 16x16 8.5 vs 8.3; 128->128 at 8x8 15.6 vs 14.5.
 WEIGHT_TRANSPOSED_MIN_COLUMNS = 512
+
+
 def conv2d_forward_cpu(x, w, b, SH, SW, PH, PW, DH, DW, OH, OW, G, *, xp=np, kernel=_reference_kernel):
     return _Conv(x, w, (SH, SW), (PH, PW), (DH, DW), (OH, OW), G, xp, kernel, cpu=True).forward(b)
 
