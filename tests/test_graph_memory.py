@@ -101,3 +101,14 @@ def test_forward_memory_of_a_chain_is_what_backward_needs():
     assert held < 24 * n_bytes, held / n_bytes   # 20 saved outputs (+ slack), not 40
     y.sum().backward()
     assert x.grad is not None
+
+
+def test_a_tensor_read_many_times_in_one_graph_prunes_its_records_rarely():
+    x = _leaf(3)
+    a = x * 2.0
+    total = a * 1.0
+    for i in range(2, 201):
+        total = total + a * float(i)           # 200 live readers of a: its records all stay
+    assert len(a._weak_uses) == 200 and a._weak_uses.prune_at == 256
+    total.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), np.full(3, 2.0 * sum(range(1, 201))))

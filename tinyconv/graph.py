@@ -128,15 +128,20 @@ class WeakInput:
         self.ref, self.shape, self.dtype, self.written = weakref.ref(t), t.data.shape, t.data.dtype, None
         uses = t._weak_uses
         if uses is None:
-            t._weak_uses = [weakref.ref(self)]
-        else:
-            if len(uses) >= 8:  # a tensor read by many graphs: forget the records of the graphs since freed
-                uses[:] = [u for u in uses if u() is not None]
-            uses.append(weakref.ref(self))
+            uses = t._weak_uses = _Uses()
+        if len(uses) >= uses.prune_at:  # a tensor read by many functions: forget the records of those freed,
+            uses[:] = [u for u in uses if u() is not None]  # each time the list has doubled (so O(1) a use)
+            uses.prune_at = max(8, 2 * len(uses))
+        uses.append(weakref.ref(self))
 
     def get(self):
         t = self.ref()
         return t if t is not None else GoneInput(self.shape, self.dtype)
+
+
+class _Uses(list):
+    """A tensor's weak references to its ``WeakInput``s, and the length at which the dead ones are dropped."""
+    prune_at = 8
 
 
 class GoneInput:
