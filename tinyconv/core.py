@@ -37,8 +37,9 @@ class Function:
 
     Attributes assigned during ``forward`` are the saved state; they are deleted after backward (unless
     the graph is retained), and a second backward through the node then raises.  While the graph is
-    recorded, ``self.inputs`` holds the input tensors and ``self.needs_input_grad`` says which need a
-    gradient, so ``backward`` may skip work for the others.  Outputs whose gradient never arrives are
+    recorded, ``self.inputs`` gives the input tensors (their shapes only, once an intermediate one is gone:
+    a backward needs what its forward saved, not the inputs) and ``self.needs_input_grad`` says which need
+    a gradient, so ``backward`` may skip work for the others.  Outputs whose gradient never arrives are
     given zeros, so ``backward`` always receives one array per output.
     """
 
