@@ -34,6 +34,7 @@ FAMILIES = {
     "grouped_conv2d_grad_input": "grouped",
     "grouped_conv2d_grad_weight": "grouped",
     "max_pool2d_forward": "pooling",
+    "max_pool2d_values": "pooling",
     "max_pool2d_backward": "pooling",
     "avg_pool2d_forward": "pooling",
     "avg_pool2d_backward": "pooling",

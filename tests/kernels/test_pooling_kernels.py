@@ -4,8 +4,11 @@ The CUDA kernels run on Numba's CUDA simulator when there is no GPU (tests/conft
 """
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 import tinyconv_kernels as K
+from tinyconv_kernels import pooling as P
 
 # (N, C, H, W), (KH, KW), (SH, SW), (PH, PW), (DH, DW), ceil_mode
 CONFIGS = [
@@ -91,6 +94,8 @@ def test_max_pool2d_kernels(target, config, dtype):
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(idx, idx_ref)
 
+    np.testing.assert_array_equal(call("max_pool2d_values", target, x, *k, *s, *p, *d, *out), y_ref)
+
     gy = rng.standard_normal(y.shape).astype(dtype)
     gx = call("max_pool2d_backward", target, gy, idx, *shape[2:])
     gx_ref = np.zeros(shape, dtype)
@@ -107,6 +112,29 @@ def test_max_pool2d_ties_and_nan_follow_pytorch(target):
     y, idx = call("max_pool2d_forward", target, x, 2, 2, 2, 2, 0, 0, 1, 1, 2, 2)
     np.testing.assert_array_equal(idx[0, 0], [[0, 2], [8, 14]])      # the first of tied maxima; NaN wins
     assert np.isnan(y[0, 0, 1, 1]) and np.isfinite(y[0, 0, :, 0]).all()
+
+
+# The windows compiled with their geometry (kernels/pooling.py, ``COMPILED_WINDOWS``) against the reference:
+# windows inside the input and windows in the padding, ceil_mode's clipped ones, ties (ReLU's zeros: the first
+# wins) and NaNs (the last wins).
+@settings(max_examples=40, deadline=None)
+@given(window=st.sampled_from(sorted(P.COMPILED_WINDOWS)), N=st.integers(1, 3), C=st.integers(1, 3),
+       H=st.integers(1, 12), W=st.integers(1, 12), pad=st.booleans(), ceil=st.booleans(),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
+def test_compiled_max_pool_windows_match_the_reference(window, N, C, H, W, pad, ceil, dtype, seed):
+    KH, KW, SH, SW = window
+    PH, PW = (KH // 2, KW // 2) if pad else (0, 0)
+    assume(H + 2 * PH >= KH and W + 2 * PW >= KW)
+    out = (out_size(H, KH, SH, PH, 1, ceil), out_size(W, KW, SW, PW, 1, ceil))
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-2, 3, (N, C, H, W)).astype(dtype)   # few values: many ties
+    x[rng.random(x.shape) < 0.05] = np.nan
+    args = (x, KH, KW, SH, SW, PH, PW, 1, 1, *out)
+    y_ref, idx_ref = K.get("max_pool2d_forward", "numpy")(*args)
+    y, idx = K.get("max_pool2d_forward", "cpu")(*args)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(idx, idx_ref)
+    np.testing.assert_array_equal(K.get("max_pool2d_values", "cpu")(*args), y_ref)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
