@@ -101,7 +101,7 @@ def make_loaders(args, train_ds, test_ds):
 
 # The CPU kernels a LeNet-5 step runs (compiled by Numba on first use, then read from its on-disk cache).
 LENET_KERNELS = ("im2col", "col2im", "avg_pool2d_forward", "avg_pool2d_backward", "max_pool2d_forward",
-                 "max_pool2d_backward", "tanh", "tanh_backward", "relu_backward", "sgd_step")
+                 "max_pool2d_values", "max_pool2d_backward", "tanh", "tanh_backward", "relu_backward", "sgd_step")
 
 
 # -- several processes: mpiexec -n P python examples/train_lenet.py -----------------------------------

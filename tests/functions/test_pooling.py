@@ -99,6 +99,24 @@ def test_max_pool2d_matches_naive_loop_and_gradcheck(kernels, cfg, seed):
 
 
 @fixture_ok
+@given(cfg=pool_configs(), seed=st.integers(0, 2**16))
+def test_max_pool2d_without_a_gradient_to_route_computes_the_values_alone(kernels, monkeypatch, cfg, seed):
+    import tinyconv.functions.pooling as pooling
+    used = []
+    monkeypatch.setattr(pooling, "get_kernel", lambda name, x: used.append(name) or tc.backend.get_kernel(name, x))
+    x = tc.tensor(distinct(cfg["shape"], np.random.default_rng(seed)), requires_grad=True)
+    args = dict(kernel_size=cfg["k"], stride=cfg["s"], padding=cfg["p"], dilation=cfg["d"], ceil_mode=cfg["ceil_mode"])
+    y = F.max_pool2d(x, **args)
+    with tc.no_grad():
+        y_no_grad = F.max_pool2d(x, **args)
+    y_detached = F.max_pool2d(x.detach(), **args)
+    assert used == ["max_pool2d_forward", "max_pool2d_values", "max_pool2d_values"]
+    np.testing.assert_array_equal(y_no_grad.numpy(), y.numpy())
+    np.testing.assert_array_equal(y_detached.numpy(), y.numpy())
+    assert y.requires_grad and not y_no_grad.requires_grad and not y_detached.requires_grad
+
+
+@fixture_ok
 @given(cfg=pool_configs(dilation=False), count_include_pad=st.booleans(),
        divisor_override=st.sampled_from([None, None, 3]), seed=st.integers(0, 2**16))
 def test_avg_pool2d_matches_naive_loop_and_gradcheck(kernels, cfg, count_include_pad, divisor_override, seed):

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..backend import get_array_module, get_kernel
 from ..core import Function, Tensor
+from ..grad_mode import is_grad_enabled
 
 
 def _pair(value, what, op):
@@ -74,12 +75,19 @@ def _geometry(op, shape, kernel_size, stride, padding, dilation, ceil_mode):
 
 # -- max pooling -----------------------------------------------------------------------------------------
 class MaxPool2dFn(Function):
-    """Max pooling; the argmax (flat index ``h*W + w`` in the input plane) is kept for backward."""
+    """Max pooling; the argmax (flat index ``h*W + w`` in the input plane) is kept for backward.
+
+    ``keep_argmax=False`` (given by ``max_pool2d`` when no gradient will pass: grad mode off, or an input that
+    needs none) computes the values alone, which is 2-5x faster on the CPU (``kernels/pooling.py``).
+    """
+    keep_argmax = True
 
     def forward(self, x):
         self.in_hw = x.shape[2:]
-        y, self.argmax = get_kernel("max_pool2d_forward", x)(
-            x, *self.kernel, *self.stride, *self.padding, *self.dilation, *self.out_hw)
+        geometry = (*self.kernel, *self.stride, *self.padding, *self.dilation, *self.out_hw)
+        if not self.keep_argmax:
+            return get_kernel("max_pool2d_values", x)(x, *geometry)
+        y, self.argmax = get_kernel("max_pool2d_forward", x)(x, *geometry)
         return y
 
     def backward(self, gy):
@@ -104,7 +112,8 @@ def _max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return
                                                        ceil_mode)
     hyper = dict(kernel=kernel, stride=stride, padding=padding, dilation=dilation, out_hw=out)
     if not return_indices:
-        return _unbatched(MaxPool2dFn.apply(x, **hyper), was_3d)
+        keep_argmax = is_grad_enabled() and isinstance(x, Tensor) and x.requires_grad  # Function.__call__'s rule
+        return _unbatched(MaxPool2dFn.apply(x, keep_argmax=keep_argmax, **hyper), was_3d)
     y, indices = MaxPool2dWithIndicesFn.apply(x, **hyper)
     return _unbatched(y, was_3d), Tensor(_unbatched(indices.data, was_3d))
 
