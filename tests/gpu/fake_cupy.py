@@ -13,7 +13,7 @@ CuPy differs from NumPy in a way that hides GPU bugs:
 - float32 products (``matmul``, ``dot``, ``@``) round their operands to TF32 where CuPy's switches say so (the
   compute type for 2-D products, the cuBLAS handle's math mode for batched ones), as tensor cores would;
 - arrays expose ``__cuda_array_interface__`` (the pointer is the host buffer's), and ``asarray`` accepts any
-  object exposing one without copying, as CuPy does; ``numba_sim_bridge`` lets Numba's CUDA simulator take part
+  object exposing one without copying, as CuPy does; ``numba_sim.py`` makes Numba's CUDA simulator take part
   in that protocol, so the ``numba.cuda`` kernels run on these arrays through tinyconv's real bridge.
 
 The module-level functions (``zeros``, ``matmul``, ``where``, ...) forward to NumPy's function of the same name.
@@ -331,21 +331,21 @@ def _uses_tf32(a, b):
     return _cublas.getMathMode(1) == _cublas.CUBLAS_TF32_TENSOR_OP_MATH
 
 
-def matmul(a, b, out=None, **kwargs):
-    """``cupy.matmul``: NumPy's, with the operands rounded to TF32 where CuPy's settings ask for it."""
+def _product(fn, a, b, out, **kwargs):
+    """NumPy's product ``fn``, with the operands rounded to TF32 where CuPy's settings ask for it."""
     a, b = _unwrap(a), _unwrap(b)
     if _uses_tf32(a, b):
         a, b = tf32_round(a), tf32_round(b)
-    result = np.matmul(a, b, out=None if out is None else out._a, **kwargs)
+    result = fn(a, b, out=None if out is None else out._a, **kwargs)
     return out if out is not None else _wrap(result)
+
+
+def matmul(a, b, out=None, **kwargs):
+    return _product(np.matmul, a, b, out, **kwargs)
 
 
 def dot(a, b, out=None):
-    a, b = _unwrap(a), _unwrap(b)
-    if _uses_tf32(a, b):
-        a, b = tf32_round(a), tf32_round(b)
-    result = np.dot(a, b, out=None if out is None else out._a)
-    return out if out is not None else _wrap(result)
+    return _product(np.dot, a, b, out)
 
 
 ndarray.__matmul__ = lambda self, other: matmul(self, other)
@@ -428,66 +428,9 @@ cupyx.scipy = cupyx_scipy
 cupyx_scipy.special = cupyx_special
 
 
-# -- Numba's CUDA simulator as a consumer and producer of the CUDA array interface --------------------------
-def numba_sim_bridge(monkeypatch):
-    """Give Numba's CUDA simulator what the real ``numba.cuda`` has and the simulator lacks:
-    ``cuda.as_cuda_array(obj, sync)`` (a device-array view of any CUDA-array-interface object, no copy),
-    ``cuda.default_stream()`` (its ``synchronize`` recorded) and a
-    ``__cuda_array_interface__`` on its device arrays (so ``cupy.asarray`` can view kernel outputs)."""
-    from numba import config, cuda
-    if not config.ENABLE_CUDASIM:
-        raise RuntimeError("numba_sim_bridge is for Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1)")
-    from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
-
-    def as_cuda_array(obj, sync=True):
-        if sync:
-            _record_sync("numba.as_cuda_array(sync=True)")
-        return FakeCUDAArray(_from_cuda_array_interface(obj))
-
-    def interface(self):
-        a = self._ary
-        return {"shape": a.shape, "typestr": a.dtype.str, "version": 3, "stream": None,
-                "data": (a.ctypes.data if a.size else 0, False),
-                "strides": None if a.flags.c_contiguous else a.strides}
-
-    class DefaultStream:
-        def synchronize(self):
-            _record_sync("numba.default_stream.synchronize")
-
-    monkeypatch.setattr(cuda, "as_cuda_array", as_cuda_array, raising=False)
-    monkeypatch.setattr(cuda, "default_stream", DefaultStream, raising=False)
-    monkeypatch.setattr(FakeCUDAArray, "__cuda_array_interface__", property(interface), raising=False)
-
-
-def reference_kernels(monkeypatch):
-    """Serve the CUDA kernels by their NumPy references (on the buffers the Numba views share), keeping the
-    bridge (CuPy array -> Numba view -> kernel -> Numba array -> CuPy array): for tests of whole training steps,
-    where the simulator (one Python thread per CUDA thread) would take minutes.  The ``_cuda`` kernels
-    themselves are checked on the simulator by the op and kernel tests."""
-    import tinyconv_kernels
-    from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
-    real_get = tinyconv_kernels.get
-
-    def get(name, target):
-        if target != "cuda" or tinyconv_kernels.is_composite(name):  # composites take CuPy arrays: kept as they are
-            return real_get(name, target)
-        real_get(name, target)  # a kernel with no CUDA twin raises here: its reference then runs on the CuPy arrays
-        reference = real_get(name, "numpy")
-
-        def kernel(*args, **kwargs):
-            args = [a._ary if isinstance(a, FakeCUDAArray) else a for a in args]
-            assert not any(isinstance(a, ndarray) for a in args), "a CuPy array reached a kernel unconverted"
-            out = reference(*args, **kwargs)
-            if out is None:  # an in-place kernel (the optimiser steps)
-                return None
-            return tuple(FakeCUDAArray(o) for o in out) if isinstance(out, tuple) else FakeCUDAArray(out)
-        return kernel
-    monkeypatch.setattr(tinyconv_kernels, "get", get)
-
-
 def install(monkeypatch, kernels="simulator"):
     """Make tinyconv see this module as CuPy with one GPU, and Numba's simulator as its CUDA kernels' runtime
-    (``kernels='reference'``: the NumPy references stand in for the kernels, see ``reference_kernels``)."""
+    (``kernels='reference'``: the NumPy references stand in for the kernels, see ``numba_sim.reference_kernels``)."""
     from tinyconv import backend
     module = sys.modules[__name__]
     monkeypatch.setattr(backend, "_cupy", module)
@@ -501,9 +444,10 @@ def install(monkeypatch, kernels="simulator"):
                       ("cupy._core._routines_linalg", _linalg), ("cupy_backends.cuda.libs.cublas", _cublas),
                       ("cupy.cuda.device", _device_module)):
         monkeypatch.setitem(sys.modules, name, mod)
-    numba_sim_bridge(monkeypatch)
+    import numba_sim  # tests/gpu: it imports this module, so not at the top
+    numba_sim.bridge(monkeypatch)
     if kernels == "reference":
-        reference_kernels(monkeypatch)
+        numba_sim.reference_kernels(monkeypatch)
     SYNCS.clear()
     UPLOADS.clear()
     return module

@@ -1,10 +1,8 @@
 """The fake-CuPy harness is only worth its green runs if it is as strict as CuPy: these tests pin that down,
 and check the CuPy <-> Numba bridge of ``tinyconv.backend`` (views, not copies; no waits) through it."""
-import gc
 import os
 import subprocess
 import sys
-import weakref
 
 import numpy as np
 import pytest
