@@ -21,10 +21,10 @@ window may run past the bottom/right edge: it is clipped there).
         every input position of a window receives gy / divisor.
 
 Each kernel comes as ``_numpy`` (readable NumPy reference), ``_cpu`` (Numba, parallel over the N*C planes;
-max pooling's common windows compiled with their geometry as constants, ``COMPILED_WINDOWS``)
-and ``_cuda`` (numba.cuda in ``pooling_cuda.py``, one thread per output element; max backward scatters with atomic
-adds, avg backward runs one thread per input element that gathers from the windows covering it).  Float32 and float64; the CUDA
-kernels compute in the array's dtype.
+max pooling's common windows compiled with their geometry as constants, ``COMPILED_WINDOWS``) and ``_cuda``
+(numba.cuda in ``pooling_cuda.py``, one thread per output element; max backward scatters with atomic adds, avg
+backward runs one thread per input element that gathers from the windows covering it).  Float32 and float64;
+the CUDA kernels compute in the array's dtype.
 """
 import math
 
@@ -180,10 +180,11 @@ def _max_pool2d_forward_jit(x, y, argmax, KH, KW, SH, SW, PH, PW, DH, DW):
 # Max pooling with the window compiled in, for the windows the classic networks use.  The kernel above takes
 # the geometry at run time: its tap loops cannot be unrolled, and the argmax with PyTorch's NaN rule makes them
 # branchy (about 3 ns a tap).  For ``COMPILED_WINDOWS``, a kernel is compiled with KH, KW, SH, SW as constants
-# (a closure: Numba freezes its variables; one kernel per window, cached like the others).  A window inside the input takes a branch-free running max, which the compiler vectorises
-# along the output row; for the argmax, a second pass over the window in reverse keeps the first tap equal
-# to the maximum (a window whose maximum is NaN takes a scalar pass: the last NaN, PyTorch's rule).  Windows
-# that reach into the padding or past the edge take the general loop.  Measured on one thread, ms (general /
+# (a closure: Numba freezes its variables; one kernel per window, cached like the others).  A window inside
+# the input takes a branch-free running max, which the compiler vectorises along the output row; for the
+# argmax, a second pass over the window in reverse keeps the first tap equal to the maximum (a window whose
+# maximum is NaN takes a scalar pass: the last NaN, PyTorch's rule).  Windows that reach into the padding or
+# past the edge take the general loop.  Measured on one thread, ms (general /
 # compiled with the argmax / compiled, values only):
 #   (16, 64, 32, 32) 3x3/2 pad 1    9.1 / 4.5 / 2.6      (resnet18 at 64x64)
 #   (1, 64, 112, 112) 3x3/2 pad 1   5.8 / 2.8 / 0.8      (resnet50 at 224x224, batch 1)
@@ -255,11 +256,11 @@ def _max_pool_cpu(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, with_argmax):
     argmax = np.empty((N, C, OH, OW) if with_argmax or not compiled else (0,), np.int64)
     if not compiled:
         _max_pool2d_forward_jit(x, y, argmax, KH, KW, SH, SW, PH, PW, DH, DW)
-    elif (KH, KW, SH, SW, with_argmax) in _compiled:
-        _compiled[KH, KW, SH, SW, with_argmax](x, y, argmax, PH, PW)
-    else:
-        _compiled[KH, KW, SH, SW, with_argmax] = kernel = _compiled_max_pool(KH, KW, SH, SW, with_argmax)
-        kernel(x, y, argmax, PH, PW)
+        return y, argmax
+    key = (KH, KW, SH, SW, with_argmax)
+    if key not in _compiled:
+        _compiled[key] = _compiled_max_pool(*key)
+    _compiled[key](x, y, argmax, PH, PW)
     return y, argmax
 
 
