@@ -3,6 +3,7 @@
     python -m benchmarks.profile lenet5 --batch 64           # a training step of a zoo model (1x32x32)
     python -m benchmarks.profile resnet18 --batch 16 --size 64
     python -m benchmarks.profile conv "ResNet 3x3"           # one layer of the suite's conv table
+    python -m benchmarks.profile resnet50 --inference        # batch-1 inference at 224x224, the suite's row
     python -m benchmarks.profile --rows --output benchmarks/PROFILES.md   # every row that misses a target
 
 tinyconv's side times every ``Function``'s forward and backward by class (the kernels and GEMMs they call
@@ -157,8 +158,12 @@ def torch_table(step, steps, top=10):
 MODEL_INPUTS = {"lenet5": (1, 32)}  # channels, size; everything else 3 x --size
 
 
-def build(target, batch=None, size=None, scale="full"):
-    """``(label, {'tinyconv': step, 'torch': step})`` for a zoo model's training step or a conv case."""
+def build(target, batch=None, size=None, scale="full", inference=False):
+    """``(label, {'tinyconv': step, 'torch': step})`` for a zoo model's training step or a conv case.
+
+    With ``inference``, a zoo model's forward pass in evaluation mode without gradients (1000 classes), at
+    batch 1 and 224x224 unless given: the suite's inference rows.
+    """
     impls = ["tinyconv"] + (["torch"] if workloads.torch is not None else [])
     if target.startswith("conv:"):
         name = target[5:]
@@ -168,6 +173,10 @@ def build(target, batch=None, size=None, scale="full"):
                              + ", ".join(c.name for c in workloads.conv_cases(scale)))
         return f"conv fwd+bwd {case.name} ({case.describe()})", case.build(impls)
     channels, default_size = MODEL_INPUTS.get(target, (3, 64))
+    if inference:
+        batch, size = batch or 1, size or (default_size if target in MODEL_INPUTS else 224)
+        steps = {impl: workloads.inference_step(impl, target, batch, size, channels)[0] for impl in impls}
+        return f"{target} inference (batch {batch}, {channels}x{size}x{size}, eval, no gradients)", steps
     size = size or default_size
     batch = batch or 16
     steps = {impl: workloads.training_step(impl, target, batch, size, channels)[0] for impl in impls}
@@ -180,8 +189,8 @@ ROWS = [("lenet5", 64, None), ("conv:ResNet 3x3", None, None), ("resnet18", 16, 
         ("convnext_tiny", 16, 64)]
 
 
-def profile_row(target, batch=None, size=None, steps=5, scale="full", with_torch=True):
-    label, fns = build(target, batch, size, scale)
+def profile_row(target, batch=None, size=None, steps=5, scale="full", with_torch=True, inference=False):
+    label, fns = build(target, batch, size, scale, inference)
     per_step, totals = profile_tinyconv(fns["tinyconv"], steps)
     lines = [f"### {label}", ""] + tinyconv_table(per_step, totals)
     if with_torch and "torch" in fns:
@@ -198,9 +207,13 @@ def main(argv=None):
     p.add_argument("--rows", action="store_true", help="every row of ROWS (the targets RESULTS.md misses)")
     p.add_argument("--quick", action="store_true", help="the quick conv sizes, 2 steps")
     p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--inference", action="store_true",
+                   help="a zoo model's forward pass in eval mode without gradients (default batch 1, 224x224)")
     p.add_argument("--output", help="also write the profiles to this markdown file")
     args = p.parse_args(argv)
     scale, steps = ("quick", 2) if args.quick else ("full", args.steps)
+    if args.inference and (args.rows or args.target[:1] == ["conv"]):
+        p.error("--inference takes one zoo model")
     if args.rows:
         targets = ROWS
     elif args.target[:1] == ["conv"]:
@@ -217,7 +230,8 @@ def main(argv=None):
     for line in lines:
         print(line, flush=True)
     for target, batch, size in targets:
-        block = profile_row(target, batch, size, steps, scale, with_torch=not args.no_torch) + [""]
+        block = profile_row(target, batch, size, steps, scale, with_torch=not args.no_torch,
+                            inference=args.inference) + [""]
         for line in block:
             print(line, flush=True)
         lines += block

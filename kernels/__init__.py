@@ -43,6 +43,8 @@ FAMILIES = {
     "erf": "special",
     "tanh": "special",
     "tanh_backward": "special",
+    "relu": "activation",
+    "relu6": "activation",
     "relu_backward": "activation",
     "relu6_backward": "activation",
     "sigmoid": "activation",
@@ -71,8 +73,8 @@ COMPOSITE = frozenset({"conv2d_forward", "conv2d_backward", "gelu_forward", "gel
 # references written over the array module ``xp`` (keyword, default NumPy): on CuPy arrays, a kernel without a
 # CUDA twin runs its reference with ``xp=cupy`` (the others' references are plain operators and methods, which
 # CuPy arrays answer as they are)
-TAKES_XP = frozenset({"tanh", "sigmoid", "silu_forward", "silu_backward", "batch_norm_forward", "batch_norm_eval",
-                      "batch_norm_backward", "naive_conv2d", "naive_conv2d_backward", "winograd_input_transform",
+TAKES_XP = frozenset({"relu", "relu6", "tanh", "sigmoid", "silu_forward", "silu_backward", "batch_norm_forward",
+                      "batch_norm_eval", "batch_norm_backward", "naive_conv2d", "naive_conv2d_backward", "winograd_input_transform",
                       "winograd_output_transform", "winograd_output_transform_adjoint",
                       "winograd_input_transform_adjoint"})
 # families written in NumPy calls only (strategies over other kernels, BLAS products): nothing for Numba to compile

@@ -1,7 +1,7 @@
 """Activation kernels: the rectifiers' derivatives, and the smooth activations (sigmoid, SiLU, GELU) one pass
 each way.
 
-Derivatives of the rectifiers, from the saved output: one pass instead of a mask saved by forward.
+The rectifiers, and their derivatives from the saved output: one pass instead of a mask saved by forward.
 
     relu(x)  = max(x, 0)          relu'  = 1 where y > 0, else 0      (0 at x = 0, as in PyTorch)
     relu6(x) = min(max(x, 0), 6)  relu6' = 1 where 0 < y < 6, else 0  (0 at both kinks)
@@ -9,13 +9,18 @@ Derivatives of the rectifiers, from the saved output: one pass instead of a mask
 with y the layer's output: x > 0 exactly where y > 0, and 0 < x < 6 exactly where 0 < y < 6 (NaN fails
 both tests either way), so the output, which the next layer keeps anyway, replaces a saved mask.
 
+    relu(x) -> y                     (NaN stays NaN; -0.0 becomes +0.0, as NumPy's maximum)
+    relu6(x) -> y                    (NaN stays NaN; -0.0 stays -0.0, as NumPy's clip)
     relu_backward(gy, y) -> gx       (gx = gy * [y > 0])
     relu6_backward(gy, y) -> gx      (gx = gy * [0 < y < 6])
 
-``_numpy``: the product with the mask (what the layers computed before), ``_cpu``: a Numba ufunc making one
-pass over gy and y (NumPy's ``gy * mask`` makes a temporary mask and casts it).  Outside the mask the result
-is ``gy * 0``, as in the reference: 0, or NaN where gy is infinite or NaN.  No ``_cuda``: on the GPU, CuPy
-evaluates the reference expression.
+``_numpy``: NumPy's ``maximum`` and ``clip`` (the references take ``xp``), and the product with the mask.
+``_cpu``: one Numba loop over x, or one ufunc pass over gy and y (NumPy's ``gy * mask`` makes a temporary mask
+and casts it); the same bits as the reference.  Why a kernel for ``max(x, 0)``: NumPy's float32 ``maximum``
+with a scalar, NaN-propagating, took 0.40 ms on a (1, 256, 56, 56) array where the loop takes 0.09 (a copy:
+0.08); ReLU's forward was 5.7 of resnet50's 121 ms batch-1 inference.  ``clip`` is faster (0.10 ms) but
+pays 2 us of Python a call.  Outside the mask the derivative is ``gy * 0``, as in the reference: 0, or NaN
+where gy is infinite or NaN.  No ``_cuda``: on the GPU, CuPy evaluates the reference expressions.
 
 The smooth activations (``e = exp(-|x|)``, ``Phi`` the standard normal CDF, ``phi`` its density):
 
@@ -45,6 +50,14 @@ from .special import erf_erfc, erf_numpy, exp_neg
 _SIGNATURES = [float32(float32, float32), float64(float64, float64)]
 
 
+def relu_numpy(x, *, xp=np):
+    return xp.maximum(x, x.dtype.type(0))
+
+
+def relu6_numpy(x, *, xp=np):
+    return xp.clip(x, 0, 6).astype(x.dtype, copy=False)
+
+
 def relu_backward_numpy(gy, y):
     return gy * (y > 0)
 
@@ -67,6 +80,37 @@ def _floats(*arrays):
     """Whether the arrays share a float dtype (the Numba kernels' signatures); else the reference runs."""
     dtype = arrays[0].dtype
     return dtype in (np.float32, np.float64) and all(a.dtype == dtype for a in arrays)
+
+
+@njit(cache=True, error_model="numpy")
+def _relu(x, y):  # x, y flat and contiguous
+    for i in range(x.size):
+        v = x[i]
+        y[i] = v if v > 0 else (v if v != v else 0)  # NaN passes; -0.0 -> +0.0 as np.maximum
+
+
+@njit(cache=True, error_model="numpy")
+def _relu6(x, y):
+    for i in range(x.size):
+        v = x[i]
+        y[i] = 0 if v < 0 else (6 if v > 6 else v)  # NaN fails both tests and passes, as np.clip
+
+
+def _rectify(loop, reference, x):
+    if x.dtype not in (np.float32, np.float64):
+        return reference(x)
+    x = np.ascontiguousarray(x)
+    y = np.empty_like(x)
+    loop(x.reshape(-1), y.reshape(-1))
+    return y
+
+
+def relu_cpu(x):
+    return _rectify(_relu, relu_numpy, x)
+
+
+def relu6_cpu(x):
+    return _rectify(_relu6, relu6_numpy, x)
 
 
 def relu_backward_cpu(gy, y):
