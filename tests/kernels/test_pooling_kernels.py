@@ -8,7 +8,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import tinyconv_kernels as K
-from tinyconv_kernels import pooling as P
+from tinyconv_kernels import pooling_cpu as P
 
 # (N, C, H, W), (KH, KW), (SH, SW), (PH, PW), (DH, DW), ceil_mode
 CONFIGS = [
@@ -114,7 +114,7 @@ def test_max_pool2d_ties_and_nan_follow_pytorch(target):
     assert np.isnan(y[0, 0, 1, 1]) and np.isfinite(y[0, 0, :, 0]).all()
 
 
-# The windows compiled with their geometry (kernels/pooling.py, ``COMPILED_WINDOWS``) against the reference:
+# The windows compiled with their geometry (kernels/pooling_cpu.py, ``COMPILED_WINDOWS``) against the reference:
 # windows inside the input and windows in the padding, ceil_mode's clipped ones, ties (ReLU's zeros: the first
 # wins) and NaNs (the last wins).
 @settings(max_examples=40, deadline=None)
@@ -135,6 +135,35 @@ def test_compiled_max_pool_windows_match_the_reference(window, N, C, H, W, pad, 
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(idx, idx_ref)
     np.testing.assert_array_equal(K.get("max_pool2d_values", "cpu")(*args), y_ref)
+
+
+# Tiled average pooling (window = stride, no padding) over short rows takes kernels with the window and the
+# row length compiled in (``COMPILED_AVG_MAX_OW``): the general tiled loops' bits, rows and columns past the
+# last window included (they get no gradient), and the reference's values.
+@settings(max_examples=30, deadline=None)
+@given(S=st.sampled_from([(2, 2), (3, 2)]), N=st.integers(1, 3), C=st.integers(1, 3),
+       OH=st.integers(1, 6), OW=st.sampled_from([5, P.COMPILED_AVG_MAX_OW, P.COMPILED_AVG_MAX_OW + 1]),
+       extra=st.sampled_from([(0, 0), (1, 0), (0, 1)]), divisor=st.sampled_from([0, 3]),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
+def test_compiled_tiled_avg_pool_matches_the_general_loops(S, N, C, OH, OW, extra, divisor, dtype, seed):
+    SH, SW = S
+    H, W = OH * SH + extra[0], OW * SW + extra[1]
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    y = K.get("avg_pool2d_forward", "cpu")(x, SH, SW, SH, SW, 0, 0, OH, OW, True, divisor)
+    scale = dtype(1 / (divisor or SH * SW))
+    y_loops = np.empty_like(y)
+    P._avg_pool2d_tiled_forward_jit(x, y_loops, SH, SW, scale)
+    np.testing.assert_array_equal(y, y_loops)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(y, K.get("avg_pool2d_forward", "numpy")(x, SH, SW, SH, SW, 0, 0, OH, OW, True,
+                                                                        divisor), rtol=tol, atol=tol)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    gx = K.get("avg_pool2d_backward", "cpu")(gy, H, W, SH, SW, SH, SW, 0, 0, True, divisor)
+    gx_loops = np.zeros_like(x)
+    P._avg_pool2d_tiled_backward_jit(gy, gx_loops, SH, SW, scale)
+    np.testing.assert_array_equal(gx, gx_loops)
+    assert ((SH, SW, OW) in P._compiled_avg) == (OW <= P.COMPILED_AVG_MAX_OW)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
