@@ -130,38 +130,50 @@ def _col2im_cpu(col, x, SH, SW, PH, PW, DH, DW):
                             xf[dst + np.uint64(i * SW)] += colf[row + np.uint64(i)]
 
 
-# im2col of a layer without padding, stride or dilation whose output rows are short (LeNet-5's C3: 5x5 taps,
-# rows of 10), with KH, KW and OW compiled in.  The general kernel's row copy has a run-time length: LLVM
-# vectorises it 16 floats at a time (AVX-512), so a row shorter than that runs entirely in the scalar remainder;
-# with OW a constant, the copy compiles to a few vector moves.  Every row of such a layer is inside the input,
-# so the loops need no clipping either.  The same copies, so the same bits.  One thread, ms (general / compiled):
-#   (17, 6, 14, 14) 5x5 -> 10x10   0.077 / 0.025      (one chunk of LeNet-5's C3 at batch 64)
-#   (64, 6, 14, 14) 5x5 -> 10x10   0.28-0.33 / 0.12-0.15
-#   (16, 32, 8, 8) 3x3 -> 6x6      0.094 / 0.023
-#   (64, 1, 32, 32) 5x5 -> 28x28   0.17 / 0.12-0.15  (longer rows: the general copy vectorises; not compiled)
-# One kernel per (KH, KW, OW), compiled on first use and cached on disk like the others.
-COMPILED_MAX_OW = 16
-_compiled = {}  # (KH, KW, OW) -> kernel
+# im2col of a layer whose output rows are short (LeNet-5's C3: 5x5 taps, rows of 10; ResNet's 3x3 layers on
+# 8x8 to 2x2 maps) with the window, the stride and the row length compiled in.  The general kernel's row copy
+# has a run-time length: LLVM vectorises it 16 floats at a time (AVX-512), so a row shorter than that runs in
+# the scalar remainder, and the zeros of the padding take loops of their own.  With OW a constant, a row
+# inside the input compiles to a few vector moves, and a row that reaches into the padding to one pass that
+# picks the value or zero per column.  The same copies, so the same bits.  One thread, ms (general / compiled):
+#   (17, 6, 14, 14) 5x5 -> 10x10           0.077 / 0.025   (one chunk of LeNet-5's C3 at batch 64)
+#   (16, 64, 8, 8) 3x3/1 pad 1 -> 8x8      0.34-0.54 / 0.22-0.26   (resnet18 at 64x64, layer2)
+#   (16, 128, 4, 4) 3x3/1 pad 1 -> 4x4     0.57 / 0.22-0.25
+#   (16, 256, 2, 2) 3x3/1 pad 1 -> 2x2     0.37-0.49 / 0.21
+#   (16, 128, 8, 8) 3x3/2 pad 1 -> 4x4     0.33-0.51 / 0.26
+#   (16, 64, 16, 16) 3x3/1 pad 1 -> 16x16  0.73-1.0 / 0.87-1.1     (longer rows: not compiled)
+# One kernel per (KH, KW, SH, SW, OW), compiled on first use and cached on disk like the others.
+COMPILED_MAX_OW = 12
+_compiled = {}  # (KH, KW, SH, SW, OW) -> kernel
 
 
-def _compiled_im2col(KH, KW, OW):
-    """The im2col kernel of unpadded, unit-stride, undilated KH x KW windows over rows of OW outputs."""
+def _compiled_im2col(KH, KW, SH, SW, OW):
+    """The im2col kernel of undilated KH x KW windows at stride (SH, SW) over rows of OW outputs."""
     @njit(parallel=True, cache=True, nogil=True)
-    def im2col(x, col):
+    def im2col(x, col, PH, PW):
         N, C, H, W = x.shape
         OH = col.shape[4]
         xf, colf = x.reshape(-1), col.reshape(-1)
-        for tap in prange(C * KH * KW):  # as _im2col_cpu, with every tap inside the input
+        for tap in prange(C * KH * KW):  # as _im2col_cpu
             kw = tap % KW
             kh = (tap // KW) % KH
             c = tap // (KW * KH)
+            oh0, oh1 = _valid_range(PH, kh, SH, H, OH)
+            ow0, ow1 = _valid_range(PW, kw, SW, W, OW)
             for n in range(N):
                 plane = (tap * N + n) * OH * OW
-                src_plane = (n * C + c) * H * W + kh * W + kw
-                for oh in range(OH):
-                    dst, src = np.uint64(plane + oh * OW), np.uint64(src_plane + oh * W)
-                    for i in range(OW):
-                        colf[dst + np.uint64(i)] = xf[src + np.uint64(i)]
+                src_plane = (n * C + c) * H * W
+                _zero(colf, plane, plane + oh0 * OW)  # rows whose tap falls in the top padding
+                for oh in range(oh0, oh1):
+                    row = plane + oh * OW
+                    src = src_plane + (oh * SH - PH + kh) * W - PW + kw  # x at ow = 0 (maybe in the padding)
+                    if ow0 == 0 and ow1 == OW:  # the whole row inside x
+                        for i in range(OW):
+                            colf[np.uint64(row + i)] = xf[np.uint64(src + i * SW)]
+                    else:  # columns in the padding read as zeros (and index nothing)
+                        for i in range(OW):
+                            colf[np.uint64(row + i)] = xf[np.uint64(src + i * SW)] if ow0 <= i < ow1 else 0
+                _zero(colf, plane + oh1 * OW, plane + OH * OW)  # and in the bottom padding
     return im2col
 
 
@@ -172,11 +184,11 @@ def im2col_cpu(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW):
     N, C = x.shape[:2]
     col = np.empty((C, KH, KW, N, OH, OW), x.dtype)
     x = np.ascontiguousarray(x)
-    if PH == PW == 0 and SH == SW == DH == DW == 1 and OW <= COMPILED_MAX_OW and col.size:
-        key = (KH, KW, OW)
+    if DH == DW == 1 and OW <= COMPILED_MAX_OW and col.size:
+        key = (KH, KW, SH, SW, OW)
         if key not in _compiled:
             _compiled[key] = _compiled_im2col(*key)
-        _compiled[key](x, col)
+        _compiled[key](x, col, PH, PW)
     else:
         _im2col_cpu(x, col, SH, SW, PH, PW, DH, DW)
     return col

@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from tinyconv_kernels import im2col as K
@@ -65,22 +65,26 @@ def test_numba_matches_reference(geometry, dtype):
     np.testing.assert_allclose(gx, K.col2im_numpy(g, *back_args), rtol=1e-5, atol=1e-5)
 
 
-@settings(max_examples=25, deadline=None)  # few window sizes: each compiles a kernel (about a second)
-@given(N=st.integers(1, 3), C=st.integers(1, 4), KH=st.sampled_from([1, 2, 5]), KW=st.sampled_from([1, 3, 5]),
-       OH=st.integers(1, 12), OW=st.sampled_from([1, 6, 10, K.COMPILED_MAX_OW, K.COMPILED_MAX_OW + 1]),
-       float64=st.booleans(), strided=st.booleans())
-def test_compiled_rows_match_the_reference(N, C, KH, KW, OH, OW, float64, strided):
-    """Unpadded unit-stride layers with short rows take the kernel with KH, KW and OW compiled in (LeNet-5's
-    C3); longer rows the general one: the reference's bits either way, on contiguous and strided inputs."""
-    H, W = OH + KH - 1, OW + KW - 1
+@settings(max_examples=30, deadline=None)  # few geometries: each compiles a kernel (about a second)
+@given(N=st.integers(1, 3), C=st.integers(1, 3), window=st.sampled_from([(3, 3), (5, 5)]),
+       stride=st.sampled_from([(1, 1), (2, 2)]), pad=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+       OH=st.integers(1, 5), OW=st.sampled_from([1, 4, K.COMPILED_MAX_OW, K.COMPILED_MAX_OW + 1]),
+       rest=st.tuples(st.integers(0, 1), st.integers(0, 1)), float64=st.booleans(), strided=st.booleans())
+def test_compiled_rows_match_the_reference(N, C, window, stride, pad, OH, OW, rest, float64, strided):
+    """Layers with short output rows take the kernel with the window, stride and row length compiled in
+    (LeNet-5's C3, ResNet's 3x3 layers on small maps); longer rows the general one: the reference's bits
+    either way, with and without padding, on contiguous and strided inputs."""
+    (KH, KW), (SH, SW), (PH, PW) = window, stride, pad
+    H, W = (OH - 1) * SH + KH - 2 * PH + rest[0] % SH, (OW - 1) * SW + KW - 2 * PW + rest[1] % SW
+    assume(H >= 1 and W >= 1)
     x = np.random.default_rng(OH * 31 + OW).standard_normal((N, C, H, 2 * W if strided else W))
     x = (x[..., ::2] if strided else x).astype(np.float64 if float64 else np.float32)
-    args = (KH, KW, 1, 1, 0, 0, 1, 1, OH, OW)
+    args = (KH, KW, SH, SW, PH, PW, 1, 1, OH, OW)
     col = K.im2col_cpu(x, *args)
     assert col.dtype == x.dtype
     np.testing.assert_array_equal(col, K.im2col_numpy(x, *args))
     if OW <= K.COMPILED_MAX_OW:
-        assert (KH, KW, OW) in K._compiled
+        assert (KH, KW, SH, SW, OW) in K._compiled
 
 
 @pytest.mark.parametrize("geometry", GEOMETRIES)
