@@ -18,7 +18,9 @@ Kernels (same signature for ``_numpy`` and ``_cpu``; per-channel arrays are ``(C
 ``gamma``/``beta`` may be None, meaning 1 and 0):
 
     batch_norm_forward(x, gamma, beta, eps)           -> (y, mean, var, invstd)   training, batch statistics
-    batch_norm_eval(x, mean, k, beta)                 -> y = (x - mean) k + beta   evaluation, k = gamma invstd
+    batch_norm_eval(x, mean, k, beta, activation=None) -> y = (x - mean) k + beta  evaluation, k = gamma invstd;
+                                                      then relu or relu6 in the same pass (``activation``:
+                                                      None, 'relu', 'relu6'; the bits of the relu kernels)
     batch_norm_backward(gy, x, mean, invstd, k, training) -> (gx, sum_gy, sum_gy_xhat)
 
 The NumPy reference makes about six whole-array passes each way.  The Numba kernels fuse them: each channel
@@ -59,12 +61,22 @@ def batch_norm_forward_numpy(x, gamma, beta, eps, *, xp=np):
     return y, mean, var, invstd
 
 
-def batch_norm_eval_numpy(x, mean, k, beta, *, xp=np):
-    """Reference affine map ``(x - mean) k + beta``."""
+ACTIVATIONS = {None: 0, "relu": 1, "relu6": 2}  # what batch_norm_eval may apply on the way out
+
+
+def batch_norm_eval_numpy(x, mean, k, beta, activation=None, *, xp=np):
+    """Reference affine map ``(x - mean) k + beta``, then the activation (NumPy's maximum or clip, as the
+    relu and relu6 references)."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"batch_norm_eval: activation should be one of {list(ACTIVATIONS)}, got {activation!r}")
     y = x - mean[:, None]
     y *= k[:, None]
     if beta is not None:
         y += beta.astype(x.dtype, copy=False)[:, None]
+    if activation == "relu":
+        xp.maximum(y, y.dtype.type(0), out=y)
+    elif activation == "relu6":
+        xp.clip(y, 0, 6, out=y)
     return y
 
 
@@ -120,14 +132,25 @@ def _forward_channels(x, gamma, beta, eps, y, mean, var, invstd):
                 y[n, c, j] = ((x[n, c, j] - hi) - lo) * k + b
 
 
+@njit(cache=True, inline="always")
+def _activate(v, act):
+    """v, relu(v) or relu6(v) for act 0, 1, 2, with the bits of the relu kernels (kernels/activation.py): NaN
+    passes, relu turns -0.0 into +0.0, relu6 keeps it."""
+    if act == 1:
+        return v if v > 0 else (v if v != v else 0)
+    if act == 2:
+        return 0 if v < 0 else (6 if v > 6 else v)
+    return v
+
+
 @njit(parallel=True, cache=True, fastmath=_FAST)
-def _eval_channels(x, mean, k, beta, y):
+def _eval_channels(x, mean, k, beta, y, act):
     N, C, L = x.shape
     for c in prange(C):
         mu, kc, b = mean[c], k[c], beta[c]
         for n in range(N):
             for j in range(L):
-                y[n, c, j] = (x[n, c, j] - mu) * kc + b
+                y[n, c, j] = _activate((x[n, c, j] - mu) * kc + b, act)
 
 
 @njit(parallel=True, cache=True, fastmath=_FAST)
@@ -208,7 +231,7 @@ def _forward_blocks(x, gamma, beta, eps, y, mean, var, invstd, B):
 
 
 @njit(parallel=True, cache=True, fastmath=_FAST)
-def _eval_blocks(x, mean, k, beta, y, B):
+def _eval_blocks(x, mean, k, beta, y, B, act):
     N, C = x.shape[0], mean.shape[0]
     L = x.shape[1] // C
     for blk in prange((C + B - 1) // B):
@@ -223,7 +246,7 @@ def _eval_blocks(x, mean, k, beta, y, B):
         for n in range(N):
             xr, yr = x[n, o:o + w], y[n, o:o + w]
             for i in range(w):
-                yr[i] = (xr[i] - mu[i]) * kk[i] + b[i]
+                yr[i] = _activate((xr[i] - mu[i]) * kk[i] + b[i], act)
 
 
 @njit(parallel=True, cache=True, fastmath=_FAST)
@@ -284,17 +307,19 @@ def batch_norm_forward_cpu(x, gamma, beta, eps):
     return (y,) + stats
 
 
-def batch_norm_eval_cpu(x, mean, k, beta):
-    """Numba affine map ``(x - mean) k + beta``: one pass."""
+def batch_norm_eval_cpu(x, mean, k, beta, activation=None):
+    """Numba affine map ``(x - mean) k + beta``, and the activation: one pass."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"batch_norm_eval: activation should be one of {list(ACTIVATIONS)}, got {activation!r}")
     x = np.ascontiguousarray(x)
     C, dt = x.shape[1], x.dtype
     y = np.empty_like(x)
     coefs = _per_channel(mean, C, dt, 0), _per_channel(k, C, dt, 1), _per_channel(beta, C, dt, 0)
     rows = _blocks(x)
     if rows is None:
-        _eval_channels(x, *coefs, y)
+        _eval_channels(x, *coefs, y, ACTIVATIONS[activation])
     else:
-        _eval_blocks(rows[0], *coefs, y.reshape(rows[0].shape), rows[1])
+        _eval_blocks(rows[0], *coefs, y.reshape(rows[0].shape), rows[1], ACTIVATIONS[activation])
     return y
 
 

@@ -98,6 +98,33 @@ def test_lrn_and_pool_conventions_in_onnxruntime():
     close(sess.run(None, {"input": x})[0], want)
 
 
+@pytest.mark.parametrize("activation, op", [("relu", "Relu"), ("relu6", "Clip")])
+def test_fused_batch_norm_activation_exports_as_two_nodes(activation, op):
+    """A recorded ``batch_norm_activation`` (what nn.norm_activation runs unrecorded) is BatchNormalization
+    followed by its activation."""
+    ort = pytest.importorskip("onnxruntime")
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bn = nn.BatchNorm2d(3)
+
+        def forward(self, x):
+            bn = self.bn
+            return tc.functional.batch_norm_activation(x, bn.running_mean, bn.running_var, bn.weight, bn.bias,
+                                                       bn.eps, activation)
+
+    m = Block()
+    m.bn.running_mean.data[...], m.bn.bias.data[...] = [0.5, -1, 2], [1, 2, 3]
+    x = (np.random.default_rng(0).standard_normal((2, 3, 4, 5)) * 4).astype(np.float32)
+    with tc.no_grad():
+        want = m.eval()(tc.tensor(x)).numpy()
+    proto = build_model(m, x)
+    assert [n.op_type for n in proto.graph.node if n.op_type != "Identity"] == ["BatchNormalization", op]
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    close(sess.run(None, {"input": x})[0], want)
+
+
 def test_unsupported_function_is_named():
     from tinyconv.functions.loss import cross_entropy
     m = nn.Linear(3, 4)

@@ -1,7 +1,7 @@
 """batch_norm, layer_norm, layer_norm2d: naive per-group loops, float64 gradcheck, PyTorch forward/backward."""
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 import tinyconv as tc
 import tinyconv.functional as F
@@ -90,6 +90,37 @@ def test_batch_norm_matches_torch(kernels, torch, shape, training):
     np.testing.assert_allclose(rv, rv_t.numpy(), rtol=1e-5, atol=1e-6)
 
 
+@fixture_ok
+@given(shape=shapes, seed=st.integers(0, 2**16), activation=st.sampled_from(["relu", "relu6"]))
+def test_batch_norm_activation_naive_and_gradcheck(kernels, shape, seed, activation):
+    """Batch norm in evaluation with its ReLU in the same pass: the two ops' values and gradients (the
+    activation's mask applied before batch norm's backward), away from the kinks."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape) * 3
+    rm, rv = rng.standard_normal(shape[1]), rng.uniform(0.5, 2, shape[1])
+    g, b = rng.uniform(0.5, 2, shape[1]), rng.standard_normal(shape[1]) + 3
+    bshape = (1, -1) + (1,) * (len(shape) - 2)
+    y = (x - rm.reshape(bshape)) / np.sqrt(rv.reshape(bshape) + 1e-3) * g.reshape(bshape) + b.reshape(bshape)
+    assume(np.abs(y).min() > 1e-3 and np.abs(y - 6).min() > 1e-3)  # central differences across a kink fail
+    expected = np.maximum(y, 0) if activation == "relu" else np.clip(y, 0, 6)
+    ts = [tc.tensor(a, dtype=np.float64, requires_grad=True) for a in (x, g, b)]
+    fn = lambda *a: F.batch_norm_activation(a[0], rm, rv, a[1], a[2], eps=1e-3, activation=activation)  # noqa: E731
+    np.testing.assert_allclose(fn(*ts).numpy(), expected, rtol=1e-10, atol=1e-12)
+    assert tc.gradcheck(fn, ts)
+
+
+@pytest.mark.parametrize("activation", ["relu", "relu6"])
+def test_batch_norm_activation_matches_torch(kernels, torch, activation):
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((4, 3, 6, 5)) * 3 + 2).astype(np.float32)
+    g, b = rng.uniform(0.5, 2, 3).astype(np.float32), rng.standard_normal(3).astype(np.float32)
+    rm, rv = rng.standard_normal(3).astype(np.float32), rng.uniform(0.5, 2, 3).astype(np.float32)
+    act = getattr(torch.nn.functional, activation)
+    _compare(torch, lambda a, c, d: F.batch_norm_activation(a, rm, rv, c, d, 1e-4, activation),
+             lambda a, c, d: act(torch.nn.functional.batch_norm(a, torch.tensor(rm), torch.tensor(rv), c, d, False,
+                                                               0.1, 1e-4)), [x, g, b], 3)
+
+
 def test_batch_norm_errors():
     with pytest.raises(ValueError, match="more than 1 value per channel"):
         F.batch_norm(tc.randn(1, 4), None, None, training=True)
@@ -97,6 +128,10 @@ def test_batch_norm_errors():
         F.batch_norm(tc.randn(2, 4), None, None, tc.ones(3), training=True)
     with pytest.raises(ValueError, match="required when not training"):
         F.batch_norm(tc.randn(2, 4), None, None)
+    with pytest.raises(ValueError, match="'relu' or 'relu6', got 'tanh'"):
+        F.batch_norm_activation(tc.randn(2, 4), tc.zeros(4), tc.ones(4), activation="tanh")
+    with pytest.raises(ValueError, match=r"running_var should have shape \(4,\)"):
+        F.batch_norm_activation(tc.randn(2, 4), tc.zeros(4), tc.ones(3))
 
 
 def _ln_naive(x, k, gamma, beta, eps):

@@ -128,3 +128,33 @@ def test_eval_map_and_its_backward(target, dtype, L):
 def test_kernels_set_their_parallel_threshold():
     for name in ("batch_norm_forward", "batch_norm_eval", "batch_norm_backward"):
         assert 0 < K.get(name, "cpu").parallel_min_size < 1 << 24
+
+
+def _bits(a):
+    return a.view(np.uint32 if a.dtype == np.float32 else np.uint64)
+
+
+@given(dtype=st.sampled_from([np.float32, np.float64]), L=st.sampled_from([1, 5, 40]), C=st.integers(1, 9),
+       N=st.integers(1, 3), activation=st.sampled_from(["relu", "relu6"]), seed=st.integers(0, 2**16))
+def test_eval_with_its_activation_is_the_two_kernels_in_turn(dtype, L, C, N, activation, seed):
+    """``batch_norm_eval(..., activation)`` gives the bits of batch_norm_eval, then the relu kernel, on both loop
+    orders (planes under and over ``_BLOCKS_BELOW_L``), NaN, infinities and both zeros included; the reference
+    gives those of its own two steps."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((N, C, L)) * 4).astype(dtype)
+    x.flat[rng.integers(0, x.size, 3)] = rng.choice([np.nan, np.inf, -np.inf, 0.0, -0.0], 3)
+    mean, k = rng.standard_normal(C).astype(dtype), rng.uniform(-2, 2, C).astype(dtype)
+    beta = None if seed % 3 == 0 else rng.standard_normal(C).astype(dtype)
+    for target in TARGETS:
+        with np.errstate(invalid="ignore"):
+            fused = K.get("batch_norm_eval", target)(x, mean, k, beta, activation)
+            apart = K.get(activation, target)(K.get("batch_norm_eval", target)(x, mean, k, beta))
+        assert fused.dtype == dtype and fused.shape == x.shape
+        np.testing.assert_array_equal(_bits(fused), _bits(apart), err_msg=target)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_eval_refuses_an_unknown_activation(target):
+    x, c = np.ones((1, 2, 3), np.float32), np.ones(2, np.float32)
+    with pytest.raises(ValueError, match="activation should be one of"):
+        K.get("batch_norm_eval", target)(x, c, c, c, "gelu")

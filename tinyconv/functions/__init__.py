@@ -14,7 +14,7 @@ from .activation import (gelu, hardsigmoid, hardswish, leaky_relu, log_softmax, 
 from .loss import (binary_cross_entropy_with_logits, cross_entropy, mse_loss, multi_margin_loss,  # noqa: F401
                    nll_loss)
 from .dropout import drop_path, dropout, dropout2d, stochastic_depth  # noqa: F401
-from .normalization import batch_norm, layer_norm, layer_norm2d  # noqa: F401
+from .normalization import batch_norm, batch_norm_activation, layer_norm, layer_norm2d  # noqa: F401
 from .linear import linear  # noqa: F401
 from .pooling import (adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, global_avg_pool2d,  # noqa: F401
                       max_pool2d)

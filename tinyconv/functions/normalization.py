@@ -73,7 +73,12 @@ def _data(t):
 class BatchNorm(Function):
     """The ``batch_norm_*`` kernels on x viewed as ``(N, C, L)`` (``L = H*W``), on every device: Numba on the CPU,
     the NumPy reference (over CuPy) on a GPU.  Saved for backward: x (which the graph keeps anyway; xhat is
-    recomputed from it), the channel means and inverse deviations, and gamma."""
+    recomputed from it), the channel means and inverse deviations, and gamma.
+
+    ``activation`` ('relu' or 'relu6', evaluation only; ``batch_norm_activation``): the activation applied in
+    the same pass, which then saves its output too, for the activation's mask in backward."""
+
+    activation = None
 
     def forward(self, x, gamma, beta):
         C, dt = x.shape[1], x.dtype
@@ -85,11 +90,17 @@ class BatchNorm(Function):
             xp = get_array_module(x)
             mean = self.running_mean.astype(dt, copy=False)
             invstd = 1 / xp.sqrt(self.running_var.astype(dt, copy=False) + dt.type(self.eps))
-            y = get_kernel("batch_norm_eval", x)(x3, mean, invstd if gamma is None else invstd * gamma, beta)
+            k = invstd if gamma is None else invstd * gamma
+            if self.activation is None:
+                y = get_kernel("batch_norm_eval", x)(x3, mean, k, beta)
+            else:  # act((x - mean) k + beta), one pass
+                y = self.y = get_kernel("batch_norm_eval", x)(x3, mean, k, beta, self.activation)
         self.x3, self.mean, self.invstd, self.gamma = x3, mean, invstd, gamma  # saved for backward
         return y.reshape(x.shape)
 
     def backward(self, gy):
+        if self.activation is not None:  # through the activation first: gy [y > 0], or gy [0 < y < 6]
+            gy = get_kernel(f"{self.activation}_backward", gy)(gy, self.y.reshape(gy.shape))
         # gamma is constant over each channel's group, so it joins invstd in k = gamma * invstd
         k = self.invstd if self.gamma is None else self.invstd * self.gamma
         # training: the compact form of the module docstring; evaluation: dx = dy * gamma * invstd
@@ -104,6 +115,23 @@ class BatchNorm(Function):
             a = self.momentum
             self.running_mean[...] = (1 - a) * self.running_mean + a * mean.reshape(-1)
             self.running_var[...] = (1 - a) * self.running_var + a * var.reshape(-1) * (m / (m - 1))
+
+
+def batch_norm_activation(input, running_mean, running_var, weight=None, bias=None, eps=1e-5, activation="relu"):
+    """``relu(batch_norm(...))`` or ``relu6(...)`` in evaluation mode (running statistics), in one pass: the bits
+    of the two ops in turn.  Not in PyTorch's API: the zoo's blocks call it through ``nn.norm_activation``."""
+    if activation not in ("relu", "relu6"):
+        raise ValueError(f"batch_norm_activation: activation should be 'relu' or 'relu6', got {activation!r}")
+    if running_mean is None or running_var is None:
+        raise ValueError("batch_norm_activation: running_mean and running_var are required (evaluation mode)")
+    C = input.shape[1] if input.ndim >= 2 else None
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
+                    ("bias", bias)):
+        if t is not None and tuple(t.shape) != (C,):
+            raise ValueError(f"batch_norm_activation: {name} should have shape ({C},) for input {input.shape}, "
+                             f"got {tuple(t.shape)}")
+    return BatchNorm.apply(input, weight, bias, running_mean=_data(running_mean), running_var=_data(running_var),
+                           training=False, momentum=0.0, eps=eps, activation=activation)
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):

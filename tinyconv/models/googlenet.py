@@ -53,9 +53,9 @@ class BasicConv2d(nn.Module):
         self.bn = nn.BatchNorm2d(out_channels, eps=0.001) if batch_norm else None
         self.relu = nn.ReLU()
 
-    def forward(self, x):
+    def forward(self, x):  # nn.norm_activation(bn, relu, x) is relu(bn(x)), fused in evaluation
         x = self.conv(x)
-        return self.relu(self.bn(x) if self.bn is not None else x)
+        return nn.norm_activation(self.bn, self.relu, x) if self.bn is not None else self.relu(x)
 
 
 class Inception(nn.Module):

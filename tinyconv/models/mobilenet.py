@@ -51,6 +51,11 @@ class ConvNormActivation(nn.Sequential):
         super().__init__(*layers)
         self.out_channels = out_channels
 
+    def forward(self, x):  # conv, then nn.norm_activation(norm, act, x): act(norm(x)), fused in evaluation
+        if len(self) != 3:
+            return super().forward(x)
+        return nn.norm_activation(self[1], self[2], self[0](x))
+
 
 class DepthwiseSeparable(nn.Sequential):
     """MobileNet v1's layer: depthwise 3x3 (stride), BN, ReLU, then pointwise 1x1, BN, ReLU."""

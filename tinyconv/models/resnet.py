@@ -53,8 +53,8 @@ class BasicBlock(nn.Module):
         self.downsample = downsample
         self.stride = stride
 
-    def residual(self, x):
-        return self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+    def residual(self, x):  # nn.norm_activation(bn, relu, x) is relu(bn(x)), fused in evaluation
+        return self.bn2(self.conv2(nn.norm_activation(self.bn1, self.relu, self.conv1(x))))
 
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
@@ -84,9 +84,9 @@ class Bottleneck(nn.Module):
         self.downsample = downsample
         self.stride = stride
 
-    def residual(self, x):
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
+    def residual(self, x):  # nn.norm_activation(bn, relu, x) is relu(bn(x)), fused in evaluation
+        out = nn.norm_activation(self.bn1, self.relu, self.conv1(x))
+        out = nn.norm_activation(self.bn2, self.relu, self.conv2(out))
         return self.bn3(self.conv3(out))
 
     def forward(self, x):
@@ -171,7 +171,7 @@ class ResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def forward(self, x):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(nn.norm_activation(self.bn1, self.relu, self.conv1(x)))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         x = self.avgpool(x)
         return self.fc(x.reshape(x.shape[0], -1))

@@ -126,8 +126,13 @@ def _batch_norm(g, f, x, gamma, beta):
     C, dt = _shape(f, 0)[1], f.out_meta[0][1]
     gamma = gamma or g.const(np.ones(C, dt), "bn_weight")
     beta = beta or g.const(np.zeros(C, dt), "bn_bias")
-    return g.node("BatchNormalization", [x, gamma, beta, g.buffer(f.running_mean), g.buffer(f.running_var)],
-                  epsilon=float(f.eps))
+    y = g.node("BatchNormalization", [x, gamma, beta, g.buffer(f.running_mean), g.buffer(f.running_var)],
+               epsilon=float(f.eps))
+    if f.activation == "relu":  # batch_norm_activation: the ReLU it applied in the same pass
+        return g.node("Relu", [y])
+    if f.activation == "relu6":
+        return g.node("Clip", [y, g.const(np.asarray(0, dt)), g.const(np.asarray(6, dt))])
+    return y
 
 
 def _layer_norm(g, f, x, gamma, beta):
