@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from tinyconv_kernels import im2col as K
@@ -68,12 +68,19 @@ def test_numba_matches_reference(geometry, dtype):
 @settings(max_examples=30, deadline=None)  # few geometries: each compiles a kernel (about a second)
 @given(N=st.integers(1, 3), C=st.integers(1, 3), window=st.sampled_from([(3, 3), (5, 5)]),
        stride=st.sampled_from([(1, 1), (2, 2)]), pad=st.tuples(st.integers(0, 2), st.integers(0, 2)),
-       OH=st.integers(1, 5), OW=st.sampled_from([1, 4, K.COMPILED_MAX_OW, K.COMPILED_MAX_OW + 1]),
+       OH=st.integers(1, 5), OW=st.sampled_from([1, 4, K.COMPILED_COL2IM_MAX_OW + 1, K.COMPILED_MAX_OW,
+                                                   K.COMPILED_MAX_OW + 1]),
        rest=st.tuples(st.integers(0, 1), st.integers(0, 1)), float64=st.booleans(), strided=st.booleans())
+@example(N=2, C=3, window=(3, 3), stride=(1, 1), pad=(1, 1), OH=4, OW=4, rest=(0, 0), float64=False,
+         strided=False)                                                       # ResNet's 3x3 on a 4x4 map
+@example(N=2, C=3, window=(3, 3), stride=(2, 2), pad=(1, 1), OH=2, OW=2, rest=(1, 1), float64=False,
+         strided=True)                                                        # its 3x3/2, 4x4 -> 2x2
+@example(N=3, C=2, window=(5, 5), stride=(1, 1), pad=(0, 0), OH=10, OW=10, rest=(0, 0), float64=True,
+         strided=False)                                                       # LeNet-5's C3
 def test_compiled_rows_match_the_reference(N, C, window, stride, pad, OH, OW, rest, float64, strided):
-    """Layers with short output rows take the kernel with the window, stride and row length compiled in
-    (LeNet-5's C3, ResNet's 3x3 layers on small maps); longer rows the general one: the reference's bits
-    either way, with and without padding, on contiguous and strided inputs."""
+    """Layers with short output rows take the kernels with the window, stride and row length compiled in
+    (LeNet-5's C3, ResNet's 3x3 layers on small maps); longer rows the general ones: the reference's bits
+    (im2col) and the general kernel's (col2im) either way, with and without padding, contiguous or strided."""
     (KH, KW), (SH, SW), (PH, PW) = window, stride, pad
     H, W = (OH - 1) * SH + KH - 2 * PH + rest[0] % SH, (OW - 1) * SW + KW - 2 * PW + rest[1] % SW
     assume(H >= 1 and W >= 1)
@@ -85,6 +92,14 @@ def test_compiled_rows_match_the_reference(N, C, window, stride, pad, OH, OW, re
     np.testing.assert_array_equal(col, K.im2col_numpy(x, *args))
     if OW <= K.COMPILED_MAX_OW:
         assert (KH, KW, SH, SW, OW) in K._compiled
+    # col2im (rows of at most COMPILED_COL2IM_MAX_OW compiled): the general kernel's bits, the same additions
+    g = np.random.default_rng(OW).standard_normal(col.shape).astype(col.dtype)
+    gx = K.col2im_cpu(g, H, W, *args[2:8])
+    general = np.zeros(x.shape, g.dtype)
+    K._col2im_cpu(g, general, *args[2:8])
+    np.testing.assert_array_equal(gx, general)
+    np.testing.assert_allclose(gx, K.col2im_numpy(g, H, W, *args[2:8]), rtol=1e-5, atol=1e-5)
+    assert ((KH, KW, SH, SW, OW) in K._compiled_col2im) == (OW <= K.COMPILED_COL2IM_MAX_OW)
 
 
 @pytest.mark.parametrize("geometry", GEOMETRIES)
