@@ -144,10 +144,10 @@ def _col2im_cpu(col, x, SH, SW, PH, PW, DH, DW):
 #   (16, 64, 16, 16) 3x3/1 pad 1 -> 16x16  0.73-1.0 / 0.87-1.1     (longer rows: not compiled)
 # One kernel per (KH, KW, SH, SW, OW), compiled on first use and cached on disk like the others.
 COMPILED_MAX_OW = 12
-_compiled = {}  # (KH, KW, SH, SW, OW) -> kernel
+_compiled_im2col = {}  # (KH, KW, SH, SW, OW) -> kernel
 
 
-def _compiled_im2col(KH, KW, SH, SW, OW):
+def _compile_im2col(KH, KW, SH, SW, OW):
     """The im2col kernel of undilated KH x KW windows at stride (SH, SW) over rows of OW outputs."""
     @njit(parallel=True, cache=True, nogil=True)
     def im2col(x, col, PH, PW):
@@ -186,9 +186,9 @@ def im2col_cpu(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW):
     x = np.ascontiguousarray(x)
     if DH == DW == 1 and OW <= COMPILED_MAX_OW and col.size:
         key = (KH, KW, SH, SW, OW)
-        if key not in _compiled:
-            _compiled[key] = _compiled_im2col(*key)
-        _compiled[key](x, col, PH, PW)
+        if key not in _compiled_im2col:
+            _compiled_im2col[key] = _compile_im2col(*key)
+        _compiled_im2col[key](x, col, PH, PW)
     else:
         _im2col_cpu(x, col, SH, SW, PH, PW, DH, DW)
     return col
