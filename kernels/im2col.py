@@ -131,7 +131,7 @@ def _col2im_cpu(col, x, SH, SW, PH, PW, DH, DW):
 
 
 # im2col of a layer whose output rows are short (LeNet-5's C3: 5x5 taps, rows of 10; ResNet's 3x3 layers on
-# 8x8 to 2x2 maps) with the window, the stride and the row length compiled in.  The general kernel's row copy
+# 8x8 to 2x2 maps) with the stride and the row length compiled in.  The general kernel's row copy
 # has a run-time length: LLVM vectorises it 16 floats at a time (AVX-512), so a row shorter than that runs in
 # the scalar remainder, and the zeros of the padding take loops of their own.  With OW a constant, a row
 # inside the input compiles to a few vector moves, and a row that reaches into the padding to one pass that
@@ -142,17 +142,18 @@ def _col2im_cpu(col, x, SH, SW, PH, PW, DH, DW):
 #   (16, 256, 2, 2) 3x3/1 pad 1 -> 2x2     0.37-0.49 / 0.21
 #   (16, 128, 8, 8) 3x3/2 pad 1 -> 4x4     0.33-0.51 / 0.26
 #   (16, 64, 16, 16) 3x3/1 pad 1 -> 16x16  0.73-1.0 / 0.87-1.1     (longer rows: not compiled)
-# One kernel per (KH, KW, SH, SW, OW), compiled on first use and cached on disk like the others.
+# One kernel per (SH, SW, OW), compiled on first use (1.6-2 s) and cached on disk like the others; the window's
+# size as a constant too made no difference (measured on the shapes above), and would multiply the compilations.
 COMPILED_MAX_OW = 12
-_compiled_im2col = {}  # (KH, KW, SH, SW, OW) -> kernel
+_compiled_im2col = {}  # (SH, SW, OW) -> kernel
 
 
-def _compile_im2col(KH, KW, SH, SW, OW):
-    """The im2col kernel of undilated KH x KW windows at stride (SH, SW) over rows of OW outputs."""
+def _compile_im2col(SH, SW, OW):
+    """The im2col kernel of undilated windows at stride (SH, SW) over rows of OW outputs."""
     @njit(parallel=True, cache=True, nogil=True)
     def im2col(x, col, PH, PW):
         N, C, H, W = x.shape
-        OH = col.shape[4]
+        KH, KW, OH = col.shape[1], col.shape[2], col.shape[4]
         xf, colf = x.reshape(-1), col.reshape(-1)
         for tap in prange(C * KH * KW):  # as _im2col_cpu
             kw = tap % KW
@@ -185,7 +186,7 @@ def im2col_cpu(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW):
     col = np.empty((C, KH, KW, N, OH, OW), x.dtype)
     x = np.ascontiguousarray(x)
     if DH == DW == 1 and OW <= COMPILED_MAX_OW and col.size:
-        key = (KH, KW, SH, SW, OW)
+        key = (SH, SW, OW)
         if key not in _compiled_im2col:
             _compiled_im2col[key] = _compile_im2col(*key)
         _compiled_im2col[key](x, col, PH, PW)
@@ -199,6 +200,8 @@ def im2col_cpu(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW):
 # thread, ms, general / compiled): (16, 128, 4, 4) 3x3/1 pad 1 0.29 / 0.16; (16, 256, 2, 2) 0.56 / 0.24;
 # (16, 128, 8, 8) 3x3/2 pad 1 (rows of 4) 0.43 / 0.23; (16, 64, 8, 8) 3x3/1 pad 1 (rows of 8) 0.29 / 0.25;
 # LeNet-5's C3 (rows of 10) 0.29 / 0.39, so not there.  The same additions in the same order: the same bits.
+# Unlike im2col's, this kernel needs the window's size compiled in too (unrolled over the taps, the additions
+# into one x row are scheduled together; with KH, KW at run time it lost its gain: (16, 256, 2, 2) 0.46 ms).
 COMPILED_COL2IM_MAX_OW = 8
 _compiled_col2im = {}  # (KH, KW, SH, SW, OW) -> kernel
 

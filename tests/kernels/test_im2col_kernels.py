@@ -65,7 +65,7 @@ def test_numba_matches_reference(geometry, dtype):
     np.testing.assert_allclose(gx, K.col2im_numpy(g, *back_args), rtol=1e-5, atol=1e-5)
 
 
-@settings(max_examples=25, deadline=None)  # few geometries: each compiles a kernel (about a second)
+@settings(max_examples=25, deadline=None)  # few geometries: each compiles kernels (1-2 s)
 @given(N=st.integers(1, 3), C=st.integers(1, 3), window=st.sampled_from([(3, 3), (5, 5)]),
        stride=st.sampled_from([(1, 1), (2, 2)]), pad=st.tuples(st.integers(0, 2), st.integers(0, 2)),
        OH=st.integers(1, 5), OW=st.sampled_from([1, 4, K.COMPILED_COL2IM_MAX_OW + 1, K.COMPILED_MAX_OW + 1]),
@@ -90,7 +90,7 @@ def test_compiled_rows_match_the_reference(N, C, window, stride, pad, OH, OW, re
     assert col.dtype == x.dtype
     np.testing.assert_array_equal(col, K.im2col_numpy(x, *args))
     if OW <= K.COMPILED_MAX_OW:
-        assert (KH, KW, SH, SW, OW) in K._compiled_im2col
+        assert (SH, SW, OW) in K._compiled_im2col
     # col2im (rows of at most COMPILED_COL2IM_MAX_OW compiled): the general kernel's bits, the same additions
     g = np.random.default_rng(OW).standard_normal(col.shape).astype(col.dtype)
     gx = K.col2im_cpu(g, H, W, *args[2:8])
