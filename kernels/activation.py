@@ -82,18 +82,28 @@ def _floats(*arrays):
     return dtype in (np.float32, np.float64) and all(a.dtype == dtype for a in arrays)
 
 
+@njit(cache=True, inline="always")
+def relu_value(v):
+    """max(v, 0) of one value with NumPy's bits: NaN passes; -0.0 -> +0.0 as np.maximum (also batchnorm.py's)."""
+    return v if v > 0 else (v if v != v else 0)
+
+
+@njit(cache=True, inline="always")
+def relu6_value(v):
+    """min(max(v, 0), 6) of one value: NaN fails both tests and passes, -0.0 stays, as np.clip."""
+    return 0 if v < 0 else (6 if v > 6 else v)
+
+
 @njit(cache=True, error_model="numpy")
 def _relu(x, y):  # x, y flat and contiguous
     for i in range(x.size):
-        v = x[i]
-        y[i] = v if v > 0 else (v if v != v else 0)  # NaN passes; -0.0 -> +0.0 as np.maximum
+        y[i] = relu_value(x[i])
 
 
 @njit(cache=True, error_model="numpy")
 def _relu6(x, y):
     for i in range(x.size):
-        v = x[i]
-        y[i] = 0 if v < 0 else (6 if v > 6 else v)  # NaN fails both tests and passes, as np.clip
+        y[i] = relu6_value(x[i])
 
 
 def _rectify(loop, reference, x):

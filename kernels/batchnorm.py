@@ -35,6 +35,8 @@ arrays the NumPy reference runs, handed ``xp=cupy`` (the references take the arr
 import numpy as np
 from numba import njit, prange
 
+from .activation import relu6_value, relu_value
+
 
 def _per_channel(a, C, dtype, default):
     """``a`` as a contiguous ``(C,)`` array of ``dtype``, or ``default`` repeated when ``a`` is None."""
@@ -134,12 +136,11 @@ def _forward_channels(x, gamma, beta, eps, y, mean, var, invstd):
 
 @njit(cache=True, inline="always")
 def _activate(v, act):
-    """v, relu(v) or relu6(v) for act 0, 1, 2, with the bits of the relu kernels (kernels/activation.py): NaN
-    passes, relu turns -0.0 into +0.0, relu6 keeps it."""
+    """v, relu(v) or relu6(v) for act 0, 1, 2: the relu kernels' own rule (kernels/activation.py), so their bits."""
     if act == 1:
-        return v if v > 0 else (v if v != v else 0)
+        return relu_value(v)
     if act == 2:
-        return 0 if v < 0 else (6 if v > 6 else v)
+        return relu6_value(v)
     return v
 
 
