@@ -60,6 +60,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
+import numpy as np
 
 PARALLEL_MIN_SIZE = 1 << 24
 BLAS_PARALLEL_MIN_MACS = 1 << 26
@@ -117,8 +118,12 @@ def sized(kernel):
     limit = getattr(kernel, "parallel_min_size", PARALLEL_MIN_SIZE)
 
     def run(*args, **kw):
-        _start()
-        work = max((a.size for a in args if hasattr(a, "size") and hasattr(a, "dtype")), default=0)
+        if not _started:
+            _start()
+        work = 0  # the largest array's size (a loop: this runs at every kernel call)
+        for a in args:
+            if isinstance(a, np.ndarray) and a.size > work:
+                work = a.size
         _numba_threads(1 if work < limit else max_threads())
         return kernel(*args, **kw)
     run.__name__, run.__doc__, run.__wrapped__ = kernel.__name__, kernel.__doc__, kernel

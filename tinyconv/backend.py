@@ -52,8 +52,15 @@ def cuda_is_available():
     return _cuda_available
 
 
+_cupy_types = {np.ndarray: False}  # type -> whether CuPy defines it (looked up at every op: found once a type)
+
+
 def _is_cupy(x):
-    return type(x).__module__.startswith("cupy")
+    t = type(x)
+    found = _cupy_types.get(t)
+    if found is None:
+        found = _cupy_types[t] = t.__module__.startswith("cupy")
+    return found
 
 
 def is_array(x):

@@ -57,16 +57,25 @@ class Function:
         return cls(**hyper)(*inputs)
 
     def __call__(self, *inputs):
-        tensors = [x if (x is None or isinstance(x, Tensor)) else _as_tensor_like(x, inputs) for x in inputs]
-        arrays = [None if t is None else t.data for t in tensors]
-        if not all(a is None or type(a) is np.ndarray for a in arrays):  # the common all-CPU case is quick
+        # one pass over the inputs (this runs for every op of every step): tensors, their arrays, whether all
+        # arrays are NumPy's (the common all-CPU case needs no device check), whether any needs a gradient
+        tensors, arrays, on_cpu, any_requires = [], [], True, False
+        for x in inputs:
+            if x is not None:
+                if not isinstance(x, Tensor):
+                    x = _as_tensor_like(x, inputs)
+                on_cpu = on_cpu and type(x.data) is np.ndarray
+                any_requires = any_requires or x.requires_grad
+            tensors.append(x)
+            arrays.append(None if x is None else x.data)
+        if not on_cpu:
             _check_same_device(type(self).__name__, tensors)
         n_attrs = len(self.__dict__)
         outputs = self.forward(*arrays)
         self._saved = list(self.__dict__)[n_attrs:]  # attributes that forward added: the saved state
         multi = isinstance(outputs, tuple)
         outputs = outputs if multi else (outputs,)
-        requires = is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+        requires = any_requires and is_grad_enabled()
         results = tuple(Tensor(y, requires_grad=requires) for y in outputs)
         if requires:
             self._held = hold_inputs(tensors, outputs)  # leaves and viewed inputs as tensors, others weakly

@@ -74,6 +74,8 @@ def may_share_memory(a, b):
     """Whether arrays ``a`` and ``b`` may overlap (NumPy's or CuPy's bounds test; identity where missing)."""
     if a is b:
         return True
+    if type(a) is np.ndarray:  # the common case, quickly
+        return type(b) is np.ndarray and bool(np.may_share_memory(a, b))
     may_share = getattr(backend.get_array_module(a), "may_share_memory", None)
     return type(a) is type(b) and may_share is not None and bool(may_share(a, b))
 

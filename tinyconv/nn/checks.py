@@ -14,6 +14,21 @@ import numbers
 import numpy as np
 
 
+class Described:
+    """A layer's name for error messages, built only when one is raised: ``f"{Described(describe)}: ..."``
+    calls ``describe()`` then.  A layer's ``forward`` runs every step, and most never raise."""
+    __slots__ = ("describe",)
+
+    def __init__(self, describe):
+        self.describe = describe
+
+    def __str__(self):
+        return self.describe()
+
+    def __format__(self, spec):
+        return format(self.describe(), spec)
+
+
 def _is_int(value):
     return isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, (bool, np.bool_))
 

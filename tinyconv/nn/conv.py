@@ -64,11 +64,12 @@ class Conv2d(Module):
         return f"{type(self).__name__}({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size})"
 
     def forward(self, input):
-        checks.floating_input(self._where(), input, self.weight.dtype)
+        where = checks.Described(self._where)
+        checks.floating_input(where, input, self.weight.dtype)
         if input.ndim not in (3, 4) or input.shape[-3] != self.in_channels:
-            raise ValueError(f"{self._where()}: expected input of shape (N, {self.in_channels}, H, W), "
+            raise ValueError(f"{where}: expected input of shape (N, {self.in_channels}, H, W), "
                              f"got {tuple(input.shape)}")
-        return _conv2d(self._where(), input, self.weight, self.bias, self.stride, self.padding, self.dilation,
+        return _conv2d(where, input, self.weight, self.bias, self.stride, self.padding, self.dilation,
                        self.groups)
 
     def extra_repr(self):
