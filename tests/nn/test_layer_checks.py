@@ -197,3 +197,19 @@ def test_numpy_integers_are_accepted_as_sizes():
     m = nn.Conv2d(np.int64(3), np.int32(4), np.int64(3), stride=np.int64(2))
     assert m.in_channels == 3 and type(m.in_channels) is int and m.stride == (2, 2)
     assert m(tc.randn(1, 3, 7, 7)).shape == (1, 4, 3, 3)
+
+
+def test_layer_names_are_built_only_for_an_error_message():
+    from tinyconv.nn import checks
+    calls = []
+
+    def describe():
+        calls.append(1)
+        return "Conv2d(3, 4, kernel_size=(3, 3))"
+    where = checks.Described(describe)
+    checks.floating_input(where, tc.tensor(np.zeros(2, np.float32)), np.float32)
+    assert calls == []                                       # a forward that raises nothing formats nothing
+    assert f"{where}: x" == str(where) + ": x" == "Conv2d(3, 4, kernel_size=(3, 3)): x"
+    assert f"{where:>40}" == describe().rjust(40)
+    with pytest.raises(TypeError, match=r"^Conv2d\(3, 4, kernel_size=\(3, 3\)\): expected a floating-point"):
+        checks.floating_input(where, tc.tensor(np.zeros(2, np.int64)))

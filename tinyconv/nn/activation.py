@@ -11,7 +11,7 @@ class _Activation(Module):
 
     def __call__(self, *args, **kwargs):
         if args:
-            checks.floating_input(f"{type(self).__name__}({self.extra_repr()})", args[0])
+            checks.floating_input(checks.Described(lambda: f"{type(self).__name__}({self.extra_repr()})"), args[0])
         return super().__call__(*args, **kwargs)
 
 

@@ -18,7 +18,7 @@ class Dropout(_DropoutNd):
     """Inverted dropout: zero each element with probability ``p``, scale the rest by ``1/(1-p)``."""
 
     def forward(self, input):
-        checks.floating_input(f"{type(self).__name__}(p={self.p})", input)
+        checks.floating_input(checks.Described(lambda: f"{type(self).__name__}(p={self.p})"), input)
         return F.dropout(input, self.p, self.training)
 
 
@@ -26,7 +26,7 @@ class Dropout2d(_DropoutNd):
     """Zero whole channels of ``(N, C, H, W)`` with probability ``p``, scale the rest by ``1/(1-p)``."""
 
     def forward(self, input):
-        checks.floating_input(f"{type(self).__name__}(p={self.p})", input)
+        checks.floating_input(checks.Described(lambda: f"{type(self).__name__}(p={self.p})"), input)
         if input.ndim not in (3, 4):
             raise ValueError(f"{type(self).__name__}(p={self.p}): expected input of shape (N, C, H, W) or "
                              f"(C, H, W), got {tuple(input.shape)}")
@@ -45,7 +45,7 @@ class StochasticDepth(Module):
         self.p, self.mode = p, mode
 
     def forward(self, input):
-        checks.floating_input(f"{type(self).__name__}(p={self.p})", input)
+        checks.floating_input(checks.Described(lambda: f"{type(self).__name__}(p={self.p})"), input)
         return F.stochastic_depth(input, self.p, self.mode, self.training)
 
     def __repr__(self):

@@ -38,9 +38,10 @@ class Linear(Module):
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, input):
-        checks.floating_input(self._name(), input, self.weight.dtype)
+        name = checks.Described(self._name)
+        checks.floating_input(name, input, self.weight.dtype)
         if input.ndim < 1 or input.shape[-1] != self.in_features:
-            raise ValueError(f"{self._name()}: expected input with last dimension {self.in_features}, "
+            raise ValueError(f"{name}: expected input with last dimension {self.in_features}, "
                              f"got shape {tuple(input.shape)}")
         return F.linear(input, self.weight, self.bias)
 

@@ -25,7 +25,7 @@ class _Loss(Module):
                                        _legacy_reduction(size_average, reduce, reduction), ("none", "mean", "sum"))
 
     def __call__(self, input, *args, **kwargs):
-        checks.floating_input(f"{type(self).__name__}(reduction={self.reduction!r})", input)
+        checks.floating_input(checks.Described(lambda: f"{type(self).__name__}(reduction={self.reduction!r})"), input)
         return super().__call__(input, *args, **kwargs)
 
 

@@ -77,7 +77,7 @@ class _BatchNorm(Module):
 
     def _check_input(self, input):
         param = self.weight if self.weight is not None else self.running_mean
-        checks.floating_input(f"{type(self).__name__}({self.num_features})", input,
+        checks.floating_input(checks.Described(lambda: f"{type(self).__name__}({self.num_features})"), input,
                               None if param is None else param.dtype)
         if input.ndim not in self._ndims or input.shape[1] != self.num_features:
             raise ValueError(f"{type(self).__name__}({self.num_features}): expected input of shape "
@@ -134,7 +134,7 @@ class LayerNorm(Module):
             init.zeros_(self.bias)
 
     def forward(self, input):
-        checks.floating_input(f"{type(self).__name__}({self.extra_repr()})", input,
+        checks.floating_input(checks.Described(lambda: f"{type(self).__name__}({self.extra_repr()})"), input,
                               None if self.weight is None else self.weight.dtype)
         k = len(self.normalized_shape)
         if input.ndim < k or tuple(input.shape[input.ndim - k:]) != self.normalized_shape:
@@ -160,7 +160,7 @@ class LayerNorm2d(LayerNorm):
             raise ValueError(f"LayerNorm2d: normalized_shape must be the channel count C, got {normalized_shape!r}")
 
     def forward(self, input):
-        checks.floating_input(f"{type(self).__name__}({self.extra_repr()})", input,
+        checks.floating_input(checks.Described(lambda: f"{type(self).__name__}({self.extra_repr()})"), input,
                               None if self.weight is None else self.weight.dtype)
         C = self.normalized_shape[0]
         if input.ndim != 4 or input.shape[1] != C:
