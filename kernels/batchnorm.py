@@ -18,9 +18,11 @@ Kernels (same signature for ``_numpy`` and ``_cpu``; per-channel arrays are ``(C
 ``gamma``/``beta`` may be None, meaning 1 and 0):
 
     batch_norm_forward(x, gamma, beta, eps)           -> (y, mean, var, invstd)   training, batch statistics
-    batch_norm_eval(x, mean, k, beta, activation=None) -> y = (x - mean) k + beta  evaluation, k = gamma invstd;
+    batch_norm_eval(x, mean, k, beta, activation=None, out=None)
+                                                      -> y = (x - mean) k + beta  evaluation, k = gamma invstd;
                                                       then relu or relu6 in the same pass (``activation``:
-                                                      None, 'relu', 'relu6'; the bits of the relu kernels)
+                                                      None, 'relu', 'relu6'; the bits of the relu kernels);
+                                                      written into ``out`` when given (x itself: in place)
     batch_norm_backward(gy, x, mean, invstd, k, training) -> (gx, sum_gy, sum_gy_xhat)
 
 The NumPy reference makes about six whole-array passes each way.  The Numba kernels fuse them: each channel
@@ -66,11 +68,10 @@ def batch_norm_forward_numpy(x, gamma, beta, eps, *, xp=np):
 ACTIVATIONS = {None: 0, "relu": 1, "relu6": 2}  # what batch_norm_eval may apply on the way out
 
 
-def batch_norm_eval_numpy(x, mean, k, beta, activation=None, *, xp=np):
+def batch_norm_eval_numpy(x, mean, k, beta, activation=None, out=None, *, xp=np):
     """Reference affine map ``(x - mean) k + beta``, then the activation (NumPy's maximum or clip, as the
     relu and relu6 references)."""
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"batch_norm_eval: activation should be one of {list(ACTIVATIONS)}, got {activation!r}")
+    _check_eval(x, activation, out)
     y = x - mean[:, None]
     y *= k[:, None]
     if beta is not None:
@@ -79,7 +80,18 @@ def batch_norm_eval_numpy(x, mean, k, beta, activation=None, *, xp=np):
         xp.maximum(y, y.dtype.type(0), out=y)
     elif activation == "relu6":
         xp.clip(y, 0, 6, out=y)
+    if out is not None:
+        out[...] = y
+        return out
     return y
+
+
+def _check_eval(x, activation, out):
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"batch_norm_eval: activation should be one of {list(ACTIVATIONS)}, got {activation!r}")
+    if out is not None and (out.shape != x.shape or out.dtype != x.dtype or not out.flags.c_contiguous):
+        raise ValueError(f"batch_norm_eval: out should be a C-contiguous {x.dtype} array of shape {x.shape}, got "
+                         f"{out.dtype} {out.shape}" + ("" if out.flags.c_contiguous else " (not contiguous)"))
 
 
 def batch_norm_backward_numpy(gy, x, mean, invstd, k, training, *, xp=np):
@@ -308,13 +320,13 @@ def batch_norm_forward_cpu(x, gamma, beta, eps):
     return (y,) + stats
 
 
-def batch_norm_eval_cpu(x, mean, k, beta, activation=None):
-    """Numba affine map ``(x - mean) k + beta``, and the activation: one pass."""
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"batch_norm_eval: activation should be one of {list(ACTIVATIONS)}, got {activation!r}")
+def batch_norm_eval_cpu(x, mean, k, beta, activation=None, out=None):
+    """Numba affine map ``(x - mean) k + beta``, and the activation: one pass (in place when ``out`` is x: each
+    value is read before it is written)."""
+    _check_eval(x, activation, out)
     x = np.ascontiguousarray(x)
     C, dt = x.shape[1], x.dtype
-    y = np.empty_like(x)
+    y = np.empty_like(x) if out is None else out
     coefs = _per_channel(mean, C, dt, 0), _per_channel(k, C, dt, 1), _per_channel(beta, C, dt, 0)
     rows = _blocks(x)
     if rows is None:

@@ -4,11 +4,13 @@ Shapes: x (N, C, H, W); w (K, C/G, KH, KW) (PyTorch's layout); b (K,) or None; y
 (SH, SW), top/left padding (PH, PW) (the output size implies the rest), dilation (DH, DW), G groups, and
 R = C/G*KH*KW, the rows of one group's im2col matrix.
 
-    conv2d_forward(x, w, b, SH, SW, PH, PW, DH, DW, OH, OW, G, *, xp, kernel)             -> (y, col)
+    conv2d_forward(x, w, b, SH, SW, PH, PW, DH, DW, OH, OW, G, *, xp, kernel, norm=None)  -> (y, col)
     conv2d_backward(gy, x, w, col, SH, SW, PH, PW, DH, DW, G, need_x, need_w, *, xp, kernel) -> (gx, gw)
 
 ``col`` is the im2col matrix (G, R, N*OH*OW) when forward kept it for backward, else None (backward then
-rebuilds it from x); ``gx``/``gw`` are None when not needed.  These are composite kernels: they are written
+rebuilds it from x); ``gx``/``gw`` are None when not needed.  ``norm`` (inference): ``(mean, k, beta,
+activation)``, a batch norm in evaluation mode and its activation applied to y by ``batch_norm_eval``, on each
+chunk of images as soon as it is computed (still in cache) on the CPU; the bits of the two kernels in turn.  These are composite kernels: they are written
 over other kernels (``kernel('im2col')``, ``kernel('col2im')``, the direct depthwise and grouped kernels)
 and array calls (``xp.matmul``); ``tinyconv.backend`` hands them ``xp`` and ``kernel`` for the arrays' device.
 
@@ -36,7 +38,7 @@ import contextlib
 
 import numpy as np
 
-from . import get, threads, winograd_conv
+from . import conv_dense, get, threads, winograd_conv
 from .conv_algorithms import requested, strategy
 
 
@@ -49,12 +51,13 @@ def _device(xp):
 
 
 # -- NumPy reference: the textbook --------------------------------------------------------------------
-def conv2d_forward_numpy(x, w, b, SH, SW, PH, PW, DH, DW, OH, OW, G, *, xp=np, kernel=_reference_kernel):
+def conv2d_forward_numpy(x, w, b, SH, SW, PH, PW, DH, DW, OH, OW, G, *, xp=np, kernel=_reference_kernel,
+                         norm=None):
     """y = W @ im2col(x) + b per group, the whole batch at once; nothing kept (backward rebuilds col).
     (An algorithm picked by hand, ``conv_algorithms``, runs its own reference instead.)"""
     if requested() not in ("auto", "im2col"):  # whole batch, no threads; the host's or the GPU's choice of kernels
         conv = _Conv(x, w, (SH, SW), (PH, PW), (DH, DW), (OH, OW), G, xp, kernel, cpu=False, device=_device(xp))
-        return conv.forward(b)
+        return conv.forward(b, norm)
     N = x.shape[0]
     K, Cg, KH, KW = w.shape
     col = kernel("im2col")(xp.ascontiguousarray(x), KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
@@ -64,7 +67,15 @@ def conv2d_forward_numpy(x, w, b, SH, SW, PH, PW, DH, DW, OH, OW, G, *, xp=np, k
     y = y.reshape(K, N, OH, OW).transpose(1, 0, 2, 3)         # (N, K, OH, OW)
     if b is not None:
         y = y + b.reshape(K, 1, 1)
-    return xp.ascontiguousarray(y), None
+    return _normalized(xp.ascontiguousarray(y), norm, kernel), None
+
+
+def _normalized(y, norm, kernel):
+    """y with ``norm`` (batch norm in evaluation and its activation) applied in place; y itself without."""
+    if norm is not None:
+        y3 = y.reshape(y.shape[0], y.shape[1], -1)
+        kernel("batch_norm_eval")(y3, *norm, out=y3)
+    return y
 
 
 def conv2d_backward_numpy(gy, x, w, col, SH, SW, PH, PW, DH, DW, G, need_x, need_w, *, xp=np,
@@ -90,7 +101,7 @@ def conv2d_backward_numpy(gy, x, w, col, SH, SW, PH, PW, DH, DW, G, need_x, need
 
 
 # -- shape only (tinyconv.summary) --------------------------------------------------------------------
-def conv2d_forward_shape(x, w, b, SH, SW, PH, PW, DH, DW, OH, OW, G, *, xp=np, kernel=None):
+def conv2d_forward_shape(x, w, b, SH, SW, PH, PW, DH, DW, OH, OW, G, *, xp=np, kernel=None, norm=None):
     """``(multiply-accumulates, (zeros of y's shape, None))``: N*K*OH*OW*R."""
     N, (K, Cg, KH, KW) = x.shape[0], w.shape
     return N * K * OH * OW * Cg * KH * KW, (xp.zeros((N, K, OH, OW), x.dtype), None)
@@ -120,8 +131,8 @@ POINTWISE_MIN_PIXELS = 16
 WEIGHT_TRANSPOSED_MIN_COLUMNS = 512
 
 
-def conv2d_forward_cpu(x, w, b, SH, SW, PH, PW, DH, DW, OH, OW, G, *, xp=np, kernel=_reference_kernel):
-    return _Conv(x, w, (SH, SW), (PH, PW), (DH, DW), (OH, OW), G, xp, kernel, cpu=True).forward(b)
+def conv2d_forward_cpu(x, w, b, SH, SW, PH, PW, DH, DW, OH, OW, G, *, xp=np, kernel=_reference_kernel, norm=None):
+    return _Conv(x, w, (SH, SW), (PH, PW), (DH, DW), (OH, OW), G, xp, kernel, cpu=True).forward(b, norm)
 
 
 def conv2d_backward_cpu(gy, x, w, col, SH, SW, PH, PW, DH, DW, G, need_x, need_w, *, xp=np,
@@ -130,8 +141,8 @@ def conv2d_backward_cpu(gy, x, w, col, SH, SW, PH, PW, DH, DW, G, need_x, need_w
     return conv.backward(gy, col, need_x, need_w)
 
 
-def conv2d_forward_cuda(x, w, b, SH, SW, PH, PW, DH, DW, OH, OW, G, *, xp, kernel):
-    return _Conv(x, w, (SH, SW), (PH, PW), (DH, DW), (OH, OW), G, xp, kernel, cpu=False).forward(b)
+def conv2d_forward_cuda(x, w, b, SH, SW, PH, PW, DH, DW, OH, OW, G, *, xp, kernel, norm=None):
+    return _Conv(x, w, (SH, SW), (PH, PW), (DH, DW), (OH, OW), G, xp, kernel, cpu=False).forward(b, norm)
 
 
 def conv2d_backward_cuda(gy, x, w, col, SH, SW, PH, PW, DH, DW, G, need_x, need_w, *, xp, kernel):
@@ -152,31 +163,34 @@ class _Conv:
         # products use every BLAS thread, chunk after chunk (threads.py).  The GPU: one launch, no threads.
         self.gemm = threads.gemm if cpu else (lambda macs: contextlib.nullcontext())
 
-    def forward(self, b):
-        xp, x, G = self.xp, self.x, self.groups
-        N = x.shape[0]
-        K, Cg, KH, KW = self.w.shape
+    def forward(self, b, norm=None):
+        if self.how != "gemm":
+            return _normalized(self.whole(b), norm, self.kernel), None
+        N, (K, Cg, KH, KW), (OH, OW) = self.x.shape[0], self.w.shape, self.out_size
+        y, macs = self.xp.empty((N, K, OH, OW), self.x.dtype), N * K * OH * OW * Cg * KH * KW
+        with self.gemm(macs):  # norm is applied to each chunk as soon as it is done
+            kept = self.over_chunks(lambda chunk: self.forward_chunk(*chunk, y, b, norm), macs)
+        return y, kept[0] if len(kept) == 1 else None
+
+    def whole(self, b):
+        """y of the strategies that compute the whole batch at once (all but ``'gemm'``)."""
+        xp, x, w = self.xp, self.x, self.w
         (SH, SW), (PH, PW), (DH, DW), (OH, OW) = self.stride, self.padding, self.dilation, self.out_size
+        if self.how == "dense":
+            return conv_dense.forward(x, w, b, self.groups, xp, self.gemm)
+        if self.how == "winograd":
+            return winograd_conv.forward(x, w, b, PH, PW, OH, OW, xp=xp, kernel=self.kernel, cpu=self.cpu)
+        if self.how == "naive":
+            return self.kernel("naive_conv2d")(x, w, b, SH, SW, PH, PW, DH, DW, OH, OW, self.groups)
+        if self.how == "direct":  # the bias is added by the kernel
+            return self.kernel("direct_conv2d")(x, xp.ascontiguousarray(w), b, PH, PW, OH, OW)
         if self.how == "depthwise":
             y = self.kernel("depthwise_conv2d")(x, self.w_taps(), SH, SW, PH, PW, DH, DW, OH, OW)
-        elif self.how == "grouped":
-            y = self.kernel("grouped_conv2d")(x, xp.ascontiguousarray(self.w), SH, SW, PH, PW, DH, DW, OH, OW)
-        elif self.how == "dense":
-            return self.dense(b), None
-        elif self.how == "winograd":
-            return winograd_conv.forward(x, self.w, b, PH, PW, OH, OW, xp=xp, kernel=self.kernel, cpu=self.cpu), None
-        elif self.how == "naive":
-            return self.kernel("naive_conv2d")(x, self.w, b, SH, SW, PH, PW, DH, DW, OH, OW, G), None
-        elif self.how == "direct":  # the bias is added by the kernel
-            return self.kernel("direct_conv2d")(x, xp.ascontiguousarray(self.w), b, PH, PW, OH, OW), None
-        else:
-            y, macs = xp.empty((N, K, OH, OW), x.dtype), N * K * OH * OW * Cg * KH * KW
-            with self.gemm(macs):
-                kept = self.over_chunks(lambda chunk: self.forward_chunk(*chunk, y, b), macs)
-            return y, kept[0] if len(kept) == 1 else None
+        else:  # grouped
+            y = self.kernel("grouped_conv2d")(x, xp.ascontiguousarray(w), SH, SW, PH, PW, DH, DW, OH, OW)
         if b is not None:
-            y += b.reshape(K, 1, 1)
-        return y, None
+            y += b.reshape(w.shape[0], 1, 1)
+        return y
 
     def backward(self, gy, col, need_x, need_w):
         xp, G = self.xp, self.groups
@@ -202,7 +216,7 @@ class _Conv:
                 gw = self.kernel("grouped_conv2d_grad_weight")(self.x, gy, G, KH, KW, SH, SW, PH, PW, DH, DW)
             return gx, gw
         if self.how == "dense":
-            return self.dense_backward(gy, need_x, need_w)
+            return conv_dense.backward(gy, self.x, self.w, G, need_x, need_w, xp, self.gemm)
         if self.how == "winograd":
             return winograd_conv.backward(gy, self.x, self.w, PH, PW, need_x, need_w, xp=xp, kernel=self.kernel,
                                           cpu=self.cpu)
@@ -254,8 +268,9 @@ class _Conv:
         step = max(1, min(N, COL_CHUNK_BYTES // per_image))
         return [(n0, min(N, n0 + step)) for n0 in range(0, N, step)]
 
-    def forward_chunk(self, n0, n1, out, b):
-        """out[n0:n1] = W @ col + b for images n0..n1-1, per group; returns col when it is worth keeping."""
+    def forward_chunk(self, n0, n1, out, b, norm=None):
+        """out[n0:n1] = W @ col + b for images n0..n1-1, per group, then ``norm`` on them; returns col when it
+        is worth keeping."""
         xp = self.xp
         N, (K, Cg, KH, KW), G, (OH, OW) = out.shape[0], self.w.shape, self.groups, self.out_size
         w_g = self.w.reshape(G, K // G, Cg * KH * KW)
@@ -264,6 +279,7 @@ class _Conv:
             xp.matmul(w_g, self.images(self.x, n0, n1), out=self.images(out, n0, n1))
             if b is not None:
                 out[n0:n1] += b.reshape(K, 1, 1)
+            _normalized(out[n0:n1], norm, self.kernel)
             return None
         col = self.im2col(n0, n1)
         # Y[g] = W[g] @ col[g]: (G, K/G, C/G*KH*KW) @ (G, C/G*KH*KW, n*OH*OW) -> (K, n, OH, OW)
@@ -277,40 +293,8 @@ class _Conv:
                 out[n0:n1] = y
             else:
                 xp.add(y, b.reshape(K, 1, 1), out=out[n0:n1])
+        _normalized(out[n0:n1], norm, self.kernel)
         return col if n1 - n0 == N and col.nbytes <= KEEP_COL_BYTES else None
-
-    def groups_view(self, a, per_group):
-        """(N, G*per_group, ...) -> (G, N, per_group): a view, the images as rows of each group's matrix."""
-        return a.reshape(a.shape[0], self.groups, per_group).transpose(1, 0, 2)
-
-    def dense(self, b):
-        """Forward of a full-window layer, per group: Y = x2 @ W^T with x2 (N, C/G*KH*KW), W (K/G, C/G*KH*KW)."""
-        xp = self.xp
-        N, (K, Cg, KH, KW), G = self.x.shape[0], self.w.shape, self.groups
-        w_g = self.w.reshape(G, K // G, Cg * KH * KW)
-        with self.gemm(N * K * Cg * KH * KW):
-            y = xp.matmul(self.groups_view(self.x, Cg * KH * KW), w_g.transpose(0, 2, 1))  # (G, N, K/G)
-        out = xp.empty((N, K, 1, 1), self.x.dtype)
-        out.reshape(N, G, K // G)[...] = y.transpose(1, 0, 2)
-        if b is not None:
-            out += b.reshape(K, 1, 1)
-        return out
-
-    def dense_backward(self, gy, need_x, need_w):
-        """Backward of a full-window layer: dW = dY^T @ x2 and dx = dY @ W, per group (dY as (N, K/G))."""
-        xp = self.xp
-        N, (K, Cg, KH, KW), G = self.x.shape[0], self.w.shape, self.groups
-        gy_g = self.groups_view(gy, K // G)                          # (G, N, K/G)
-        gw = gx = None
-        with self.gemm(N * K * Cg * KH * KW):
-            if need_w:  # dW[k, r] = sum_n dY[n, k] x2[n, r]
-                gw = xp.matmul(gy_g.transpose(0, 2, 1), self.groups_view(self.x, Cg * KH * KW))
-                gw = gw.reshape(self.w.shape)
-            if need_x:  # dx2[n, r] = sum_k dY[n, k] W[k, r]
-                gx_g = xp.matmul(gy_g, self.w.reshape(G, K // G, Cg * KH * KW))  # (G, N, C/G*KH*KW)
-                gx = gx_g.reshape(self.x.shape) if G == 1 else \
-                    xp.ascontiguousarray(gx_g.transpose(1, 0, 2)).reshape(self.x.shape)
-        return gx, gw
 
     def pointwise(self):
         """1x1 kernel, stride 1, no padding: the im2col matrix of one image is the image, (C, H*W)."""

@@ -158,3 +158,17 @@ def test_rows_in_definition_order_parents_before_children():
     assert names == [n for n in defined if n in names]
     assert names.index("layer2.0") < names.index("layer2.0.conv1") < names.index("layer2.0.downsample")
     assert names.index("layer2.0.downsample") < names.index("layer2.0.downsample.0")
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "googlenet_torchvision"])
+def test_fused_blocks_still_show_every_layer(name):
+    """The zoo's blocks fuse convolution, batch norm and ReLU in evaluation (nn.fusion); the summary, which runs
+    the model in evaluation, still sees each module run, with its output shape and its own MACs."""
+    with skip_init():
+        model = models.get_model(name, num_classes=10)
+    s = tinyconv.summary(model, (3, 64, 64), depth=None)
+    types = {"Conv2d", "BatchNorm2d", "ReLU", "ReLU6"}
+    rows = [r for r in s.rows if r["type"] in types and not r["name"].startswith(("aux1", "aux2"))]
+    assert len(rows) > 40 and all(r["output_shape"] is not None for r in rows)
+    conv_macs = sum(r["macs"] for r in rows if r["type"] == "Conv2d")
+    assert conv_macs > 0.95 * s.total_macs  # nearly all the work is in the convolutions' own rows

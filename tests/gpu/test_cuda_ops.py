@@ -120,6 +120,24 @@ def test_depthwise_conv2d(gpu, dtype):
     check(lambda x, w: F.conv2d(x, w, None, 1, 1, 1, groups=3), x, w)
 
 
+@pytest.mark.parametrize("groups, activation", [(1, "relu6"), (2, None), (4, "relu")])
+def test_conv2d_batch_norm_in_inference(gpu_fast, groups, activation):
+    """The fused inference op (``nn.conv_norm_activation``) on the device: its batch norm runs on the CuPy arrays
+    (``batch_norm_eval``'s reference, into the convolution's output), without host syncs."""
+    x, w = randn(2, 4, 6, 5), randn(4, 4 // groups, 3, 3)
+    mean, var, gamma, beta = randn(4, seed=1), np.abs(randn(4, seed=2)) + 0.5, randn(4, seed=3), randn(4, seed=4)
+    outs = []
+    for device in ("cpu", "cuda"):
+        args = [tc.tensor(a).to(device) for a in (x, w, mean, var, gamma, beta)]
+        fake_cupy.SYNCS.clear()
+        with tc.no_grad():
+            y = F.conv2d_batch_norm(args[0], args[1], None, *args[2:], padding=1, groups=groups,
+                                    activation=activation)
+        assert y.device == device and (device == "cpu" or fake_cupy.SYNCS == [])
+        outs.append(host(y))
+    assert_same(outs[0], outs[1])
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_pooling(gpu, dtype):
     x = randn(1, 2, 5, 6, dtype=dtype)

@@ -158,3 +158,31 @@ def test_eval_refuses_an_unknown_activation(target):
     x, c = np.ones((1, 2, 3), np.float32), np.ones(2, np.float32)
     with pytest.raises(ValueError, match="activation should be one of"):
         K.get("batch_norm_eval", target)(x, c, c, c, "gelu")
+
+
+@given(dtype=st.sampled_from([np.float32, np.float64]), L=st.sampled_from([1, 5, 40]), C=st.integers(1, 9),
+       N=st.integers(1, 3), activation=st.sampled_from([None, "relu", "relu6"]), seed=st.integers(0, 2**16))
+def test_eval_into_out_and_in_place(dtype, L, C, N, activation, seed):
+    """``out=`` (a convolution's output chunk, normalised where it lies: conv2d_forward's ``norm``) gives the
+    bits of the result without it, into another array or into x itself."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((N, C, L)) * 4).astype(dtype)
+    mean, k, beta = (rng.standard_normal(C).astype(dtype) for _ in range(3))
+    for target in TARGETS:
+        f = K.get("batch_norm_eval", target)
+        want = f(x, mean, k, beta, activation)
+        out = np.full_like(x, np.nan)
+        assert f(x, mean, k, beta, activation, out=out) is out
+        same = x.copy()
+        assert f(same, mean, k, beta, activation, out=same) is same
+        for got in (out, same):
+            np.testing.assert_array_equal(_bits(got), _bits(want), err_msg=target)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_eval_refuses_an_out_it_cannot_fill(target):
+    x, c = np.ones((2, 2, 3), np.float32), np.ones(2, np.float32)
+    for out in (np.empty((2, 2, 4), np.float32), np.empty((2, 2, 3), np.float64),
+                np.empty((2, 2, 6), np.float32)[:, :, ::2]):
+        with pytest.raises(ValueError, match="out should be a C-contiguous float32 array of shape"):
+            K.get("batch_norm_eval", target)(x, c, c, c, out=out)

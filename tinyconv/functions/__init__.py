@@ -3,7 +3,7 @@ from . import methods, tensor_methods  # noqa: F401  (bind Tensor operators and 
 from .basic import (abs, add, astype, clamp, clip, div, exp, log, matmul, maximum, minimum, mul,  # noqa: F401
                     neg, pow, sqrt, sub, unbroadcast, where)
 from .reduction import amax, amin, argmax, argmin, max, mean, min, sum, var, ValuesIndices  # noqa: F401
-from .conv import conv2d  # noqa: F401
+from .conv import conv2d, conv2d_batch_norm  # noqa: F401
 from .depthwise import depthwise_conv2d  # noqa: F401
 from .grouped import grouped_conv2d  # noqa: F401
 from .shape import (broadcast_to, cat, chunk, concatenate, flatten, getitem, pad, permute,  # noqa: F401

@@ -27,7 +27,8 @@ pointwise layers image by image, a small col kept for backward).
 """
 
 from ..backend import get_kernel
-from ..core import Function
+from ..core import Function, Tensor, is_grad_enabled
+from .normalization import eval_coefficients
 
 
 def _pair(value, name):
@@ -135,3 +136,50 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """
     where = f"conv2d(weight of shape {tuple(weight.shape)}, groups={groups})"
     return _conv2d(where, input, weight, bias, stride, padding, dilation, groups)
+
+
+class Conv2dBatchNormFn(Function):
+    """Inference: ``act((W @ im2col(x) + b - mean) k + beta)``, the convolution's output normalised chunk by chunk
+    as it is computed (``conv2d_forward``'s ``norm``).  Hyper-parameters: Conv2dFn's, and the batch norm's
+    ``running_mean``, ``running_var``, ``eps`` and ``activation``.  No backward: ``conv2d_batch_norm`` runs it
+    only where no graph is recorded."""
+
+    def forward(self, x, w, b, gamma, beta):
+        geometry = (*self.stride, *self.padding, *self.dilation, *self.out_size, self.groups)
+        mean, _, k = eval_coefficients(self.running_mean, self.running_var, gamma, self.eps, x.dtype)
+        y, _ = get_kernel("conv2d_forward", x)(x, w, b, *geometry, norm=(mean, k, beta, self.activation))
+        return y
+
+
+def conv2d_batch_norm(input, weight, bias, running_mean, running_var, norm_weight=None, norm_bias=None, stride=1,
+                      padding=0, dilation=1, groups=1, eps=1e-5, activation=None, where="conv2d_batch_norm"):
+    """``act(batch_norm(conv2d(input, weight, bias, stride, padding, dilation, groups), running_mean, running_var,
+    norm_weight, norm_bias, eps=eps))`` in evaluation mode, for inference: one op, which normalises (and applies
+    ``activation``: None, 'relu' or 'relu6') each chunk of the convolution's output as soon as it is computed,
+    while it is in cache, instead of in two more passes over memory.  The bits of the ops in turn.  It records no
+    graph, and refuses to run where one would be recorded (grad mode on and a tensor requiring a gradient).  Not
+    in PyTorch's API: the zoo's blocks call it through ``nn.conv_norm_activation``."""
+    tensors = (input, weight, bias, norm_weight, norm_bias)
+    if is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in tensors):
+        raise RuntimeError(f"{where}: inference only, it records no graph; call it under tinyconv.no_grad(), or "
+                           f"call conv2d, batch_norm and the activation")
+    if activation not in (None, "relu", "relu6"):
+        raise ValueError(f"{where}: activation should be None, 'relu' or 'relu6', got {activation!r}")
+    if input.ndim != 4:
+        raise ValueError(f"{where}: expected input of shape (N, C, H, W), got {tuple(input.shape)}")
+    check_operands(where, input, weight, bias)
+    stride, padding, dilation, out_size = conv_geometry(where, input.shape, weight.shape, stride, padding,
+                                                        dilation, groups)
+    K = weight.shape[0]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("norm_weight", norm_weight),
+                    ("norm_bias", norm_bias)):
+        if (t is not None or name.startswith("running")) and tuple(getattr(t, "shape", ())) != (K,):
+            raise ValueError(f"{where}: {name} should have shape ({K},) for the {K} output channels, got "
+                             f"{None if t is None else tuple(t.shape)}")
+    return Conv2dBatchNormFn.apply(input, weight, bias, norm_weight, norm_bias, stride=stride, padding=padding,
+                                   dilation=dilation, out_size=out_size, groups=groups, eps=eps, activation=activation,
+                                   running_mean=_array(running_mean), running_var=_array(running_var))
+
+
+def _array(t):
+    return t.data if isinstance(t, Tensor) else t

@@ -65,6 +65,15 @@ def _normalize_backward(g, xhat, k, axes):
     return gx, sum_g, sum_gx
 
 
+def eval_coefficients(running_mean, running_var, gamma, eps, dt):
+    """``(mean, invstd, k)`` in dtype ``dt``: batch norm in evaluation is ``y = (x - mean) k + beta`` per channel,
+    with ``invstd = 1 / sqrt(running_var + eps)`` and ``k = gamma * invstd`` (``invstd`` without gamma)."""
+    xp = get_array_module(running_var)
+    mean = running_mean.astype(dt, copy=False)
+    invstd = 1 / xp.sqrt(running_var.astype(dt, copy=False) + dt.type(eps))
+    return mean, invstd, invstd if gamma is None else invstd * gamma
+
+
 def _data(t):
     """The array of a Tensor (running statistics may be given as Tensors or as arrays)."""
     return t.data if isinstance(t, Tensor) else t
@@ -87,10 +96,7 @@ class BatchNorm(Function):
             y, mean, var, invstd = get_kernel("batch_norm_forward", x)(x3, gamma, beta, self.eps)
             self._update_running(mean, var, x.size // C)
         else:  # running statistics: an affine map per channel, y = (x - mean) k + beta, k = gamma * invstd
-            xp = get_array_module(x)
-            mean = self.running_mean.astype(dt, copy=False)
-            invstd = 1 / xp.sqrt(self.running_var.astype(dt, copy=False) + dt.type(self.eps))
-            k = invstd if gamma is None else invstd * gamma
+            mean, invstd, k = eval_coefficients(self.running_mean, self.running_var, gamma, self.eps, dt)
             if self.activation is None:
                 y = get_kernel("batch_norm_eval", x)(x3, mean, k, beta)
             else:  # act((x - mean) k + beta), one pass

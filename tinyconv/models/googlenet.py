@@ -53,9 +53,9 @@ class BasicConv2d(nn.Module):
         self.bn = nn.BatchNorm2d(out_channels, eps=0.001) if batch_norm else None
         self.relu = nn.ReLU()
 
-    def forward(self, x):  # nn.norm_activation(bn, relu, x) is relu(bn(x)), fused in evaluation
-        x = self.conv(x)
-        return nn.norm_activation(self.bn, self.relu, x) if self.bn is not None else self.relu(x)
+    def forward(self, x):  # nn.conv_norm_activation(conv, bn, relu, x) is relu(bn(conv(x))), fused in evaluation
+        return nn.conv_norm_activation(self.conv, self.bn, self.relu, x) if self.bn is not None \
+            else self.relu(self.conv(x))
 
 
 class Inception(nn.Module):

@@ -51,10 +51,12 @@ class ConvNormActivation(nn.Sequential):
         super().__init__(*layers)
         self.out_channels = out_channels
 
-    def forward(self, x):  # conv, then nn.norm_activation(norm, act, x): act(norm(x)), fused in evaluation
-        if len(self) != 3:
-            return super().forward(x)
-        return nn.norm_activation(self[1], self[2], self[0](x))
+    def forward(self, x):  # nn.conv_norm_activation(conv, norm, act, x): act(norm(conv(x))), fused in evaluation
+        if len(self) == 3:
+            return nn.conv_norm_activation(self[0], self[1], self[2], x)
+        if len(self) == 2 and isinstance(self[1], nn.BatchNorm2d):
+            return nn.conv_norm_activation(self[0], self[1], None, x)
+        return super().forward(x)
 
 
 class DepthwiseSeparable(nn.Sequential):
@@ -87,6 +89,17 @@ class MobileNetV1(nn.Module):
         return self.classifier(x.reshape(x.shape[0], -1))
 
 
+class LinearBottleneck(nn.Sequential):
+    """InvertedResidual's ``conv``: its blocks, then the linear projection (a 1x1 convolution and its batch norm,
+    the last two modules), which ``nn.conv_norm_activation`` fuses in evaluation; torchvision's keys."""
+
+    def forward(self, x):
+        *blocks, project, norm = self
+        for block in blocks:
+            x = block(x)
+        return nn.conv_norm_activation(project, norm, None, x)
+
+
 class InvertedResidual(nn.Module):
     """``x + project(depthwise(expand(x)))`` (the residual only when ``stride == 1`` and ``inp == oup``);
     ``expand`` is omitted when ``expand_ratio == 1``; the projection is linear (BN, no activation)."""
@@ -98,7 +111,7 @@ class InvertedResidual(nn.Module):
         layers = [] if expand_ratio == 1 else [ConvNormActivation(inp, hidden, 1, activation_layer=nn.ReLU6)]
         layers += [ConvNormActivation(hidden, hidden, 3, stride, groups=hidden, activation_layer=nn.ReLU6),
                    nn.Conv2d(hidden, oup, 1, bias=False), nn.BatchNorm2d(oup)]
-        self.conv = nn.Sequential(*layers)
+        self.conv = LinearBottleneck(*layers)
         self.out_channels = oup
 
     def forward(self, x):

@@ -53,12 +53,21 @@ class BasicBlock(nn.Module):
         self.downsample = downsample
         self.stride = stride
 
-    def residual(self, x):  # nn.norm_activation(bn, relu, x) is relu(bn(x)), fused in evaluation
-        return self.bn2(self.conv2(nn.norm_activation(self.bn1, self.relu, self.conv1(x))))
+    def residual(self, x):  # nn.conv_norm_activation(conv, bn, relu, x) is relu(bn(conv(x))), fused in evaluation
+        out = nn.conv_norm_activation(self.conv1, self.bn1, self.relu, x)
+        return nn.conv_norm_activation(self.conv2, self.bn2, None, out)
 
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
         return self.relu(self.residual(x) + identity)
+
+
+class ConvNorm(nn.Sequential):
+    """A convolution and its batch norm, keys ``0`` and ``1`` (torchvision's ``Sequential``: the projection
+    shortcut, MobileNetV2's linear projection); ``nn.conv_norm_activation`` fuses them in evaluation."""
+
+    def forward(self, x):
+        return nn.conv_norm_activation(self[0], self[1], None, x) if len(self) == 2 else super().forward(x)
 
 
 class Bottleneck(nn.Module):
@@ -84,10 +93,10 @@ class Bottleneck(nn.Module):
         self.downsample = downsample
         self.stride = stride
 
-    def residual(self, x):  # nn.norm_activation(bn, relu, x) is relu(bn(x)), fused in evaluation
-        out = nn.norm_activation(self.bn1, self.relu, self.conv1(x))
-        out = nn.norm_activation(self.bn2, self.relu, self.conv2(out))
-        return self.bn3(self.conv3(out))
+    def residual(self, x):  # nn.conv_norm_activation(conv, bn, relu, x) is relu(bn(conv(x))), fused in evaluation
+        out = nn.conv_norm_activation(self.conv1, self.bn1, self.relu, x)
+        out = nn.conv_norm_activation(self.conv2, self.bn2, self.relu, out)
+        return nn.conv_norm_activation(self.conv3, self.bn3, None, out)
 
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
@@ -162,8 +171,8 @@ class ResNet(nn.Module):
     def _make_layer(self, block, planes, blocks, stride):
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:  # projection shortcut (option B)
-            downsample = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
-                                       nn.BatchNorm2d(planes * block.expansion))
+            downsample = ConvNorm(conv1x1(self.inplanes, planes * block.expansion, stride),
+                                  nn.BatchNorm2d(planes * block.expansion))
         kw = dict(groups=self.groups, base_width=self.base_width, stride_in_1x1=self.stride_in_1x1)
         layers = [block(self.inplanes, planes, stride, downsample, **kw)]
         self.inplanes = planes * block.expansion
@@ -171,7 +180,7 @@ class ResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def forward(self, x):
-        x = self.maxpool(nn.norm_activation(self.bn1, self.relu, self.conv1(x)))
+        x = self.maxpool(nn.conv_norm_activation(self.conv1, self.bn1, self.relu, x))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         x = self.avgpool(x)
         return self.fc(x.reshape(x.shape[0], -1))

@@ -13,5 +13,5 @@ from . import functional  # noqa: F401
 from .pooling import AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, MaxPool2d  # noqa: F401
 from .lrn import LocalResponseNorm  # noqa: F401
 from .conv import Conv2d  # noqa: F401
-from .fusion import norm_activation  # noqa: F401
+from .fusion import conv_norm_activation, norm_activation  # noqa: F401
 from .upsample import Upsample  # noqa: F401

@@ -64,13 +64,18 @@ class Conv2d(Module):
         return f"{type(self).__name__}({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size})"
 
     def forward(self, input):
+        where = self._check_input(input)
+        return _conv2d(where, input, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                       self.groups)
+
+    def _check_input(self, input):
+        """Refuse input of the wrong dtype or channels, naming the layer; returns its name for later messages."""
         where = checks.Described(self._where)
         checks.floating_input(where, input, self.weight.dtype)
         if input.ndim not in (3, 4) or input.shape[-3] != self.in_channels:
             raise ValueError(f"{where}: expected input of shape (N, {self.in_channels}, H, W), "
                              f"got {tuple(input.shape)}")
-        return _conv2d(where, input, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                       self.groups)
+        return where
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
