@@ -130,6 +130,8 @@ def test_functional_refuses_a_recorded_graph_and_bad_arguments():
             tc.functional.conv2d_batch_norm(*args, activation="gelu")
         with pytest.raises(ValueError, match=r"running_var should have shape \(12,\) for the 12 output channels"):
             tc.functional.conv2d_batch_norm(x, conv.weight, None, bn.running_mean, bn.running_var[:3])
+        with pytest.raises(ValueError, match="running_mean and running_var are required"):
+            tc.functional.conv2d_batch_norm(x, conv.weight, None, None, bn.running_var)
         with pytest.raises(ValueError, match=r"expected input of shape \(N, C, H, W\)"):
             tc.functional.conv2d_batch_norm(x[0], conv.weight, None, bn.running_mean, bn.running_var)
         y = tc.functional.conv2d_batch_norm(*args, activation="relu")

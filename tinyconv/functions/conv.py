@@ -28,7 +28,7 @@ pointwise layers image by image, a small col kept for backward).
 
 from ..backend import get_kernel
 from ..core import Function, Tensor, is_grad_enabled
-from .normalization import eval_coefficients
+from .normalization import _data, eval_coefficients
 
 
 def _pair(value, name):
@@ -170,16 +170,14 @@ def conv2d_batch_norm(input, weight, bias, running_mean, running_var, norm_weigh
     check_operands(where, input, weight, bias)
     stride, padding, dilation, out_size = conv_geometry(where, input.shape, weight.shape, stride, padding,
                                                         dilation, groups)
+    if running_mean is None or running_var is None:
+        raise ValueError(f"{where}: running_mean and running_var are required (evaluation mode)")
     K = weight.shape[0]
     for name, t in (("running_mean", running_mean), ("running_var", running_var), ("norm_weight", norm_weight),
                     ("norm_bias", norm_bias)):
-        if (t is not None or name.startswith("running")) and tuple(getattr(t, "shape", ())) != (K,):
+        if t is not None and tuple(t.shape) != (K,):
             raise ValueError(f"{where}: {name} should have shape ({K},) for the {K} output channels, got "
-                             f"{None if t is None else tuple(t.shape)}")
+                             f"{tuple(t.shape)}")
     return Conv2dBatchNormFn.apply(input, weight, bias, norm_weight, norm_bias, stride=stride, padding=padding,
                                    dilation=dilation, out_size=out_size, groups=groups, eps=eps, activation=activation,
-                                   running_mean=_array(running_mean), running_var=_array(running_var))
-
-
-def _array(t):
-    return t.data if isinstance(t, Tensor) else t
+                                   running_mean=_data(running_mean), running_var=_data(running_var))
