@@ -10,9 +10,10 @@ R = C/G*KH*KW, the rows of one group's im2col matrix.
 ``col`` is the im2col matrix (G, R, N*OH*OW) when forward kept it for backward, else None (backward then
 rebuilds it from x); ``gx``/``gw`` are None when not needed.  ``norm`` (inference): ``(mean, k, beta,
 activation)``, a batch norm in evaluation mode and its activation applied to y by ``batch_norm_eval``, on each
-chunk of images as soon as it is computed (still in cache) on the CPU; the bits of the two kernels in turn.  These are composite kernels: they are written
-over other kernels (``kernel('im2col')``, ``kernel('col2im')``, the direct depthwise and grouped kernels)
-and array calls (``xp.matmul``); ``tinyconv.backend`` hands them ``xp`` and ``kernel`` for the arrays' device.
+chunk of images as soon as it is computed (still in cache) on the CPU; the bits of the two kernels in turn.
+These are composite kernels: they are written over other kernels (``kernel('im2col')``, ``kernel('col2im')``,
+the direct depthwise and grouped kernels) and array calls (``xp.matmul``); ``tinyconv.backend`` hands them
+``xp`` and ``kernel`` for the arrays' device.
 
 - ``_numpy``, the reference: the textbook im2col -> W @ col -> col2im, the whole batch at once, for every
   layer.  It is also what runs on CuPy arrays where nothing faster is written (with CUDA im2col/col2im).
