@@ -63,8 +63,8 @@ class BasicBlock(nn.Module):
 
 
 class ConvNorm(nn.Sequential):
-    """A convolution and its batch norm, keys ``0`` and ``1`` (torchvision's ``Sequential``: the projection
-    shortcut, MobileNetV2's linear projection); ``nn.conv_norm_activation`` fuses them in evaluation."""
+    """The projection shortcut: a 1x1 convolution and its batch norm, keys ``0`` and ``1`` (torchvision's
+    ``Sequential``); ``nn.conv_norm_activation`` fuses them in evaluation."""
 
     def forward(self, x):
         return nn.conv_norm_activation(self[0], self[1], None, x) if len(self) == 2 else super().forward(x)
