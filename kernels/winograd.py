@@ -119,12 +119,6 @@ def winograd_filter_transform_adjoint(dU, xp=np):
 
 # -- Numba CPU: one (image, channel) plane per iteration, the matrix products written as additions ---------
 @njit(cache=True, inline="always")
-def _bt4(d0, d1, d2, d3):
-    """B^T applied to a column of four values."""
-    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
-
-
-@njit(cache=True, inline="always")
 def _b4(v0, v1, v2, v3):
     """B (the adjoint of B^T) applied to four values."""
     return v0, v1 - v2 + v3, v2 + v1 - v0, -v3
@@ -135,32 +129,93 @@ def _at4(m0, m1, m2, m3):
     return m0 + m1 + m2, m1 - m2 - m3
 
 
+@njit(cache=True)
+def _parity_index(H, W, PH, PW, TH, TW):
+    """Where the parity planes of ``_input_transform`` come from: ``Z[4p + j, r*TW + tw]`` = zero-padded
+    ``x[2r + p - PH, 2tw + j - PW]`` (p: the row's parity, j: the column within a tile) as flat indices into one
+    (H, W) plane (0 for the padding), and the list of the padding's places, which get zeros."""
+    R = (TH + 1) * TW
+    src = np.zeros((8, R), np.uint32)  # unsigned: no negative-index test in the gather loop
+    pad = np.zeros((8, R), np.bool_)
+    for p in range(2):
+        for j in range(4):
+            for r in range(TH + 1):
+                h = 2 * r + p - PH
+                for tw in range(TW):
+                    w = 2 * tw + j - PW
+                    if 0 <= h < H and 0 <= w < W:
+                        src[4 * p + j, r * TW + tw] = h * W + w
+                    else:
+                        pad[4 * p + j, r * TW + tw] = True
+    return src, np.nonzero(pad.ravel())[0]
+
+
+@njit(cache=True, inline="always")
+def _tile_rows(V, e0, c, t0, TT, p0, q0, p1, q1, p2, q2, p3, q3, add):
+    """Row a = e0 // 4 of B^T d B for all TT tiles of a plane: from the column step's r_j = p_j + q_j (``add``)
+    or p_j - q_j, the row step (v0, v1, v2, v3) = (r0 - r2, r1 + r2, r2 - r1, r1 - r3), one vector loop each."""
+    v = V[e0, c, t0:t0 + TT]
+    if add:
+        for t in range(TT):
+            v[t] = (p0[t] + q0[t]) - (p2[t] + q2[t])
+        v = V[e0 + 1, c, t0:t0 + TT]
+        for t in range(TT):
+            v[t] = (p1[t] + q1[t]) + (p2[t] + q2[t])
+        v = V[e0 + 2, c, t0:t0 + TT]
+        for t in range(TT):
+            v[t] = (p2[t] + q2[t]) - (p1[t] + q1[t])
+        v = V[e0 + 3, c, t0:t0 + TT]
+        for t in range(TT):
+            v[t] = (p1[t] + q1[t]) - (p3[t] + q3[t])
+    else:
+        for t in range(TT):
+            v[t] = (p0[t] - q0[t]) - (p2[t] - q2[t])
+        v = V[e0 + 1, c, t0:t0 + TT]
+        for t in range(TT):
+            v[t] = (p1[t] - q1[t]) + (p2[t] - q2[t])
+        v = V[e0 + 2, c, t0:t0 + TT]
+        for t in range(TT):
+            v[t] = (p2[t] - q2[t]) - (p1[t] - q1[t])
+        v = V[e0 + 3, c, t0:t0 + TT]
+        for t in range(TT):
+            v[t] = (p1[t] - q1[t]) - (p3[t] - q3[t])
+
+
 @njit(parallel=True, cache=True)
 def _input_transform(x, V, PH, PW, TH, TW):
+    """Per (image, channel) plane: the padded plane split by row parity and tile column into eight planes Z
+    (``_parity_index``), so that element (i, j) of every tile of the plane is one unit-stride run,
+    Z[4(i % 2) + j, (i // 2)*TW:][:TH*TW], tile t = th*TW + tw; then B^T d B as 16 vector loops over all tiles
+    (row by row, the loops would be TW long: too short to vectorise).  The same additions, in the same order,
+    as transforming tile by tile: down the columns, then along the rows."""
     N, C, H, W = x.shape
-    Wp = 2 * TW + 2
-    zero = x.dtype.type(0)
+    TT, R = TH * TW, (TH + 1) * TW
+    src, pads = _parity_index(H, W, PH, PW, TH, TW)
     for nc in prange(N * C):
         n, c = nc // C, nc % C
-        d = np.zeros((4, Wp), x.dtype)   # the four input rows of one row of tiles, zero-padded
-        r = np.empty((4, Wp), x.dtype)   # B^T d, down each column: shared by all the row's tiles
-        for th in range(TH):
-            for i in range(4):
-                h = 2 * th + i - PH
-                for j in range(Wp):
-                    w = j - PW
-                    d[i, j] = x[n, c, h, w] if 0 <= h < H and 0 <= w < W else zero
-            for j in range(Wp):
-                r[0, j], r[1, j], r[2, j], r[3, j] = _bt4(d[0, j], d[1, j], d[2, j], d[3, j])
-            t0 = (n * TH + th) * TW
-            for a in range(4):  # (B^T d) B: along each row, tile after tile (contiguous writes)
-                for tw in range(TW):
-                    j = 2 * tw
-                    v0, v1, v2, v3 = _bt4(r[a, j], r[a, j + 1], r[a, j + 2], r[a, j + 3])
-                    V[4 * a, c, t0 + tw] = v0
-                    V[4 * a + 1, c, t0 + tw] = v1
-                    V[4 * a + 2, c, t0 + tw] = v2
-                    V[4 * a + 3, c, t0 + tw] = v3
+        plane = x[n, c].reshape(H * W)
+        Z = np.empty((8, R), x.dtype)
+        for pj in (0, 1, 4, 5):  # columns 0, 1 of a tile gathered; columns 2, 3 are those of the next tile
+            z, s = Z[pj], src[pj]
+            for k in range(R):
+                z[k] = plane[s[k]]
+            z2, z1, s = Z[pj + 2], Z[pj, 1:], src[pj + 2]
+            for k in range(R - 1):
+                z2[k] = z1[k]
+            for k in range(TW - 1, R, TW):  # but a row's last tile's are not in the row
+                z2[k] = plane[s[k]]
+        Zf = Z.reshape(8 * R)
+        for k in range(pads.shape[0]):
+            Zf[pads[k]] = 0
+        t0 = n * TT
+        a0, a1, a2, a3 = Z[0, :TT], Z[1, :TT], Z[2, :TT], Z[3, :TT]              # d_0j: row 2th
+        b0, b1, b2, b3 = Z[4, :TT], Z[5, :TT], Z[6, :TT], Z[7, :TT]              # d_1j: row 2th + 1
+        c0, c1, c2, c3 = Z[0, TW:], Z[1, TW:], Z[2, TW:], Z[3, TW:]              # d_2j: row 2th + 2
+        d0, d1, d2, d3 = Z[4, TW:], Z[5, TW:], Z[6, TW:], Z[7, TW:]              # d_3j: row 2th + 3
+        _tile_rows(V, 0, c, t0, TT, a0, c0, a1, c1, a2, c2, a3, c3, False)    # column step r0 = d0 - d2
+        _tile_rows(V, 4, c, t0, TT, b0, c0, b1, c1, b2, c2, b3, c3, True)     # r1 = d1 + d2
+        _tile_rows(V, 8, c, t0, TT, c0, b0, c1, b1, c2, b2, c3, b3, False)    # r2 = d2 - d1
+        _tile_rows(V, 12, c, t0, TT, b0, d0, b1, d1, b2, d2, b3, d3, False)   # r3 = d1 - d3
 
 
 @njit(parallel=True, cache=True)

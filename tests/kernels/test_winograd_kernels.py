@@ -67,3 +67,25 @@ def test_numba_twins_match_the_reference(dtype, geometry):
                                WG.winograd_input_transform_adjoint_numpy(dV, N, H, W, P, P, TH, TW), **tol)
     for out in (WG.winograd_input_transform_cpu(x, P, P, TH, TW), WG.winograd_output_transform_cpu(M, N, OH, OW)):
         assert out.dtype == dtype
+
+
+@settings(max_examples=60, deadline=None)
+@given(N=st.integers(1, 2), C=st.integers(1, 3), H=st.integers(1, 9), W=st.integers(1, 9), PH=st.integers(0, 2),
+       PW=st.integers(0, 2), seed=st.integers(0, 100))
+def test_numba_twins_match_the_reference_for_any_padding(N, C, H, W, PH, PW, seed):
+    """Uneven and two-wide padding, planes narrower than a tile: the input transform's parity planes
+    (``_parity_index``) place every element and every zero of the padding."""
+    OH, OW = H + 2 * PH - 2, W + 2 * PW - 2
+    if OH < 1 or OW < 1:
+        return
+    TH, TW = WG.tiles(OH, OW)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C, H, W))
+    tol = dict(rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(WG.winograd_input_transform_cpu(x, PH, PW, TH, TW),
+                               WG.winograd_input_transform_numpy(x, PH, PW, TH, TW), **tol)
+    np.testing.assert_allclose(WG.winograd_input_transform_cpu(x[:, :, ::-1], PH, PW, TH, TW),  # not contiguous
+                               WG.winograd_input_transform_numpy(x[:, :, ::-1], PH, PW, TH, TW), **tol)
+    dV = rng.standard_normal((16, C, N * TH * TW))
+    np.testing.assert_allclose(WG.winograd_input_transform_adjoint_cpu(dV, N, H, W, PH, PW, TH, TW),
+                               WG.winograd_input_transform_adjoint_numpy(dV, N, H, W, PH, PW, TH, TW), **tol)
