@@ -124,11 +124,6 @@ def _b4(v0, v1, v2, v3):
     return v0, v1 - v2 + v3, v2 + v1 - v0, -v3
 
 
-@njit(cache=True, inline="always")
-def _at4(m0, m1, m2, m3):
-    return m0 + m1 + m2, m1 - m2 - m3
-
-
 @njit(cache=True)
 def _parity_index(H, W, PH, PW, TH, TW):
     """Where the parity planes of ``_input_transform`` come from: ``Z[4p + j, r*TW + tw]`` = zero-padded
@@ -218,62 +213,126 @@ def _input_transform(x, V, PH, PW, TH, TW):
         _tile_rows(V, 12, c, t0, TT, b0, d0, b1, d1, b2, d2, b3, d3, False)   # r3 = d1 - d3
 
 
+@njit(cache=True)
+def _interleave_index(OH, OW, TH, TW):
+    """For each element (h, w) of an (OH, OW) plane, its place in four parity planes (4, TH*TW) flattened:
+    plane 2p + q, tile th*TW + tw, where h = 2th + p, w = 2tw + q (unsigned: no negative-index test)."""
+    TT = TH * TW
+    src = np.empty(OH * OW, np.uint32)
+    for h in range(OH):
+        for w in range(OW):
+            src[h * OW + w] = (2 * (h % 2) + w % 2) * TT + (h // 2) * TW + w // 2
+    return src
+
+
 @njit(parallel=True, cache=True)
 def _output_transform(M, y, TH, TW):
+    """Per (image, output channel) plane, as ``_input_transform`` in reverse: A^T M A as vector loops over all
+    the plane's tiles, into four parity planes, y[2th + p, 2tw + q] = Y[2p + q, th*TW + tw]; then a gather puts
+    them in place (cropped to OH x OW).  Rows of A^T M, then along them: tile by tile's additions and bits."""
     N, K, OH, OW = y.shape
+    TT = TH * TW
+    src = _interleave_index(OH, OW, TH, TW)
     for nk in prange(N * K):
         n, k = nk // K, nk % K
-        y0 = np.empty(2 * TW, M.dtype)  # one row of tiles' two output rows, uncropped
-        y1 = np.empty(2 * TW, M.dtype)
-        am = np.empty((2, 4, TW), M.dtype)  # A^T M of each tile of the row: two rows by four columns
-        for th in range(TH):
-            t0 = (n * TH + th) * TW
-            for j in range(4):  # A^T M, column j: four input streams at a time
+        t0 = n * TT
+        am = np.empty((8, TT), M.dtype)  # A^T M: rows p = 0, 1 (am[4p + j]) of every tile
+        for j in range(4):
+            m0, m1 = M[j, k, t0:t0 + TT], M[4 + j, k, t0:t0 + TT]
+            m2, m3 = M[8 + j, k, t0:t0 + TT], M[12 + j, k, t0:t0 + TT]
+            a = am[j]
+            for t in range(TT):
+                a[t] = m0[t] + m1[t] + m2[t]
+            a = am[4 + j]
+            for t in range(TT):
+                a[t] = m1[t] - m2[t] - m3[t]
+        Y = np.empty((4, TT), M.dtype)   # (A^T M) A: Y[2p + q] = y[2th + p, 2tw + q] of every tile
+        for p in range(2):
+            b0, b1, b2, b3 = am[4 * p], am[4 * p + 1], am[4 * p + 2], am[4 * p + 3]
+            o = Y[2 * p]
+            for t in range(TT):
+                o[t] = b0[t] + b1[t] + b2[t]
+            o = Y[2 * p + 1]
+            for t in range(TT):
+                o[t] = b1[t] - b2[t] - b3[t]
+        Yf = Y.reshape(4 * TT)
+        out = y[n, k].reshape(OH * OW)
+        for i in range(OH * OW):
+            out[i] = Yf[src[i]]
+
+
+@njit(cache=True)
+def _deinterleave_index(OH, OW, TH, TW):
+    """The reverse: for each place of the parity planes G[2p + q, th*TW + tw] = gy[2th + p, 2tw + q], its flat
+    index into an (OH, OW) plane (0 past OH or OW), and the list of those past the edge (they get zeros)."""
+    TT = TH * TW
+    src = np.zeros(4 * TT, np.uint32)
+    pad = np.zeros(4 * TT, np.bool_)
+    for p in range(2):
+        for q in range(2):
+            for th in range(TH):
                 for tw in range(TW):
-                    t = t0 + tw
-                    am[0, j, tw], am[1, j, tw] = _at4(M[j, k, t], M[4 + j, k, t], M[8 + j, k, t], M[12 + j, k, t])
-            for tw in range(TW):  # (A^T M) A along each row
-                y0[2 * tw], y0[2 * tw + 1] = _at4(am[0, 0, tw], am[0, 1, tw], am[0, 2, tw], am[0, 3, tw])
-                y1[2 * tw], y1[2 * tw + 1] = _at4(am[1, 0, tw], am[1, 1, tw], am[1, 2, tw], am[1, 3, tw])
-            h = 2 * th
-            for w in range(OW):
-                y[n, k, h, w] = y0[w]
-            if h + 1 < OH:
-                for w in range(OW):
-                    y[n, k, h + 1, w] = y1[w]
+                    h, w = 2 * th + p, 2 * tw + q
+                    i = (2 * p + q) * TT + th * TW + tw
+                    if h < OH and w < OW:
+                        src[i] = h * OW + w
+                    else:
+                        pad[i] = True
+    return src, np.nonzero(pad)[0]
 
 
 @njit(cache=True, inline="always")
-def _row(dM, i, k, t, u, v):
-    dM[4 * i, k, t] = u
-    dM[4 * i + 1, k, t] = u + v
-    dM[4 * i + 2, k, t] = u - v
-    dM[4 * i + 3, k, t] = -v
+def _dm_rows(dM, i, k, t0, TT, u, v):
+    """Row i of A dY A^T for all TT tiles of a plane, from row i of A dY as (u, v): (u, u + v, u - v, -v)."""
+    d = dM[4 * i, k, t0:t0 + TT]
+    for t in range(TT):
+        d[t] = u[t]
+    d = dM[4 * i + 1, k, t0:t0 + TT]
+    for t in range(TT):
+        d[t] = u[t] + v[t]
+    d = dM[4 * i + 2, k, t0:t0 + TT]
+    for t in range(TT):
+        d[t] = u[t] - v[t]
+    d = dM[4 * i + 3, k, t0:t0 + TT]
+    for t in range(TT):
+        d[t] = -v[t]
 
 
 @njit(parallel=True, cache=True)
 def _output_transform_adjoint(gy, dM, TH, TW):
+    """Per plane: dY's four parity planes (zero past OH and OW) gathered, then A dY A^T row by row of the tile,
+    each row's four outputs a vector loop over all the plane's tiles (tile by tile's additions and bits)."""
     N, K, OH, OW = gy.shape
+    TT = TH * TW
+    src, pads = _deinterleave_index(OH, OW, TH, TW)
     for nk in prange(N * K):
         n, k = nk // K, nk % K
-        g0 = np.zeros(2 * TW, gy.dtype)  # dY's two rows of one row of tiles, zero past OW (and past OH)
-        g1 = np.zeros(2 * TW, gy.dtype)
-        for th in range(TH):
-            h = 2 * th
-            for w in range(OW):
-                g0[w] = gy[n, k, h, w]
-                g1[w] = gy[n, k, h + 1, w] if h + 1 < OH else 0
-            t0 = (n * TH + th) * TW
-            # A dY: A's rows are (1, 0), (1, 1), (1, -1), (0, -1), giving row i of each tile as (u, v); then
-            # times A^T's columns along the row: (u, u + v, u - v, -v).  Row by row, four output streams at a time.
-            for tw in range(TW):
-                _row(dM, 0, k, t0 + tw, g0[2 * tw], g0[2 * tw + 1])
-            for tw in range(TW):
-                _row(dM, 1, k, t0 + tw, g0[2 * tw] + g1[2 * tw], g0[2 * tw + 1] + g1[2 * tw + 1])
-            for tw in range(TW):
-                _row(dM, 2, k, t0 + tw, g0[2 * tw] - g1[2 * tw], g0[2 * tw + 1] - g1[2 * tw + 1])
-            for tw in range(TW):
-                _row(dM, 3, k, t0 + tw, -g1[2 * tw], -g1[2 * tw + 1])
+        plane = gy[n, k].reshape(OH * OW)
+        G = np.empty((6, TT), gy.dtype)  # dY's parity planes; then row i of A dY, (u, v)
+        Gf = G.reshape(6 * TT)
+        for i in range(4 * TT):
+            Gf[i] = plane[src[i]]
+        for i in range(pads.shape[0]):
+            Gf[pads[i]] = 0
+        t0 = n * TT
+        g00, g01, g10, g11, u, v = G[0], G[1], G[2], G[3], G[4], G[5]
+        # A's rows are (1, 0), (1, 1), (1, -1), (0, -1): row i of A dY from the tile's rows 0 (g0q) and 1 (g1q)
+        _dm_rows(dM, 0, k, t0, TT, g00, g01)
+        for t in range(TT):
+            u[t] = g00[t] + g10[t]
+        for t in range(TT):
+            v[t] = g01[t] + g11[t]
+        _dm_rows(dM, 1, k, t0, TT, u, v)
+        for t in range(TT):
+            u[t] = g00[t] - g10[t]
+        for t in range(TT):
+            v[t] = g01[t] - g11[t]
+        _dm_rows(dM, 2, k, t0, TT, u, v)
+        for t in range(TT):
+            u[t] = -g10[t]
+        for t in range(TT):
+            v[t] = -g11[t]
+        _dm_rows(dM, 3, k, t0, TT, u, v)
 
 
 @njit(parallel=True, cache=True)
