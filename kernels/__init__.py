@@ -13,6 +13,7 @@ the keywords ``xp`` (the array module) and ``kernel`` (name -> the primitive for
 ``tinyconv.backend`` supplies.
 """
 import importlib
+import importlib.util
 
 # kernel name -> module (one file per kernel family)
 FAMILIES = {
@@ -67,7 +68,7 @@ FAMILIES = {
 
 # families too long for one file: ``<family>.py`` holds the reference (and the shape twin), ``<family>_cpu.py``
 # and ``<family>_cuda.py`` the twins that are not in it, with the same kernel names
-SPLIT_FAMILIES = frozenset({"depthwise", "grouped", "pooling"})
+SPLIT_FAMILIES = frozenset({"depthwise", "grouped", "pooling", "winograd"})
 
 COMPOSITE = frozenset({"conv2d_forward", "conv2d_backward", "gelu_forward", "gelu_backward"})
 # references written over the array module ``xp`` (keyword, default NumPy): on CuPy arrays, a kernel without a
@@ -103,7 +104,9 @@ def get(name, target):
     family = FAMILIES[name]
     fn = getattr(importlib.import_module(f"{__name__}.{family}"), f"{name}_{target}", None)
     if fn is None and family in SPLIT_FAMILIES and target in ("cpu", "cuda"):  # a twin in a file of its own
-        fn = getattr(importlib.import_module(f"{__name__}.{family}_{target}"), f"{name}_{target}", None)
+        module = f"{__name__}.{family}_{target}"
+        if importlib.util.find_spec(module) is not None:  # (winograd has no file of CUDA twins)
+            fn = getattr(importlib.import_module(module), f"{name}_{target}", None)
     if fn is None:
         raise NotImplementedError(f"kernel {name!r} has no {target} implementation")
     return fn

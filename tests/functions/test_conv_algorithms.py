@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import tinyconv as tc
 from tinyconv import backend
 from tinyconv import functional as F
-from tinyconv_kernels import conv_algorithms, winograd as WG, winograd_conv
+from tinyconv_kernels import conv_algorithms, winograd_conv, winograd_cpu as WGC
 
 fixture_ok = settings(max_examples=15, deadline=None,
                       suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -117,9 +117,9 @@ def test_a_hand_picked_algorithm_that_cannot_run_a_layer_says_so():
 
 def test_the_pick_is_context_local_and_runs_the_algorithms_kernels(monkeypatch):
     calls, seen = [], []
-    real = WG.winograd_input_transform_cpu
+    real = WGC.winograd_input_transform_cpu
     monkeypatch.setattr(backend, "_cpu_wrappers", {})
-    monkeypatch.setattr(WG, "winograd_input_transform_cpu", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(WGC, "winograd_input_transform_cpu", lambda *a: calls.append(1) or real(*a))
     x, w = tc.randn(1, 2, 6, 6), tc.randn(3, 2, 3, 3)
     with backend.use_kernels("numba"), backend.conv_algorithm("winograd"):
         t = threading.Thread(target=lambda: seen.append(conv_algorithms.requested()))
@@ -131,7 +131,7 @@ def test_the_pick_is_context_local_and_runs_the_algorithms_kernels(monkeypatch):
 
 def test_numpy_mode_runs_the_picked_algorithms_reference(monkeypatch):
     monkeypatch.setattr(backend, "_cpu_wrappers", {})
-    monkeypatch.setattr(WG, "winograd_input_transform_cpu", lambda *a: pytest.fail("a Numba kernel ran"))
+    monkeypatch.setattr(WGC, "winograd_input_transform_cpu", lambda *a: pytest.fail("a Numba kernel ran"))
     x, w = tc.randn(2, 3, 6, 6, requires_grad=True), tc.randn(4, 3, 3, 3, requires_grad=True)
     ref = F.conv2d(x, w, padding=1)
     with backend.use_kernels("numpy"), backend.conv_algorithm("winograd"):

@@ -128,7 +128,7 @@ def test_cuda_matches_reference(geometry):
 
 def test_importing_kernels_compiles_nothing():
     code = ("import tinyconv_kernels.im2col as a, tinyconv_kernels.depthwise_cpu as b\n"
-            "import tinyconv_kernels.winograd as c, tinyconv_kernels.naive as d\n"
+            "import tinyconv_kernels.winograd_cpu as c, tinyconv_kernels.naive as d\n"
             "jitted = [a._im2col_cpu, a._col2im_cpu, b._forward_cpu, b._grad_input_cpu, b._grad_weight_cpu,\n"
             "          c._input_transform, c._output_transform, d._forward]\n"
             "assert all(not f.signatures for f in jitted), [f.signatures for f in jitted]\n")
