@@ -72,7 +72,7 @@ def _tile_rows(V, e0, c, t0, TT, p0, q0, p1, q1, p2, q2, p3, q3, add):
             v[t] = (p1[t] - q1[t]) - (p3[t] - q3[t])
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)  # nogil: winograd_conv runs chunks on several threads
 def _input_transform(x, V, PH, PW, TH, TW):
     """Per (image, channel) plane: the padded plane split by row parity and tile column into eight planes Z
     (``_parity_index``), so that element (i, j) of every tile of the plane is one unit-stride run,
@@ -121,7 +121,7 @@ def _interleave_index(OH, OW, TH, TW):
     return src
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)  # nogil: winograd_conv runs chunks on several threads
 def _output_transform(M, y, TH, TW):
     """Per (image, output channel) plane, as ``_input_transform`` in reverse: A^T M A as vector loops over all
     the plane's tiles, into four parity planes, y[2th + p, 2tw + q] = Y[2p + q, th*TW + tw]; then a gather puts
@@ -194,7 +194,7 @@ def _dm_rows(dM, i, k, t0, TT, u, v):
         d[t] = -v[t]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)  # nogil: winograd_conv runs chunks on several threads
 def _output_transform_adjoint(gy, dM, TH, TW):
     """Per plane: dY's four parity planes (zero past OH and OW) gathered, then A dY A^T row by row of the tile,
     each row's four outputs a vector loop over all the plane's tiles (tile by tile's additions and bits)."""
@@ -254,7 +254,7 @@ def _scatter_index(H, W, PH, PW, TH, TW):
     return src
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)  # nogil: winograd_conv runs chunks on several threads
 def _input_transform_adjoint(dV, dx, PH, PW, TH, TW):
     """Per (image, channel) plane, the adjoint of ``_input_transform`` in tile by tile's order (and bits): B
     along each row of every tile (``_b4``), the tiles' overlapping columns added (column 2m + q: tile m's
