@@ -3,7 +3,8 @@ for teaching, context-locally (``tinyconv.backend.conv_algorithm(name)``; defaul
 
 - ``'naive'``: the loops of the definition (``naive.py``);
 - ``'im2col'``: im2col + one GEMM per group (``conv2d.py``'s reference, chunked on the CPU);
-- ``'winograd'``: Winograd F(2x2, 3x3) for 3x3 stride-1 ungrouped layers (``winograd.py``, ``winograd_conv.py``);
+- ``'winograd'``: Winograd F(2x2, 3x3) for 3x3 stride-1 ungrouped layers (``winograd.py``, ``winograd_cpu.py``,
+  ``winograd_conv.py``);
 - ``'direct'``: the direct kernels, no im2col (``depthwise.py``, ``grouped.py``; ``direct.py`` for ungrouped
   stride-1 layers);
 - ``'auto'``: the rules of ``strategy`` below, each measured.

@@ -1,5 +1,6 @@
 """A 3x3, stride-1, ungrouped convolution by Winograd's F(2x2, 3x3): forward and both gradients over the tile
-transforms of ``winograd.py``, the 16 element-wise products done as batched matrix products (BLAS).
+transforms of ``winograd.py`` (Numba: ``winograd_cpu.py``), the 16 element-wise products done as batched matrix
+products (BLAS).
 
     forward:  U = G w G^T (16, K, C);  per chunk of images: V = B^T x B (16, C, T);  M = U @ V;  y = A^T M A
     backward: dM = A dY A^T;  dU = sum over chunks of dM @ V^T;  dw = G^T dU G;  dV = U^T @ dM;  dx = B dV B^T
