@@ -231,6 +231,19 @@ def _output_transform_adjoint(gy, dM, TH, TW):
         _dm_rows(dM, 3, k, t0, TT, u, v)
 
 
+@njit(cache=True, inline="always")
+def _b4_loops(v0, v1, v2, v3, s0, s1, s2, s3):
+    """``_b4`` over whole runs: (s0, s1, s2, s3) = B (v0, v1, v2, v3), one vector loop each."""
+    for t in range(v0.shape[0]):
+        s0[t] = v0[t]
+    for t in range(v0.shape[0]):
+        s1[t] = v1[t] - v2[t] + v3[t]
+    for t in range(v0.shape[0]):
+        s2[t] = v2[t] + v1[t] - v0[t]
+    for t in range(v0.shape[0]):
+        s3[t] = -v3[t]
+
+
 @njit(cache=True)
 def _scatter_index(H, W, PH, PW, TH, TW):
     """For each element (h, w) of an (H, W) plane, where its gradient lies in the buffer of
@@ -267,7 +280,7 @@ def _input_transform_adjoint(dV, dx, PH, PW, TH, TW):
     for nc in prange(N * C):
         n, c = nc // C, nc % C
         t0 = n * TT
-        zero = dV.dtype.type(0)
+        zero = dV.dtype.type(0)  # "zero + s": the first addition into tile by tile's zeroed rows (its signed zeros)
         buf = np.empty(16 * TT + 12 * TH + 4 * R + 4 * (TH + 1) + 1, dV.dtype)  # one allocation per plane
         S = buf[:4 * TT].reshape((4, TT))
         Rm = buf[4 * TT:12 * TT].reshape((8, TT))   # B along each row of the tiles, overlapped: row a, parity q
@@ -279,15 +292,7 @@ def _input_transform_adjoint(dV, dx, PH, PW, TH, TW):
         for a in range(4):
             v0, v1 = dV[4 * a, c, t0:t0 + TT], dV[4 * a + 1, c, t0:t0 + TT]
             v2, v3 = dV[4 * a + 2, c, t0:t0 + TT], dV[4 * a + 3, c, t0:t0 + TT]
-            s0, s1, s2, s3 = S[0], S[1], S[2], S[3]
-            for t in range(TT):
-                s0[t] = v0[t]
-            for t in range(TT):
-                s1[t] = v1[t] - v2[t] + v3[t]
-            for t in range(TT):
-                s2[t] = v2[t] + v1[t] - v0[t]
-            for t in range(TT):
-                s3[t] = -v3[t]
+            _b4_loops(v0, v1, v2, v3, S[0], S[1], S[2], S[3])
             for q in range(2):
                 sq, sq2, rq = S[q], S[q + 2], Rm[2 * a + q]
                 sq2m = S[q + 2, :TT - 1]
@@ -299,16 +304,7 @@ def _input_transform_adjoint(dV, dx, PH, PW, TH, TW):
                     Rx[2 * a + q, th] = zero + sq2[th * TW + TW - 1]
         DP[-1] = zero
         for q in range(2):   # B down each column; then rows 2th + i of the tiles overlapped
-            r0, r1, r2, r3 = Rm[q], Rm[2 + q], Rm[4 + q], Rm[6 + q]
-            d0, d1, d2, d3 = d[0], d[1], d[2], d[3]
-            for t in range(TT):
-                d0[t] = r0[t]
-            for t in range(TT):
-                d1[t] = r1[t] - r2[t] + r3[t]
-            for t in range(TT):
-                d2[t] = r2[t] + r1[t] - r0[t]
-            for t in range(TT):
-                d3[t] = -r3[t]
+            _b4_loops(Rm[q], Rm[2 + q], Rm[4 + q], Rm[6 + q], d[0], d[1], d[2], d[3])
             for th in range(TH):
                 dxc[0, th], dxc[1, th], dxc[2, th], dxc[3, th] = _b4(Rx[q, th], Rx[2 + q, th], Rx[4 + q, th],
                                                                      Rx[6 + q, th])
