@@ -2,7 +2,7 @@
 convolution, and the adjoint transforms as exact adjoints (what makes the backward pass the forward's derivative)."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 from tinyconv_kernels import winograd as WG, winograd_cpu as WGC
 
@@ -76,8 +76,7 @@ def test_numba_twins_match_the_reference_for_any_padding(N, C, H, W, PH, PW, see
     """Uneven and two-wide padding, planes narrower than a tile: the input transform's parity planes
     (``_parity_index``) place every element and every zero of the padding."""
     OH, OW = H + 2 * PH - 2, W + 2 * PW - 2
-    if OH < 1 or OW < 1:
-        return
+    assume(OH >= 1 and OW >= 1)
     TH, TW = WG.tiles(OH, OW)
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((N, C, H, W))
