@@ -246,9 +246,10 @@ def _b4_loops(v0, v1, v2, v3, s0, s1, s2, s3):
 
 @njit(cache=True)
 def _scatter_index(H, W, PH, PW, TH, TW):
-    """For each element (h, w) of an (H, W) plane, where its gradient lies in the buffer of
-    ``_input_transform_adjoint``: padded (h + PH, w + PW) = (2r + p, 2m + q) is DP[2p + q, r*TW + m] for m < TW,
-    DX[2p + q, r] for m = TW (the last tile's columns 2, 3), the zero at the end past the tiles."""
+    """For each element (h, w) of an (H, W) plane, where ``_input_transform_adjoint`` reads its gradient in the
+    flat buffer DP: padded (h + PH, w + PW) = (2r + p, 2m + q) is DP[(2p + q)*R + r*TW + m] for m < TW,
+    DP[4R + (2p + q)*(TH + 1) + r] for m = TW (the last tile's columns 2, 3), DP's last element (a zero) past
+    the tiles; R = (TH + 1)*TW."""
     R = (TH + 1) * TW
     zero = 4 * R + 4 * (TH + 1)
     src = np.empty(H * W, np.uint32)
