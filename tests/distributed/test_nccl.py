@@ -58,10 +58,49 @@ def test_ddp_on_the_gpu_equals_the_cpu(gpu):
         np.testing.assert_allclose(b.grad.data.get(), a.grad.numpy(), rtol=1e-4, atol=1e-6)
 
 
+def _stand_in_cupy(monkeypatch, nccl):
+    """A module named like CuPy 13+: ``cuda`` has no ``nccl`` attribute until ``<name>.cuda.nccl`` is imported
+    (here: found in ``sys.modules``, or, with ``nccl=None``, not importable at all)."""
+    import sys
+    import types
+    cupy, cuda = types.ModuleType("stand_in_cupy"), types.ModuleType("stand_in_cupy.cuda")
+    cupy.cuda, cupy.__version__ = cuda, "14.2.0"
+    for name, mod in (("stand_in_cupy", cupy), ("stand_in_cupy.cuda", cuda), ("stand_in_cupy.cuda.nccl", nccl)):
+        if mod is None:
+            monkeypatch.delitem(sys.modules, name, raising=False)
+        else:
+            monkeypatch.setitem(sys.modules, name, mod)
+    return cupy
+
+
+def test_the_nccl_submodule_is_imported_not_read_as_an_attribute(monkeypatch):
+    """``import cupy`` leaves ``cupy.cuda.nccl`` unimported; on a real H200 the backend's plain attribute
+    read raised AttributeError before any collective ran."""
+    from tinyconv.distributed import comm
+    assert comm.nccl_module(_stand_in_cupy(monkeypatch, fake_nccl)) is fake_nccl
+
+
+def test_cupy_without_nccl_is_a_clear_error(monkeypatch):
+    from tinyconv.distributed import comm
+    with pytest.raises(RuntimeError, match="CuPy is not installed"):
+        comm.nccl_module(None)
+    with pytest.raises(RuntimeError, match="importing cupy.cuda.nccl failed"):
+        comm.nccl_module(_stand_in_cupy(monkeypatch, None))
+    monkeypatch.setattr(fake_nccl, "available", False, raising=False)
+    with pytest.raises(RuntimeError, match="CuPy 14.2.0 could not load the NCCL library"):
+        comm.nccl_module(_stand_in_cupy(monkeypatch, fake_nccl))
+
+
 @pytest.mark.cuda
 def test_real_nccl(dist):
     if not tc.cuda.is_available():
         pytest.skip("no CUDA GPU (or CuPy is not installed)")
+    from tinyconv import backend
+    from tinyconv.distributed import comm
+    try:
+        comm.nccl_module(backend.cupy_or_none())
+    except RuntimeError as e:  # the GPU is there, NCCL's library is not: what a user gets is this error
+        pytest.skip(str(e))
     r, p = dist.get_rank(), dist.get_world_size()
     x = tc.tensor(np.arange(5, dtype=np.float32) * (r + 1)).to("cuda")
     dist.all_reduce(x)

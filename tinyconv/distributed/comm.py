@@ -14,6 +14,7 @@ A rank that dies from an uncaught exception would leave the others blocked in a 
 ``init()`` therefore installs ``sys.excepthook`` that prints the rank and the error and calls ``MPI Abort``,
 which ends every process of the job (``mpiexec`` exits non-zero).
 """
+import importlib
 import os
 import sys
 import time
@@ -251,6 +252,30 @@ class _MPIRequest:
         self.request.Wait()
 
 
+def nccl_module(cupy):
+    """CuPy's NCCL wrapper, ``cupy.cuda.nccl``, or a RuntimeError saying why there is none.
+
+    ``import cupy`` does not import that submodule (CuPy 13 and later answer ``cupy.cuda.nccl`` with an
+    AttributeError until something imports it), so it is imported here; its ``available`` is False where CuPy
+    could not load the NCCL library (a CuPy wheel finds it in the ``nvidia-nccl-cu<CUDA major>`` package).
+    """
+    if cupy is None:
+        raise RuntimeError("tinyconv.distributed: a collective on GPU arrays needs CuPy with NCCL; "
+                           "CuPy is not installed")
+    nccl = getattr(cupy.cuda, "nccl", None)
+    if nccl is None:
+        try:
+            nccl = importlib.import_module(f"{cupy.__name__}.cuda.nccl")
+        except ImportError as e:
+            raise RuntimeError(f"tinyconv.distributed: a collective on GPU arrays needs CuPy with NCCL; "
+                               f"importing cupy.cuda.nccl failed: {e}") from e
+    if not getattr(nccl, "available", True):
+        raise RuntimeError("tinyconv.distributed: a collective on GPU arrays needs CuPy with NCCL; CuPy "
+                           f"{getattr(cupy, '__version__', '')} could not load the NCCL library "
+                           "(pip install nvidia-nccl-cu<CUDA major version>)")
+    return nccl
+
+
 class NCCLBackend:
     """Collectives on CuPy arrays through NCCL, in place on the device, on CuPy's current stream.
 
@@ -264,9 +289,7 @@ class NCCLBackend:
                "int32": "NCCL_INT32", "int64": "NCCL_INT64", "uint8": "NCCL_UINT8", "int8": "NCCL_INT8"}
 
     def __init__(self, mpi_comm, cupy):
-        if cupy is None:
-            raise RuntimeError("tinyconv.distributed: a collective on GPU arrays needs CuPy with NCCL")
-        self.cupy, self.nccl, self.mpi_comm = cupy, cupy.cuda.nccl, mpi_comm
+        self.cupy, self.nccl, self.mpi_comm = cupy, nccl_module(cupy), mpi_comm
         rank, self.size = mpi_comm.Get_rank(), mpi_comm.Get_size()
         uid = self.nccl.get_unique_id() if rank == 0 else None
         uid = mpi_comm.bcast(uid, root=0)
