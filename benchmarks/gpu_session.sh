@@ -137,7 +137,7 @@ echo "nsys: ${NSYS:-none}; ncu: ${NCU:-none}" >> "$W/env.log"
 # 2. the tests on the device
 TIMEOUT_ARG=""
 "$PY" -c 'import pytest_timeout' 2>/dev/null && TIMEOUT_ARG="--timeout=90"
-step pytest 110 "$PY" -m pytest -m cuda -q -p no:cacheprovider --continue-on-collection-errors $TIMEOUT_ARG \
+step pytest 260 "$PY" -m pytest -m cuda -q -rfE --tb=short -p no:cacheprovider --continue-on-collection-errors $TIMEOUT_ARG \
     --durations=10 tests
 
 # 3. the benchmark rows against PyTorch
