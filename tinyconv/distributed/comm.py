@@ -257,7 +257,7 @@ def nccl_module(cupy):
 
     ``import cupy`` does not import that submodule (CuPy 13 and later answer ``cupy.cuda.nccl`` with an
     AttributeError until something imports it), so it is imported here; its ``available`` is False where CuPy
-    could not load the NCCL library (a CuPy wheel finds it in the ``nvidia-nccl-cu<CUDA major>`` package).
+    could not load the NCCL library (the H200 this was run on had it from the ``nvidia-nccl-cu13`` wheel).
     """
     if cupy is None:
         raise RuntimeError("tinyconv.distributed: a collective on GPU arrays needs CuPy with NCCL; "
@@ -272,7 +272,7 @@ def nccl_module(cupy):
     if not getattr(nccl, "available", True):
         raise RuntimeError("tinyconv.distributed: a collective on GPU arrays needs CuPy with NCCL; CuPy "
                            f"{getattr(cupy, '__version__', '')} could not load the NCCL library "
-                           "(pip install nvidia-nccl-cu<CUDA major version>)")
+                           "(install NCCL where CuPy finds it, e.g. the nvidia-nccl-cu<CUDA major> wheel)")
     return nccl
 
 
