@@ -5,6 +5,9 @@ for teaching, context-locally (``tinyconv.backend.conv_algorithm(name)``; defaul
 - ``'im2col'``: im2col + one GEMM per group (``conv2d.py``'s reference, chunked on the CPU);
 - ``'winograd'``: Winograd F(2x2, 3x3) for 3x3 stride-1 ungrouped layers (``winograd.py``, ``winograd_cpu.py``,
   ``winograd_conv.py``);
+- ``'winograd4'``: Winograd F(4x4, 3x3) for the same layers (``winograd4.py``, ``winograd4_cpu.py``, the same
+  ``winograd_conv.py``): 4x fewer multiplications than the definition where F(2x2, 3x3) saves 2.25x, with
+  larger transforms and a larger float32 error (``kernels/README.md``);
 - ``'direct'``: the direct kernels, no im2col (``depthwise.py``, ``grouped.py``; ``direct.py`` for ungrouped
   stride-1 layers);
 - ``'auto'``: the rules of ``strategy`` below, each measured.
@@ -19,7 +22,7 @@ import os
 from . import winograd_conv
 from .direct import direct_suits
 
-ALGORITHMS = ("auto", "naive", "im2col", "winograd", "direct")
+ALGORITHMS = ("auto", "naive", "im2col", "winograd", "winograd4", "direct")
 
 
 def _from_env():
@@ -71,20 +74,21 @@ WINOGRAD_MIN_TILES = 1024
 def strategy(x_shape, w_shape, G, padding, out_size, device, stride=(1, 1), dilation=(1, 1)):
     """How ``conv2d_forward_<device>`` computes a layer (``device``: 'cpu' or 'cuda'): ``'depthwise'`` (direct
     kernel, G == C > 1), ``'grouped'`` (direct kernels, CPU, 1 < G < C, at most ``DIRECT_MAX_TAPS`` taps),
-    ``'winograd'``, ``'naive'``, ``'dense'`` (one window covers the whole unpadded image: a fully connected
-    layer), ``'direct'`` (CPU, few-channel ungrouped layers at stride 1: ``direct.direct_suits``, measured
-    there) or ``'gemm'`` (im2col + GEMM, per chunk of images); by the rules, or as picked by hand."""
+    ``'winograd'`` (F(2x2, 3x3)), ``'winograd4'`` (F(4x4, 3x3), by hand only), ``'naive'``, ``'dense'`` (one
+    window covers the whole unpadded image: a fully connected layer), ``'direct'`` (CPU, few-channel ungrouped
+    layers at stride 1: ``direct.direct_suits``, measured there) or ``'gemm'`` (im2col + GEMM, per chunk of
+    images); by the rules, or as picked by hand."""
     C, (K, Cg, KH, KW) = x_shape[1], w_shape
     picked = requested()
     if picked == "naive":
         return "naive"
     if picked == "im2col":
         return "gemm"
-    if picked == "winograd":
+    if picked in ("winograd", "winograd4"):
         if not winograd_conv.applies(w_shape, G, stride, dilation):
-            raise ValueError(_cannot("winograd", "a 3x3 kernel, stride 1, dilation 1 and groups=1", x_shape,
+            raise ValueError(_cannot(picked, "a 3x3 kernel, stride 1, dilation 1 and groups=1", x_shape,
                                      w_shape, G, stride, dilation))
-        return "winograd"
+        return picked
     if picked == "direct":
         if G == C > 1:
             return "depthwise"
