@@ -102,9 +102,12 @@ def test_float32_winograd_stays_within_its_stated_error(algorithm, bound):
 
 def test_auto_picks_winograd_for_wide_3x3_layers_on_the_cpu_only():
     s = conv_algorithms.strategy
-    assert s((8, 128, 56, 56), (128, 128, 3, 3), 1, (1, 1), (56, 56), "cpu") == "winograd"
+    assert s((8, 128, 56, 56), (128, 128, 3, 3), 1, (1, 1), (56, 56), "cpu") == "winograd4"
     assert s((8, 128, 56, 56), (128, 128, 3, 3), 1, (1, 1), (56, 56), "cuda") == "gemm"
-    assert s((8, 64, 56, 56), (64, 64, 3, 3), 1, (1, 1), (56, 56), "cpu") == "winograd"
+    assert s((8, 64, 56, 56), (64, 64, 3, 3), 1, (1, 1), (56, 56), "cpu") == "winograd4"   # 64 * 56 = 3584
+    assert s((8, 128, 28, 28), (128, 128, 3, 3), 1, (1, 1), (28, 28), "cpu") == "winograd4"
+    assert s((8, 64, 28, 28), (64, 64, 3, 3), 1, (1, 1), (28, 28), "cpu") == "winograd"    # 64 * 28 < 3584
+    assert s((16, 256, 16, 16), (256, 256, 3, 3), 1, (1, 1), (16, 16), "cpu") == "winograd"  # planes < 28x28
     assert s((8, 32, 56, 56), (32, 32, 3, 3), 1, (1, 1), (56, 56), "cpu") == "gemm"      # too few channels
     assert s((8, 512, 7, 7), (512, 512, 3, 3), 1, (1, 1), (7, 7), "cpu") == "gemm"       # too few tiles
     assert s((4, 256, 16, 16), (256, 256, 3, 3), 1, (1, 1), (16, 16), "cpu") == "gemm"   # 256 tiles
