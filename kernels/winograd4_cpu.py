@@ -117,11 +117,17 @@ def _input_transform(x, V, PH, PW, TH, TW):
         plane = x[n, c].reshape(H * W)
         buf = np.empty(24 * R + 36 * TT, x.dtype)
         Zf = buf[:24 * R]
-        for k in range(24 * R):
+        for k in range(16 * R):  # tile columns 0..3 gathered
             Zf[k] = plane[src[k]]
-        for k in range(pads.shape[0]):
-            Zf[pads[k]] = 0
         Z = Zf.reshape((24, R))
+        for jp in range(16, 24):  # columns 4, 5 of a tile are columns 0, 1 of the next tile: a shifted copy,
+            z, z1, s = Z[jp], Z[jp - 16, 1:], src[jp * R:(jp + 1) * R]
+            for k in range(R - 1):
+                z[k] = z1[k]
+            for k in range(TW - 1, R, TW):  # but a row's last tile's are not in the row
+                z[k] = plane[s[k]]
+        for k in range(pads.shape[0]):  # (the padding's places in every column, the copies' included)
+            Zf[pads[k]] = 0
         T = buf[24 * R:].reshape((36, TT))
         for j in range(6):  # d_ij of every tile: Z[4j + i % 4, (i // 4)*TW:][:TT]
             z0, z1, z2, z3 = Z[4 * j], Z[4 * j + 1], Z[4 * j + 2], Z[4 * j + 3]
