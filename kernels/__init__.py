@@ -64,11 +64,15 @@ FAMILIES = {
     "winograd_output_transform": "winograd",
     "winograd_output_transform_adjoint": "winograd",
     "winograd_input_transform_adjoint": "winograd",
+    "winograd4_input_transform": "winograd4",
+    "winograd4_output_transform": "winograd4",
+    "winograd4_output_transform_adjoint": "winograd4",
+    "winograd4_input_transform_adjoint": "winograd4",
 }
 
 # families too long for one file: ``<family>.py`` holds the reference (and the shape twin), ``<family>_cpu.py``
 # and ``<family>_cuda.py`` the twins that are not in it, with the same kernel names
-SPLIT_FAMILIES = frozenset({"depthwise", "grouped", "pooling", "winograd"})
+SPLIT_FAMILIES = frozenset({"depthwise", "grouped", "pooling", "winograd", "winograd4"})
 
 COMPOSITE = frozenset({"conv2d_forward", "conv2d_backward", "gelu_forward", "gelu_backward"})
 # references written over the array module ``xp`` (keyword, default NumPy): on CuPy arrays, a kernel without a
@@ -77,7 +81,8 @@ COMPOSITE = frozenset({"conv2d_forward", "conv2d_backward", "gelu_forward", "gel
 TAKES_XP = frozenset({"relu", "relu6", "tanh", "sigmoid", "silu_forward", "silu_backward", "batch_norm_forward",
                       "batch_norm_eval", "batch_norm_backward", "naive_conv2d", "naive_conv2d_backward", "winograd_input_transform",
                       "winograd_output_transform", "winograd_output_transform_adjoint",
-                      "winograd_input_transform_adjoint"})
+                      "winograd_input_transform_adjoint", "winograd4_input_transform", "winograd4_output_transform",
+                      "winograd4_output_transform_adjoint", "winograd4_input_transform_adjoint"})
 # families written in NumPy calls only (strategies over other kernels, BLAS products): nothing for Numba to compile
 UNCOMPILED_FAMILIES = frozenset({"conv2d", "linear"})
 
@@ -105,7 +110,7 @@ def get(name, target):
     fn = getattr(importlib.import_module(f"{__name__}.{family}"), f"{name}_{target}", None)
     if fn is None and family in SPLIT_FAMILIES and target in ("cpu", "cuda"):  # a twin in a file of its own
         module = f"{__name__}.{family}_{target}"
-        if importlib.util.find_spec(module) is not None:  # (winograd has no file of CUDA twins)
+        if importlib.util.find_spec(module) is not None:  # (winograd, winograd4 have no file of CUDA twins)
             fn = getattr(importlib.import_module(module), f"{name}_{target}", None)
     if fn is None:
         raise NotImplementedError(f"kernel {name!r} has no {target} implementation")

@@ -179,8 +179,9 @@ class _Conv:
         (SH, SW), (PH, PW), (DH, DW), (OH, OW) = self.stride, self.padding, self.dilation, self.out_size
         if self.how == "dense":
             return conv_dense.forward(x, w, b, self.groups, xp, self.gemm)
-        if self.how == "winograd":
-            return winograd_conv.forward(x, w, b, PH, PW, OH, OW, xp=xp, kernel=self.kernel, cpu=self.cpu)
+        if self.how in ("winograd", "winograd4"):  # F(2x2, 3x3) or F(4x4, 3x3)
+            return winograd_conv.forward(x, w, b, PH, PW, OH, OW, xp=xp, kernel=self.kernel, cpu=self.cpu,
+                                         m=4 if self.how == "winograd4" else 2)
         if self.how == "naive":
             return self.kernel("naive_conv2d")(x, w, b, SH, SW, PH, PW, DH, DW, OH, OW, self.groups)
         if self.how == "direct":  # the bias is added by the kernel
@@ -218,9 +219,9 @@ class _Conv:
             return gx, gw
         if self.how == "dense":
             return conv_dense.backward(gy, self.x, self.w, G, need_x, need_w, xp, self.gemm)
-        if self.how == "winograd":
+        if self.how in ("winograd", "winograd4"):
             return winograd_conv.backward(gy, self.x, self.w, PH, PW, need_x, need_w, xp=xp, kernel=self.kernel,
-                                          cpu=self.cpu)
+                                          cpu=self.cpu, m=4 if self.how == "winograd4" else 2)
         if self.how == "naive":
             return self.kernel("naive_conv2d_backward")(gy, self.x, self.w, SH, SW, PH, PW, DH, DW, G, need_x, need_w)
         if self.how == "direct":

@@ -5,6 +5,10 @@ for teaching, context-locally (``tinyconv.backend.conv_algorithm(name)``; defaul
 - ``'im2col'``: im2col + one GEMM per group (``conv2d.py``'s reference, chunked on the CPU);
 - ``'winograd'``: Winograd F(2x2, 3x3) for 3x3 stride-1 ungrouped layers (``winograd.py``, ``winograd_cpu.py``,
   ``winograd_conv.py``);
+- ``'winograd4'``: Winograd F(4x4, 3x3) for the same layers (``winograd4.py``, ``winograd4_cpu.py``, the same
+  ``winograd_conv.py``): 4x fewer multiplications than the definition where F(2x2, 3x3) saves 2.25x, with
+  larger transforms and a larger float32 error (``kernels/README.md``); ``'auto'`` takes it for wide layers with
+  large planes (``WINOGRAD4_*`` below);
 - ``'direct'``: the direct kernels, no im2col (``depthwise.py``, ``grouped.py``; ``direct.py`` for ungrouped
   stride-1 layers);
 - ``'auto'``: the rules of ``strategy`` below, each measured.
@@ -19,7 +23,7 @@ import os
 from . import winograd_conv
 from .direct import direct_suits
 
-ALGORITHMS = ("auto", "naive", "im2col", "winograd", "direct")
+ALGORITHMS = ("auto", "naive", "im2col", "winograd", "winograd4", "direct")
 
 
 def _from_env():
@@ -66,25 +70,39 @@ DIRECT_MAX_TAPS = 144
 # 16->16 27 vs 20 (benchmarks/PROFILES.md).
 WINOGRAD_MIN_CHANNELS = 64
 WINOGRAD_MIN_TILES = 1024
+# Of those layers, Winograd F(4x4, 3x3) takes the ones with outputs at least 28x28 and min(C, K) * min(OH, OW)
+# at least 3584 (64 channels at 56x56, 128 at 28x28): 36 products per 16 outputs instead of 16 per 4, but
+# smaller planes give the transforms' vector loops too few tiles, and the cropped tiles waste more.  Measured
+# forward + backward (dx, dW), float32, two threads, alternating in one process, medians of 11 (ms, F(4x4, 3x3)
+# vs F(2x2, 3x3) vs im2col + GEMM), over four to five runs: N=8 64->64 at 56x56 31.9-39.2 vs 36.3-42.2 vs
+# 41.9-44.4 (a loaded run 50 vs 69 vs 70); N=8 128->128 at 56x56 82-146 vs 106-169 vs 142-190; N=4 128->128 at
+# 32x32 20.0-22.2 vs 24.9-29.9 vs 26.9-32.2; N=8 128->128 at 28x28 33.2, 39.9 vs 39.2, 46.1 vs 40.5, 46.9.  Not:
+# N=8 64->64 at 28x28 15.3, 15.0 vs 19.1, 16.9 vs im2col 15.0, 14.8 (even); N=16 64->64 at 16x16 12.4-14.4 vs
+# 12.5-14.6 vs 13.1-17.8 (even); N=32 64->64 at 16x16 36.4, 32.6 vs 30.9, 25.2 vs 29.7, 27.9; N=16 256->256 at
+# 14x14 79.7, 94.2 vs 73.5, 101.2 vs 83.6, 98.9 (mixed).  F(4x4, 3x3)'s float32 error is ~20x F(2x2, 3x3)'s,
+# about 1e-5 of the output's scale (kernels/README.md).
+WINOGRAD4_MIN_SIDE = 28
+WINOGRAD4_MIN_CHANNELS_X_SIDE = 3584
 
 
 def strategy(x_shape, w_shape, G, padding, out_size, device, stride=(1, 1), dilation=(1, 1)):
     """How ``conv2d_forward_<device>`` computes a layer (``device``: 'cpu' or 'cuda'): ``'depthwise'`` (direct
     kernel, G == C > 1), ``'grouped'`` (direct kernels, CPU, 1 < G < C, at most ``DIRECT_MAX_TAPS`` taps),
-    ``'winograd'``, ``'naive'``, ``'dense'`` (one window covers the whole unpadded image: a fully connected
-    layer), ``'direct'`` (CPU, few-channel ungrouped layers at stride 1: ``direct.direct_suits``, measured
-    there) or ``'gemm'`` (im2col + GEMM, per chunk of images); by the rules, or as picked by hand."""
+    ``'winograd'`` (F(2x2, 3x3)), ``'winograd4'`` (F(4x4, 3x3)), ``'naive'``, ``'dense'`` (one
+    window covers the whole unpadded image: a fully connected layer), ``'direct'`` (CPU, few-channel ungrouped
+    layers at stride 1: ``direct.direct_suits``, measured there) or ``'gemm'`` (im2col + GEMM, per chunk of
+    images); by the rules, or as picked by hand."""
     C, (K, Cg, KH, KW) = x_shape[1], w_shape
     picked = requested()
     if picked == "naive":
         return "naive"
     if picked == "im2col":
         return "gemm"
-    if picked == "winograd":
+    if picked in ("winograd", "winograd4"):
         if not winograd_conv.applies(w_shape, G, stride, dilation):
-            raise ValueError(_cannot("winograd", "a 3x3 kernel, stride 1, dilation 1 and groups=1", x_shape,
+            raise ValueError(_cannot(picked, "a 3x3 kernel, stride 1, dilation 1 and groups=1", x_shape,
                                      w_shape, G, stride, dilation))
-        return "winograd"
+        return picked
     if picked == "direct":
         if G == C > 1:
             return "depthwise"
@@ -105,6 +123,9 @@ def strategy(x_shape, w_shape, G, padding, out_size, device, stride=(1, 1), dila
     if (device == "cpu" and winograd_conv.applies(w_shape, G, stride, dilation)
             and min(C, K) >= WINOGRAD_MIN_CHANNELS
             and x_shape[0] * -(-out_size[0] // 2) * -(-out_size[1] // 2) >= WINOGRAD_MIN_TILES):
+        side = min(out_size)
+        if side >= WINOGRAD4_MIN_SIDE and min(C, K) * side >= WINOGRAD4_MIN_CHANNELS_X_SIDE:
+            return "winograd4"
         return "winograd"
     return "gemm"
 

@@ -100,7 +100,8 @@ def test_conv2d(gpu, dtype, stride, padding, dilation, groups):
     check(lambda x, w, b: F.conv2d(x, w, b, stride, padding, dilation, groups), x, w, b)
 
 
-@pytest.mark.parametrize("algorithm, groups", [("winograd", 1), ("naive", 1), ("naive", 2), ("direct", 2)])
+@pytest.mark.parametrize("algorithm, groups", [("winograd", 1), ("winograd4", 1), ("naive", 1), ("naive", 2),
+                                               ("direct", 2)])
 def test_conv2d_under_a_hand_picked_algorithm(gpu_fast, algorithm, groups):
     """Without CUDA twins, Winograd's and the naive loops' references run on the CuPy arrays (``xp=cupy``)."""
     x, w, b = randn(2, 4, 6, 5), randn(6, 4 // groups, 3, 3), randn(6)

@@ -24,6 +24,7 @@ LAYERS = {
     "full window": (3, 8, 16, 5, 5, 1, 0, 1, 1),
     "direct (few channels)": (4, 1, 6, 12, 5, 1, 0, 1, 1),
     "winograd": (4, 64, 64, 32, 3, 1, 1, 1, 1),
+    "winograd F(4x4, 3x3)": (4, 128, 128, 32, 3, 1, 1, 1, 1),
 }
 ACTIVATIONS = {"none": None, "relu": nn.ReLU, "relu6": nn.ReLU6, "silu (not fused)": nn.SiLU}
 
