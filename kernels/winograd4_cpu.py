@@ -14,6 +14,7 @@ import numpy as np
 from numba import njit, prange
 
 from .winograd4 import tiles4
+from .winograd_cpu import _deinterleave_index, _interleave_index  # (their tile size m as an argument)
 
 
 @njit(cache=True, inline="always")
@@ -141,25 +142,13 @@ def _input_transform(x, V, PH, PW, TH, TW):
                  V[e + 3, c, t0:t0 + TT], V[e + 4, c, t0:t0 + TT], V[e + 5, c, t0:t0 + TT])
 
 
-@njit(cache=True)
-def _interleave_index(OH, OW, TH, TW):
-    """For each element (h, w) of an (OH, OW) plane, its place in the phase planes (16, TH*TW) flattened:
-    plane 4p + q, tile th*TW + tw, where h = 4th + p, w = 4tw + q."""
-    TT = TH * TW
-    src = np.empty(OH * OW, np.uint32)
-    for h in range(OH):
-        for w in range(OW):
-            src[h * OW + w] = (4 * (h % 4) + w % 4) * TT + (h // 4) * TW + w // 4
-    return src
-
-
 @njit(parallel=True, cache=True, nogil=True)  # nogil: winograd_conv runs chunks on several threads
 def _output_transform(M, y, TH, TW):
     """Per (image, output channel) plane: A^T down the columns of every tile (Am[6p + j]), then along the rows
     into phase planes Y[4p + q] = y[4th + p, 4tw + q], then a gather puts them in place (cropped)."""
     N, K, OH, OW = y.shape
     TT = TH * TW
-    src = _interleave_index(OH, OW, TH, TW)
+    src = _interleave_index(OH, OW, TH, TW, 4)
     for nk in prange(N * K):
         n, k = nk // K, nk % K
         t0 = n * TT
@@ -180,33 +169,13 @@ def _output_transform(M, y, TH, TW):
             out[i] = Yf[src[i]]
 
 
-@njit(cache=True)
-def _deinterleave_index(OH, OW, TH, TW):
-    """The reverse: for each place of the phase planes G[4p + q, th*TW + tw] = gy[4th + p, 4tw + q], its flat
-    index into an (OH, OW) plane (0 past OH or OW), and the list of those past the edge (they get zeros)."""
-    TT = TH * TW
-    src = np.zeros(16 * TT, np.uint32)
-    pad = np.zeros(16 * TT, np.bool_)
-    for p in range(4):
-        for q in range(4):
-            for th in range(TH):
-                for tw in range(TW):
-                    h, w = 4 * th + p, 4 * tw + q
-                    i = (4 * p + q) * TT + th * TW + tw
-                    if h < OH and w < OW:
-                        src[i] = h * OW + w
-                    else:
-                        pad[i] = True
-    return src, np.nonzero(pad)[0]
-
-
 @njit(parallel=True, cache=True, nogil=True)  # nogil: winograd_conv runs chunks on several threads
 def _output_transform_adjoint(gy, dM, TH, TW):
     """Per plane: dY's 16 phase planes gathered (zero past OH and OW), A along the rows of every tile
     (Hm[6p + j]), then A down the columns into dM[6i + j]: vector loops over all the plane's tiles."""
     N, K, OH, OW = gy.shape
     TT = TH * TW
-    src, pads = _deinterleave_index(OH, OW, TH, TW)
+    src, pads = _deinterleave_index(OH, OW, TH, TW, 4)
     for nk in prange(N * K):
         n, k = nk // K, nk % K
         plane = gy[n, k].reshape(OH * OW)

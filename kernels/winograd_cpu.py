@@ -110,14 +110,15 @@ def _input_transform(x, V, PH, PW, TH, TW):
 
 
 @njit(cache=True)
-def _interleave_index(OH, OW, TH, TW):
-    """For each element (h, w) of an (OH, OW) plane, its place in four parity planes (4, TH*TW) flattened:
-    plane 2p + q, tile th*TW + tw, where h = 2th + p, w = 2tw + q (unsigned: no negative-index test)."""
+def _interleave_index(OH, OW, TH, TW, m):
+    """For each element (h, w) of an (OH, OW) plane, its place in the m*m phase planes (m*m, TH*TW) flattened
+    of m x m output tiles (m = 2: F(2x2, 3x3)'s parity planes; m = 4: ``winograd4_cpu.py``'s):
+    plane m*p + q, tile th*TW + tw, where h = m*th + p, w = m*tw + q (unsigned: no negative-index test)."""
     TT = TH * TW
     src = np.empty(OH * OW, np.uint32)
     for h in range(OH):
         for w in range(OW):
-            src[h * OW + w] = (2 * (h % 2) + w % 2) * TT + (h // 2) * TW + w // 2
+            src[h * OW + w] = (m * (h % m) + w % m) * TT + (h // m) * TW + w // m
     return src
 
 
@@ -128,7 +129,7 @@ def _output_transform(M, y, TH, TW):
     them in place (cropped to OH x OW).  Rows of A^T M, then along them: tile by tile's additions and bits."""
     N, K, OH, OW = y.shape
     TT = TH * TW
-    src = _interleave_index(OH, OW, TH, TW)
+    src = _interleave_index(OH, OW, TH, TW, 2)
     for nk in prange(N * K):
         n, k = nk // K, nk % K
         t0 = n * TT
@@ -158,18 +159,18 @@ def _output_transform(M, y, TH, TW):
 
 
 @njit(cache=True)
-def _deinterleave_index(OH, OW, TH, TW):
-    """The reverse: for each place of the parity planes G[2p + q, th*TW + tw] = gy[2th + p, 2tw + q], its flat
-    index into an (OH, OW) plane (0 past OH or OW), and the list of those past the edge (they get zeros)."""
+def _deinterleave_index(OH, OW, TH, TW, m):
+    """The reverse: for each place of the phase planes G[m*p + q, th*TW + tw] = gy[m*th + p, m*tw + q], its
+    flat index into an (OH, OW) plane (0 past OH or OW), and the list of those past the edge (they get zeros)."""
     TT = TH * TW
-    src = np.zeros(4 * TT, np.uint32)
-    pad = np.zeros(4 * TT, np.bool_)
-    for p in range(2):
-        for q in range(2):
+    src = np.zeros(m * m * TT, np.uint32)
+    pad = np.zeros(m * m * TT, np.bool_)
+    for p in range(m):
+        for q in range(m):
             for th in range(TH):
                 for tw in range(TW):
-                    h, w = 2 * th + p, 2 * tw + q
-                    i = (2 * p + q) * TT + th * TW + tw
+                    h, w = m * th + p, m * tw + q
+                    i = (m * p + q) * TT + th * TW + tw
                     if h < OH and w < OW:
                         src[i] = h * OW + w
                     else:
@@ -200,7 +201,7 @@ def _output_transform_adjoint(gy, dM, TH, TW):
     each row's four outputs a vector loop over all the plane's tiles (tile by tile's additions and bits)."""
     N, K, OH, OW = gy.shape
     TT = TH * TW
-    src, pads = _deinterleave_index(OH, OW, TH, TW)
+    src, pads = _deinterleave_index(OH, OW, TH, TW, 2)
     for nk in prange(N * K):
         n, k = nk // K, nk % K
         plane = gy[n, k].reshape(OH * OW)
