@@ -45,61 +45,88 @@ def tiles(OH, OW):
 
 
 # -- NumPy reference ----------------------------------------------------------------------------------
-def _padded(xp, x, PH, PW, TH, TW):
-    """x with PH/PW zero rows/columns before and enough after for TH x TW tiles: (N, C, 2TH+2, 2TW+2)."""
+# Written once for F(m x m, 3x3) with tiles of a = m + 2: the transform matrices BT (a, a) and AT (m, a) say
+# which (F(4x4, 3x3), ``winograd4.py``, calls these with its own).
+def _padded(xp, x, PH, PW, TH, TW, m):
+    """x with PH/PW zero rows/columns before and enough after for TH x TW tiles: (N, C, m*TH+2, m*TW+2)."""
     N, C, H, W = x.shape
-    out = xp.zeros((N, C, 2 * TH + 2, 2 * TW + 2), x.dtype)
+    out = xp.zeros((N, C, m * TH + 2, m * TW + 2), x.dtype)
     h0, w0 = max(0, -PH), max(0, -PW)  # negative padding never happens for a 3x3 stride-1 layer, but be exact
-    rows = min(H - h0, out.shape[2] - (PH + h0))
-    cols = min(W - w0, out.shape[3] - (PW + w0))
+    rows = max(0, min(H - h0, out.shape[2] - (PH + h0)))
+    cols = max(0, min(W - w0, out.shape[3] - (PW + w0)))
     out[:, :, PH + h0:PH + h0 + rows, PW + w0:PW + w0 + cols] = x[:, :, h0:h0 + rows, w0:w0 + cols]
     return out
 
 
-def _tile_view(xp, a, TH, TW):
-    """The overlapping 4x4 tiles (stride 2) of a padded (N, C, 2TH+2, 2TW+2) array: (N, C, TH, TW, 4, 4);
-    element (i, j) of tile (th, tw) is a[..., 2th + i, 2tw + j]."""
-    parts = [a[:, :, i:i + 2 * TH:2, j:j + 2 * TW:2] for i in range(4) for j in range(4)]
-    return xp.stack(parts, axis=-1).reshape(a.shape[:2] + (TH, TW, 4, 4))
+def _tile_view(xp, a, TH, TW, m):
+    """The overlapping (m+2)x(m+2) tiles (stride m) of a padded (N, C, m*TH+2, m*TW+2) array:
+    (N, C, TH, TW, m+2, m+2); element (i, j) of tile (th, tw) is a[..., m*th + i, m*tw + j]."""
+    t = m + 2
+    parts = [a[:, :, i:i + m * TH:m, j:j + m * TW:m] for i in range(t) for j in range(t)]
+    return xp.stack(parts, axis=-1).reshape(a.shape[:2] + (TH, TW, t, t))
+
+
+def input_transform_reference(BT, x, PH, PW, TH, TW, xp):
+    """V = B^T d B for every tile: (a*a, C, N*TH*TW)."""
+    N, C = x.shape[:2]
+    t, m = BT.shape[0], BT.shape[0] - 2
+    d = _tile_view(xp, _padded(xp, x, PH, PW, TH, TW, m), TH, TW, m)
+    bt = xp.asarray(BT, x.dtype)
+    V = xp.einsum("ai,nctuij,bj->abcntu", bt, d, bt, optimize=True)
+    return xp.ascontiguousarray(V).reshape(t * t, C, N * TH * TW)
+
+
+def output_transform_reference(AT, M, N, OH, OW, xp):
+    """y = A^T M A per tile, cropped to (N, K, OH, OW)."""
+    K = M.shape[1]
+    m, t = AT.shape
+    TH, TW = -(-OH // m), -(-OW // m)
+    at = xp.asarray(AT, M.dtype)
+    Y = xp.einsum("ai,ijkntu,bj->nktaub", at, M.reshape(t, t, K, N, TH, TW), at, optimize=True)
+    return xp.ascontiguousarray(Y.reshape(N, K, m * TH, m * TW)[:, :, :OH, :OW])
+
+
+def output_transform_adjoint_reference(AT, gy, TH, TW, xp):
+    """dM = A dY A^T per tile: (a*a, K, N*TH*TW)."""
+    N, K, OH, OW = gy.shape
+    m, t = AT.shape
+    g = xp.zeros((N, K, m * TH, m * TW), gy.dtype)  # the outputs that tiles compute past OH/OW get no gradient
+    g[:, :, :OH, :OW] = gy
+    at = xp.asarray(AT, gy.dtype)
+    dM = xp.einsum("ai,nktaub,bj->ijkntu", at, g.reshape(N, K, TH, m, TW, m), at, optimize=True)
+    return xp.ascontiguousarray(dM).reshape(t * t, K, N * TH * TW)
+
+
+def input_transform_adjoint_reference(BT, dV, N, H, W, PH, PW, TH, TW, xp):
+    """dd = B dV B^T per tile, the overlapping tiles added back into their places: dx (N, C, H, W)."""
+    C = dV.shape[1]
+    t, m = BT.shape[0], BT.shape[0] - 2
+    bt = xp.asarray(BT, dV.dtype)
+    dd = xp.einsum("ai,abcntu,bj->nctuij", bt, dV.reshape(t, t, C, N, TH, TW), bt, optimize=True)
+    dpad = xp.zeros((N, C, m * TH + 2, m * TW + 2), dV.dtype)
+    for i in range(t):  # the tiles overlap: each padded element adds the gradient of its copies
+        for j in range(t):
+            dpad[:, :, i:i + m * TH:m, j:j + m * TW:m] += dd[..., i, j]
+    dx = xp.zeros((N, C, H, W), dV.dtype)
+    rows, cols = max(0, min(H, dpad.shape[2] - PH)), max(0, min(W, dpad.shape[3] - PW))
+    dx[:, :, :rows, :cols] = dpad[:, :, PH:PH + rows, PW:PW + cols]
+    return dx
 
 
 def winograd_input_transform_numpy(x, PH, PW, TH, TW, *, xp=np):
-    N, C = x.shape[:2]
-    d = _tile_view(xp, _padded(xp, x, PH, PW, TH, TW), TH, TW)
-    bt = xp.asarray(BT, x.dtype)
-    V = xp.einsum("ai,nctuij,bj->abcntu", bt, d, bt, optimize=True)  # B^T d B for every tile
-    return xp.ascontiguousarray(V).reshape(16, C, N * TH * TW)
+    return input_transform_reference(BT, x, PH, PW, TH, TW, xp)
 
 
 def winograd_output_transform_numpy(M, N, OH, OW, *, xp=np):
-    K = M.shape[1]
-    TH, TW = tiles(OH, OW)
-    at = xp.asarray(AT, M.dtype)
-    Y = xp.einsum("ai,ijkntu,bj->nktaub", at, M.reshape(4, 4, K, N, TH, TW), at, optimize=True)  # A^T M A
-    return xp.ascontiguousarray(Y.reshape(N, K, 2 * TH, 2 * TW)[:, :, :OH, :OW])
+    return output_transform_reference(AT, M, N, OH, OW, xp)
 
 
 def winograd_output_transform_adjoint_numpy(gy, TH, TW, *, xp=np):
-    N, K, OH, OW = gy.shape
-    g = xp.zeros((N, K, 2 * TH, 2 * TW), gy.dtype)  # the outputs that tiles compute past OH/OW get no gradient
-    g[:, :, :OH, :OW] = gy
-    at = xp.asarray(AT, gy.dtype)
-    dM = xp.einsum("ai,nktaub,bj->ijkntu", at, g.reshape(N, K, TH, 2, TW, 2), at, optimize=True)  # A dY A^T
-    return xp.ascontiguousarray(dM).reshape(16, K, N * TH * TW)
+    return output_transform_adjoint_reference(AT, gy, TH, TW, xp)
 
 
 def winograd_input_transform_adjoint_numpy(dV, N, H, W, PH, PW, TH, TW, *, xp=np):
-    C = dV.shape[1]
-    bt = xp.asarray(BT, dV.dtype)
-    dd = xp.einsum("ai,abcntu,bj->nctuij", bt, dV.reshape(4, 4, C, N, TH, TW), bt, optimize=True)  # B dV B^T
-    dpad = xp.zeros((N, C, 2 * TH + 2, 2 * TW + 2), dV.dtype)
-    for i in range(4):  # the tiles overlap: each padded element adds the gradient of its copies
-        for j in range(4):
-            dpad[:, :, i:i + 2 * TH:2, j:j + 2 * TW:2] += dd[..., i, j]
-    dx = xp.zeros((N, C, H, W), dV.dtype)
-    rows, cols = min(H, dpad.shape[2] - PH), min(W, dpad.shape[3] - PW)
-    dx[:, :, :rows, :cols] = dpad[:, :, PH:PH + rows, PW:PW + cols]
-    return dx
+    return input_transform_adjoint_reference(BT, dV, N, H, W, PH, PW, TH, TW, xp)
 
 
 def winograd_filter_transform(w, xp=np):

@@ -33,9 +33,13 @@ outside x).  V (36, C, N*TH*TW), M (36, K, N*TH*TW), U (36, K, C), position e = 
     winograd4_input_transform_adjoint(dV, N, H, W, PH, PW, TH, TW) -> dx (N, C, H, W)  B dV B^T, tiles added
     winograd4_filter_transform(w) -> U (36, K, C);  winograd4_filter_transform_adjoint(dU) -> dw (K, C, 3, 3)
 
-``_numpy``: the matrix formulas with einsum over all tiles; ``_cpu``: Numba in ``winograd4_cpu.py``.
+``_numpy``: ``winograd.py``'s reference (einsum over all tiles, any tile size) with these matrices;
+``_cpu``: Numba in ``winograd4_cpu.py``.
 """
 import numpy as np
+
+from .winograd import (input_transform_adjoint_reference, input_transform_reference,
+                       output_transform_adjoint_reference, output_transform_reference)
 
 BT4 = np.array([[4, 0, -5, 0, 1, 0],
                 [0, -4, -4, 1, 1, 0],
@@ -60,60 +64,21 @@ def tiles4(OH, OW):
     return -(-OH // 4), -(-OW // 4)
 
 
-# -- NumPy reference ----------------------------------------------------------------------------------
-def _padded(xp, x, PH, PW, TH, TW):
-    """x with PH/PW zero rows/columns before and enough after for TH x TW tiles: (N, C, 4TH+2, 4TW+2)."""
-    N, C, H, W = x.shape
-    out = xp.zeros((N, C, 4 * TH + 2, 4 * TW + 2), x.dtype)
-    rows, cols = max(0, min(H, out.shape[2] - PH)), max(0, min(W, out.shape[3] - PW))
-    out[:, :, PH:PH + rows, PW:PW + cols] = x[:, :, :rows, :cols]
-    return out
-
-
-def _tile_view(xp, a, TH, TW):
-    """The overlapping 6x6 tiles (stride 4) of a padded (N, C, 4TH+2, 4TW+2) array: (N, C, TH, TW, 6, 6);
-    element (i, j) of tile (th, tw) is a[..., 4th + i, 4tw + j]."""
-    parts = [a[:, :, i:i + 4 * TH:4, j:j + 4 * TW:4] for i in range(6) for j in range(6)]
-    return xp.stack(parts, axis=-1).reshape(a.shape[:2] + (TH, TW, 6, 6))
-
-
+# -- NumPy reference: winograd.py's, written for any tile size, with these matrices ----------------------
 def winograd4_input_transform_numpy(x, PH, PW, TH, TW, *, xp=np):
-    N, C = x.shape[:2]
-    d = _tile_view(xp, _padded(xp, x, PH, PW, TH, TW), TH, TW)
-    bt = xp.asarray(BT4, x.dtype)
-    V = xp.einsum("ai,nctuij,bj->abcntu", bt, d, bt, optimize=True)  # B^T d B for every tile
-    return xp.ascontiguousarray(V).reshape(36, C, N * TH * TW)
+    return input_transform_reference(BT4, x, PH, PW, TH, TW, xp)
 
 
 def winograd4_output_transform_numpy(M, N, OH, OW, *, xp=np):
-    K = M.shape[1]
-    TH, TW = tiles4(OH, OW)
-    at = xp.asarray(AT4, M.dtype)
-    Y = xp.einsum("ai,ijkntu,bj->nktaub", at, M.reshape(6, 6, K, N, TH, TW), at, optimize=True)  # A^T M A
-    return xp.ascontiguousarray(Y.reshape(N, K, 4 * TH, 4 * TW)[:, :, :OH, :OW])
+    return output_transform_reference(AT4, M, N, OH, OW, xp)
 
 
 def winograd4_output_transform_adjoint_numpy(gy, TH, TW, *, xp=np):
-    N, K, OH, OW = gy.shape
-    g = xp.zeros((N, K, 4 * TH, 4 * TW), gy.dtype)  # the outputs that tiles compute past OH/OW get no gradient
-    g[:, :, :OH, :OW] = gy
-    at = xp.asarray(AT4, gy.dtype)
-    dM = xp.einsum("ai,nktaub,bj->ijkntu", at, g.reshape(N, K, TH, 4, TW, 4), at, optimize=True)  # A dY A^T
-    return xp.ascontiguousarray(dM).reshape(36, K, N * TH * TW)
+    return output_transform_adjoint_reference(AT4, gy, TH, TW, xp)
 
 
 def winograd4_input_transform_adjoint_numpy(dV, N, H, W, PH, PW, TH, TW, *, xp=np):
-    C = dV.shape[1]
-    bt = xp.asarray(BT4, dV.dtype)
-    dd = xp.einsum("ai,abcntu,bj->nctuij", bt, dV.reshape(6, 6, C, N, TH, TW), bt, optimize=True)  # B dV B^T
-    dpad = xp.zeros((N, C, 4 * TH + 2, 4 * TW + 2), dV.dtype)
-    for i in range(6):  # the tiles overlap: each padded element adds the gradient of its copies
-        for j in range(6):
-            dpad[:, :, i:i + 4 * TH:4, j:j + 4 * TW:4] += dd[..., i, j]
-    dx = xp.zeros((N, C, H, W), dV.dtype)
-    rows, cols = max(0, min(H, dpad.shape[2] - PH)), max(0, min(W, dpad.shape[3] - PW))
-    dx[:, :, :rows, :cols] = dpad[:, :, PH:PH + rows, PW:PW + cols]
-    return dx
+    return input_transform_adjoint_reference(BT4, dV, N, H, W, PH, PW, TH, TW, xp)
 
 
 # (G (x) G)[6a + b, 3i + j] = G[a, i] G[b, j]: G g G^T of all K*C filters as one (36, 9) @ (9, K*C) product,

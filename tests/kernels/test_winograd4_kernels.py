@@ -5,25 +5,11 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings, strategies as st
 
+from test_winograd_kernels import _direct, _geometry  # the direct float64 convolution, the test geometry
 from tinyconv_kernels import winograd4 as WG, winograd4_cpu as WGC
 
 SHAPES = st.tuples(st.integers(1, 2), st.integers(1, 4), st.integers(1, 4), st.integers(3, 14), st.integers(3, 14),
                    st.integers(0, 2))
-
-
-def _direct(x, w, PH, PW, OH, OW):
-    """y[n, k, i, j] = sum_{c, p, q} w[k, c, p, q] x[n, c, i + p - PH, j + q - PW] (zeros outside x), float64."""
-    N, C, H, W = x.shape
-    xp = np.zeros((N, C, OH + 2, OW + 2))
-    h1, w1 = min(H, OH + 2 - PH), min(W, OW + 2 - PW)
-    xp[:, :, PH:PH + h1, PW:PW + w1] = x[:, :, :h1, :w1]
-    return sum(np.einsum("kc,nchw->nkhw", w[:, :, p, q], xp[:, :, p:p + OH, q:q + OW])
-               for p in range(3) for q in range(3))
-
-
-def _geometry(shape):
-    N, C, K, H, W, P = shape
-    return N, C, K, H, W, P, H + 2 * P - 2, W + 2 * P - 2
 
 
 def _impl(impl, name):
