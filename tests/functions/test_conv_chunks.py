@@ -28,6 +28,7 @@ def _run(case, chunk_bytes, keep_bytes, monkeypatch, x_grad=True, dtype=np.float
     w = rng.standard_normal((K, C // case.get("groups", 1), KH, KW)).astype(dtype)
     b = rng.standard_normal(K).astype(dtype) if bias else None
     monkeypatch.setattr(conv, "COL_CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(conv, "COL_CHUNK_MIN_COLUMNS", 0)  # these images have few columns: chunks by bytes alone
     monkeypatch.setattr(conv, "KEEP_COL_BYTES", keep_bytes)
     tx, tw = tc.tensor(x, requires_grad=x_grad), tc.tensor(w, requires_grad=True)
     tb = tc.tensor(b, requires_grad=True) if bias else None
@@ -46,7 +47,7 @@ def _per_image_bytes(case):
 @pytest.mark.parametrize("images_per_chunk", [1, 2, 3])
 def test_chunks_match_one_chunk(case, images_per_chunk, monkeypatch):
     whole = _run(case, 1 << 40, 0, monkeypatch)
-    # budgets of about one, two and three images (chunks of 1, 2, 3 images; the last one shorter)
+    # budgets of about one, two and three images (5 images: chunks of 1, 2 or 3 images, or as even as that allows)
     cut = _run(case, images_per_chunk * _per_image_bytes(case), 0, monkeypatch)
     for a, b in zip(cut, whole):
         assert (a is None) == (b is None)
@@ -72,6 +73,7 @@ def test_col_is_kept_only_when_small_and_in_one_chunk(monkeypatch):
     monkeypatch.setattr(conv, "KEEP_COL_BYTES", col_bytes - 1)
     assert F.conv2d(x, w)._ctx.col is None
     monkeypatch.setattr(conv, "KEEP_COL_BYTES", col_bytes)
+    monkeypatch.setattr(conv, "COL_CHUNK_MIN_COLUMNS", 0)
     monkeypatch.setattr(conv, "COL_CHUNK_BYTES", col_bytes // 2)  # two chunks: no single col to keep
     assert F.conv2d(x, w)._ctx.col is None
 
@@ -109,12 +111,36 @@ def test_chunks_cover_the_batch_within_the_budget(monkeypatch):
     x, w = np.zeros((7, 2, 6, 6), np.float32), np.zeros((3, 2, 3, 3), np.float32)
     layer = conv._Conv(x, w, (1, 1), (0, 0), (1, 1), (4, 4), 1, np, None, cpu=True)
     per_image = 2 * 9 * 4 * 4 * 4  # C*KH*KW*OH*OW float32
-    monkeypatch.setattr(conv, "COL_CHUNK_BYTES", 3 * per_image)
-    assert layer.chunks() == [(0, 3), (3, 6), (6, 7)]
+    monkeypatch.setattr(conv, "COL_CHUNK_MIN_COLUMNS", 0)
+    monkeypatch.setattr(conv, "COL_CHUNK_BYTES", 3 * per_image)  # at most 3 images: 3 chunks, as even as can be
+    assert layer.chunks() == [(0, 3), (3, 5), (5, 7)]
+    monkeypatch.setattr(conv, "COL_CHUNK_BYTES", 6 * per_image)  # two chunks: 4 + 3, not 6 + 1
+    assert layer.chunks() == [(0, 4), (4, 7)]
     monkeypatch.setattr(conv, "COL_CHUNK_BYTES", per_image - 1)  # below one image: one image at a time
     assert layer.chunks() == [(n, n + 1) for n in range(7)]
     monkeypatch.setattr(conv, "COL_CHUNK_BYTES", 1 << 40)
     assert layer.chunks() == [(0, 7)]
+
+
+def test_chunks_have_the_minimum_columns(monkeypatch):
+    """Small maps: chunks take enough images for COL_CHUNK_MIN_COLUMNS columns, whatever their bytes (as many
+    chunks as that makes, evened out)."""
+    x, w = np.zeros((16, 2, 4, 4), np.float32), np.zeros((3, 2, 3, 3), np.float32)
+    layer = conv._Conv(x, w, (1, 1), (1, 1), (1, 1), (4, 4), 1, np, None, cpu=True)  # 16 columns an image
+    monkeypatch.setattr(conv, "COL_CHUNK_BYTES", 1)  # one image by bytes alone
+    monkeypatch.setattr(conv, "COL_CHUNK_MIN_COLUMNS", 0)
+    assert layer.chunks() == [(n, n + 1) for n in range(16)]
+    monkeypatch.setattr(conv, "COL_CHUNK_MIN_COLUMNS", 64)  # 4 images a chunk
+    assert layer.chunks() == [(0, 4), (4, 8), (8, 12), (12, 16)]
+    monkeypatch.setattr(conv, "COL_CHUNK_MIN_COLUMNS", 65)  # chunks of 5 images would make 4 chunks: 4 even ones
+    assert layer.chunks() == [(0, 4), (4, 8), (8, 12), (12, 16)]
+    monkeypatch.setattr(conv, "COL_CHUNK_MIN_COLUMNS", 100)  # 7 images: 3 chunks, 6 + 5 + 5
+    assert layer.chunks() == [(0, 6), (6, 11), (11, 16)]
+    monkeypatch.setattr(conv, "COL_CHUNK_MIN_COLUMNS", 16 * 16)  # the whole batch
+    assert layer.chunks() == [(0, 16)]
+    monkeypatch.setattr(conv, "COL_CHUNK_BYTES", 1 << 40)  # the byte budget can only make chunks larger
+    monkeypatch.setattr(conv, "COL_CHUNK_MIN_COLUMNS", 64)
+    assert layer.chunks() == [(0, 16)]
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.get("groups", 1) == 1])  # groups=2: the direct kernels
