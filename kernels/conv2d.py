@@ -39,7 +39,7 @@ import contextlib
 
 import numpy as np
 
-from . import conv_dense, get, threads, winograd_conv
+from . import conv_dense, get, kn2row, threads, winograd_conv
 from .conv_algorithms import requested, strategy
 
 
@@ -115,16 +115,16 @@ def conv2d_forward_shape(x, w, b, SH, SW, PH, PW, DH, DW, OH, OW, G, *, xp=np, k
 # 8.4).  Chunks this size are wide enough for the GEMM and are still in cache when it reads them: ResNet's
 # 3x3 layer (batch 8) ran 20-30% faster on one thread, LeNet-5's training step about as fast as in one chunk.
 COL_CHUNK_BYTES = 1 << 20
-# ... but chunks take enough images for COL_CHUNK_MIN_COLUMNS columns (OH*OW an image) when the batch has
-# them, and the chunks are evened out (``_Conv.chunks``).  Small maps make narrow products that re-read all
-# of W for few columns: resnet18's last stage at 64x64 input (512 maps of 2x2, 73 KB of col an image) ran as chunks of 14
-# and 2 images, each product (512 x 4608) @ (4608 x 56 or 8), W's 9.4 MB read for 56 and 8 columns.  Measured
-# in resnet18's training step (batch 16, 64x64), the convolutions timed in place, alternating in one process,
-# medians of 9 (ms per step, plain 1 MiB chunks vs at least 128 / 256 / 512 / 1024 columns): all layers 157.5
-# vs 145.4 / 135.3 / 132.5 / 133.9; 512 maps at 2x2 38.6 vs 27.5 / 26.4 / 26.7 / 26.8; 256 at 4x4 27.0 vs 24.4
-# / 20.6 / 20.9 / 20.6; 128 at 8x8 25.3 vs 24.8 / 23.0 / 21.7 / 22.9.  (In another run, a 4 MiB budget
-# instead: 174.7 vs 186.6.)  The col this adds is small beside the activations: the peak memory of resnet18,
-# vgg11, googlenet and densenet121 training steps moved by less than 0.7 MiB.
+# ... but chunks take enough images for COL_CHUNK_MIN_COLUMNS columns (OH*OW an image) when the batch has them, and
+# the chunks are evened out (``_Conv.chunks``).  Small maps make narrow products that re-read all of W for few
+# columns: resnet18's last stage at 64x64 input (512 maps of 2x2, 73 KB of col an image) ran as chunks of 14 and 2
+# images, each product (512 x 4608) @ (4608 x 56 or 8), W's 9.4 MB read for 56 and 8 columns.  Measured in resnet18's
+# training step (batch 16, 64x64), the convolutions timed in place, alternating in one process, medians of 9 (ms per
+# step, plain 1 MiB chunks vs at least 128 / 256 / 512 / 1024 columns): all layers 157.5 vs 145.4 / 135.3 / 132.5 /
+# 133.9; 512 maps at 2x2 38.6 vs 27.5 / 26.4 / 26.7 / 26.8; 256 at 4x4 27.0 vs 24.4 / 20.6 / 20.9 / 20.6; 128 at 8x8
+# 25.3 vs 24.8 / 23.0 / 21.7 / 22.9.  (In another run, a 4 MiB budget instead: 174.7 vs 186.6.)  The col this adds is
+# small beside the activations: the peak memory of resnet18, vgg11, googlenet and densenet121 training steps moved by
+# less than 0.7 MiB.
 COL_CHUNK_MIN_COLUMNS = 512
 # A col this small, computed in one chunk, is kept from forward for backward instead of being rebuilt.
 KEEP_COL_BYTES = 1 << 18
@@ -178,8 +178,8 @@ class _Conv:
     def forward(self, b, norm=None):
         if self.how != "gemm":
             return _normalized(self.whole(b), norm, self.kernel), None
-        N, (K, Cg, KH, KW), (OH, OW) = self.x.shape[0], self.w.shape, self.out_size
-        y, macs = self.xp.empty((N, K, OH, OW), self.x.dtype), N * K * OH * OW * Cg * KH * KW
+        N, K, (OH, OW) = self.x.shape[0], self.w.shape[0], self.out_size
+        y, macs = self.xp.empty((N, K, OH, OW), self.x.dtype), self.macs()
         with self.gemm(macs):  # norm is applied to each chunk as soon as it is done
             kept = self.over_chunks(lambda chunk: self.forward_chunk(*chunk, y, b, norm), macs)
         return y, kept[0] if len(kept) == 1 else None
@@ -193,6 +193,9 @@ class _Conv:
         if self.how in ("winograd", "winograd4"):  # F(2x2, 3x3) or F(4x4, 3x3)
             return winograd_conv.forward(x, w, b, PH, PW, OH, OW, xp=xp, kernel=self.kernel, cpu=self.cpu,
                                          m=4 if self.how == "winograd4" else 2)
+        if self.how == "kn2row":
+            with self.gemm(self.macs()):
+                return kn2row.forward(x, w, b, PH, PW, OH, OW, self.run, xp=xp, kernel=self.kernel)
         if self.how == "naive":
             return self.kernel("naive_conv2d")(x, w, b, SH, SW, PH, PW, DH, DW, OH, OW, self.groups)
         if self.how == "direct":  # the bias is added by the kernel
@@ -233,6 +236,9 @@ class _Conv:
         if self.how in ("winograd", "winograd4"):
             return winograd_conv.backward(gy, self.x, self.w, PH, PW, need_x, need_w, xp=xp, kernel=self.kernel,
                                           cpu=self.cpu, m=4 if self.how == "winograd4" else 2)
+        if self.how == "kn2row":
+            with self.gemm(self.macs()):  # as over_chunks reckons it (run)
+                return kn2row.backward(gy, self.x, self.w, PH, PW, need_x, need_w, self.run, xp=xp, kernel=self.kernel)
         if self.how == "naive":
             return self.kernel("naive_conv2d_backward")(gy, self.x, self.w, SH, SW, PH, PW, DH, DW, G, need_x, need_w)
         if self.how == "direct":
@@ -270,6 +276,14 @@ class _Conv:
         if len(chunks) > 1 and macs < threads.BLAS_PARALLEL_MIN_MACS:
             return threads.split_work(fn, chunks)
         return [fn(chunk) for chunk in chunks]
+
+    def macs(self):
+        """The forward pass's multiply-adds, N*K*OH*OW*C/G*KH*KW: the measure of the thread policy's blocks."""
+        return self.x.shape[0] * self.w[0].size * self.w.shape[0] * self.out_size[0] * self.out_size[1]
+
+    def run(self, fn):
+        """``fn`` over the chunks (kn2row.py), under a ``gemm(self.macs())`` block."""
+        return self.over_chunks(fn, self.macs())
 
     def chunks(self):
         """``(n0, n1)`` ranges of images: as many as chunks of ``images`` make, evened out, with ``images`` the

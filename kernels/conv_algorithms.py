@@ -9,6 +9,9 @@ for teaching, context-locally (``tinyconv.backend.conv_algorithm(name)``; defaul
   ``winograd_conv.py``): 4x fewer multiplications than the definition where F(2x2, 3x3) saves 2.25x, with
   larger transforms and a larger float32 error (``kernels/README.md``); ``'auto'`` takes it for wide layers with
   large planes (``WINOGRAD4_*`` below);
+- ``'kn2row'``: for stride-1 ungrouped layers, the products on the output's side (``kn2row.py``): matrices of
+  K*KH*KW rows instead of im2col's C*KH*KW; ``'auto'`` takes it for layers with at least twice as many maps in
+  as out (``KN2ROW_MIN_NARROWING``), such as DenseNet's 3x3 layers;
 - ``'direct'``: the direct kernels, no im2col (``depthwise.py``, ``grouped.py``; ``direct.py`` for ungrouped
   stride-1 layers);
 - ``'auto'``: the rules of ``strategy`` below, each measured.
@@ -20,10 +23,10 @@ textbook im2col reference for every layer.
 import contextvars
 import os
 
-from . import winograd_conv
+from . import kn2row, winograd_conv
 from .direct import direct_suits
 
-ALGORITHMS = ("auto", "naive", "im2col", "winograd", "winograd4", "direct")
+ALGORITHMS = ("auto", "naive", "im2col", "winograd", "winograd4", "kn2row", "direct")
 
 
 def _from_env():
@@ -83,12 +86,23 @@ WINOGRAD_MIN_TILES = 1024
 # about 1e-5 of the output's scale (kernels/README.md).
 WINOGRAD4_MIN_SIDE = 28
 WINOGRAD4_MIN_CHANNELS_X_SIDE = 3584
+# Layers that Winograd does not take, with at least KN2ROW_MIN_NARROWING times as many input maps as output
+# maps (and a window larger than 1x1), run kn2row on the CPU: its matrices have K*KH*KW rows instead of
+# C*KH*KW.  Measured forward + backward (dx, dW), float32, two threads, alternating in one process, medians of
+# 9 (ms, im2col + GEMM vs kn2row): DenseNet's 3x3 layers, N=16 128->32 at 16x16 12.4 vs 7.9, 8x8 4.67 vs 2.59,
+# 4x4 1.56 vs 1.09, 2x2 0.79 vs 0.58; 256->64 at 8x8 9.52 vs 6.21; 128->64 at 8x8 5.66 vs 4.37; 64->32 at
+# 16x16 6.65 vs 5.31; N=8 256->128 at 14x14 22.0 vs 18.4; 96->48 5x5 at 8x8 10.9 vs 7.4.  Not with as many
+# maps out as in: 128->128 at 8x8 6.94 vs 7.07, 256->256 at 4x4 7.10 vs 8.18, 512->512 at 2x2 11.2 vs 17.9,
+# 64->64 at 16x16 11.0 vs 11.2; nor with more: 32->64 at 16x16 5.35 vs 6.43, 48->64 7.74 vs 8.21.  Against
+# Winograd (which keeps its layers): N=8 128->64 at 56x56 59.7 (F(4x4, 3x3)) vs 73.4, N=16 128->64 at 16x16
+# 24.7 (F(2x2, 3x3)) vs 26.9, but N=4 256->64 at 32x32 39.4 vs 32.3.
+KN2ROW_MIN_NARROWING = 2
 
 
 def strategy(x_shape, w_shape, G, padding, out_size, device, stride=(1, 1), dilation=(1, 1)):
     """How ``conv2d_forward_<device>`` computes a layer (``device``: 'cpu' or 'cuda'): ``'depthwise'`` (direct
     kernel, G == C > 1), ``'grouped'`` (direct kernels, CPU, 1 < G < C, at most ``DIRECT_MAX_TAPS`` taps),
-    ``'winograd'`` (F(2x2, 3x3)), ``'winograd4'`` (F(4x4, 3x3)), ``'naive'``, ``'dense'`` (one
+    ``'winograd'`` (F(2x2, 3x3)), ``'winograd4'`` (F(4x4, 3x3)), ``'kn2row'``, ``'naive'``, ``'dense'`` (one
     window covers the whole unpadded image: a fully connected layer), ``'direct'`` (CPU, few-channel ungrouped
     layers at stride 1: ``direct.direct_suits``, measured there) or ``'gemm'`` (im2col + GEMM, per chunk of
     images); by the rules, or as picked by hand."""
@@ -102,6 +116,11 @@ def strategy(x_shape, w_shape, G, padding, out_size, device, stride=(1, 1), dila
         if not winograd_conv.applies(w_shape, G, stride, dilation):
             raise ValueError(_cannot(picked, "a 3x3 kernel, stride 1, dilation 1 and groups=1", x_shape,
                                      w_shape, G, stride, dilation))
+        return picked
+    if picked == "kn2row":
+        if not kn2row.applies(x_shape, w_shape, G, stride, dilation, padding):
+            raise ValueError(_cannot(picked, "stride 1, dilation 1, groups=1 and padding at most the kernel's size "
+                                     "less one", x_shape, w_shape, G, stride, dilation, padding))
         return picked
     if picked == "direct":
         if G == C > 1:
@@ -127,9 +146,13 @@ def strategy(x_shape, w_shape, G, padding, out_size, device, stride=(1, 1), dila
         if side >= WINOGRAD4_MIN_SIDE and min(C, K) * side >= WINOGRAD4_MIN_CHANNELS_X_SIDE:
             return "winograd4"
         return "winograd"
+    if (device == "cpu" and C >= KN2ROW_MIN_NARROWING * K and KH * KW > 1
+            and kn2row.applies(x_shape, w_shape, G, stride, dilation, padding)):
+        return "kn2row"
     return "gemm"
 
 
-def _cannot(algorithm, needs, x_shape, w_shape, G, stride, dilation):
+def _cannot(algorithm, needs, x_shape, w_shape, G, stride, dilation, padding=None):
     return (f"conv2d: conv_algorithm('{algorithm}') needs {needs}; this layer has input {tuple(x_shape)}, "
-            f"weight {tuple(w_shape)}, groups={G}, stride={tuple(stride)}, dilation={tuple(dilation)}")
+            f"weight {tuple(w_shape)}, groups={G}, stride={tuple(stride)}, dilation={tuple(dilation)}"
+            + ("" if padding is None else f", padding={tuple(padding)}"))

@@ -155,7 +155,8 @@ def conv_algorithm(name):
     """Compute convolutions inside the block with one algorithm, in this thread/context only (for teaching and
     comparing): ``'naive'`` (the loops of the definition), ``'im2col'`` (im2col + GEMM), ``'winograd'``
     (F(2x2, 3x3): 3x3 stride-1 layers only), ``'winograd4'`` (F(4x4, 3x3): the same layers, fewer
-    multiplications, a larger float32 error), ``'direct'`` (the direct depthwise/grouped kernels) or
+    multiplications, a larger float32 error), ``'kn2row'`` (stride-1 layers, the products on the output's
+    side: fewer copies when fewer maps come out than go in), ``'direct'`` (the direct depthwise/grouped kernels) or
     ``'auto'`` (the default: per layer, the algorithm measured fastest).  A layer the algorithm cannot compute
     raises ``ValueError``.  ``TINYCONV_CONV_ALGO`` sets the default.  The algorithms agree up to rounding."""
     from tinyconv_kernels import conv_algorithms

@@ -1,5 +1,5 @@
 """conv2d under each algorithm picked by hand (``backend.conv_algorithm``): naive loops, im2col, Winograd
-F(2x2, 3x3) and F(4x4, 3x3), direct.  float64 gradchecks over drawn layers on both kernel paths, PyTorch as the
+F(2x2, 3x3) and F(4x4, 3x3), kn2row, direct.  float64 gradchecks over drawn layers on both kernel paths, PyTorch as the
 oracle, the rules and errors of the choice, and that the choice is context-local."""
 import os
 import subprocess
@@ -22,7 +22,8 @@ fixture_ok = settings(max_examples=15, deadline=None,
 
 @st.composite
 def layers(draw, algorithm):
-    """Small layers each algorithm can compute: Winograd 3x3 stride 1; direct grouped; naive anything."""
+    """Small layers each algorithm can compute: Winograd 3x3 stride 1; kn2row stride 1; direct grouped; naive
+    anything."""
     if algorithm in ("winograd", "winograd4"):
         k, s, d, G = (3, 3), (1, 1), (1, 1), 1
     else:
@@ -31,7 +32,11 @@ def layers(draw, algorithm):
         G = draw(st.integers(1, 3)) if algorithm == "direct" else draw(st.integers(1, 2))
         if algorithm == "direct" and G == 1:  # ungrouped: the direct kernels of kernels/direct.py, stride 1
             s, d = (1, 1), (1, 1)
+        if algorithm == "kn2row":  # stride 1, no dilation, no groups, padding at most the kernel's size less one
+            s, d, G = (1, 1), (1, 1), 1
     p = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    if algorithm == "kn2row":
+        p = (min(p[0], k[0] - 1), min(p[1], k[1] - 1))
     Cg, Kg = draw(st.integers(1, 3)), draw(st.integers(1, 2))
     H = max(1, d[0] * (k[0] - 1) + 1 - 2 * p[0]) + draw(st.integers(0, 4))
     W = max(1, d[1] * (k[1] - 1) + 1 - 2 * p[1]) + draw(st.integers(0, 4))
@@ -51,7 +56,7 @@ def _conv(cfg):
                                          dilation=cfg["dilation"], groups=cfg["groups"])
 
 
-@pytest.mark.parametrize("algorithm", ["naive", "winograd", "winograd4", "direct", "im2col"])
+@pytest.mark.parametrize("algorithm", ["naive", "winograd", "winograd4", "kn2row", "direct", "im2col"])
 @fixture_ok
 @given(data=st.data())
 def test_gradcheck_under_each_algorithm(kernels, algorithm, data):
@@ -61,7 +66,7 @@ def test_gradcheck_under_each_algorithm(kernels, algorithm, data):
         assert tc.gradcheck(_conv(cfg), [x, w] + ([b] if b is not None else []))
 
 
-@pytest.mark.parametrize("algorithm", ["naive", "winograd", "winograd4", "direct", "im2col"])
+@pytest.mark.parametrize("algorithm", ["naive", "winograd", "winograd4", "kn2row", "direct", "im2col"])
 @fixture_ok
 @given(data=st.data())
 def test_every_algorithm_matches_torch(torch, kernels, algorithm, data):

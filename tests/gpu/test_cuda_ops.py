@@ -100,10 +100,11 @@ def test_conv2d(gpu, dtype, stride, padding, dilation, groups):
     check(lambda x, w, b: F.conv2d(x, w, b, stride, padding, dilation, groups), x, w, b)
 
 
-@pytest.mark.parametrize("algorithm, groups", [("winograd", 1), ("winograd4", 1), ("naive", 1), ("naive", 2),
-                                               ("direct", 2)])
+@pytest.mark.parametrize("algorithm, groups", [("winograd", 1), ("winograd4", 1), ("kn2row", 1), ("naive", 1),
+                                               ("naive", 2), ("direct", 2)])
 def test_conv2d_under_a_hand_picked_algorithm(gpu_fast, algorithm, groups):
-    """Without CUDA twins, Winograd's and the naive loops' references run on the CuPy arrays (``xp=cupy``)."""
+    """Without CUDA twins, Winograd's and the naive loops' references run on the CuPy arrays (``xp=cupy``); kn2row
+    runs the CUDA im2col and col2im."""
     x, w, b = randn(2, 4, 6, 5), randn(6, 4 // groups, 3, 3), randn(6)
     with backend.conv_algorithm(algorithm):
         check(lambda x, w, b: F.conv2d(x, w, b, padding=1, groups=groups), x, w, b, rtol=1e-4, atol=1e-5)
